@@ -1,0 +1,149 @@
+"""``lepton``: the root command, ``up``, ``status`` and ``login``; groups live in sibling modules."""
+
+from __future__ import annotations
+
+import socket
+import sys
+
+import typer
+
+from lepton.cli import audit as audit_cmd
+from lepton.cli import token as token_cmd
+from lepton.cli import workspace as workspace_cmd
+from lepton.cli.output import console, fail, print_json, table
+from lepton.errors import ConfigError, LeptonError
+
+app = typer.Typer(
+    name="lepton",
+    help="Lepton: a self-hosted AI platform. Start it with `lepton up`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(workspace_cmd.app, name="workspace")
+app.add_typer(token_cmd.app, name="token")
+app.command("audit")(audit_cmd.audit)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from lepton._version import __version__
+
+        console.print(__version__)
+        raise typer.Exit()
+
+
+@app.command()
+def up(
+    host: str = typer.Option(None, help="Address to listen on [default: LEPTON_HOST or 127.0.0.1]."),
+    port: int = typer.Option(None, help="Port to listen on [default: LEPTON_PORT or 8700]."),
+) -> None:
+    """Start the control plane in the foreground (Ctrl-C stops it)."""
+    import uvicorn
+
+    from lepton.server.app import create_app
+    from lepton.server.bootstrap import FirstStart
+    from lepton.server.state import ServerState
+    from lepton.settings import Settings
+
+    settings = Settings.from_env(host=host, port=port)
+    _check_port_free(settings.host, settings.port)
+
+    def started(state: ServerState, first: FirstStart | None) -> None:
+        if first is not None:
+            console.print(f"[bold]First start.[/] Created workspace 'default' and an admin token:")
+            console.print(f"\n    {first.token}\n", soft_wrap=True)
+            console.print("It is shown only once.", end=" ")
+            if first.credentials_written:
+                console.print(f"Saved to {settings.credentials_path} (mode 0600).")
+            else:
+                console.print(
+                    f"{settings.credentials_path} points at another server and was left alone."
+                )
+        console.print(
+            f"Lepton control plane on [bold]{settings.local_url}[/] "
+            f"(state in {settings.home}, database {state.engine.dialect.name}, "
+            f"blobs {'encrypted' if state.blobs.encrypted else 'unencrypted'})."
+        )
+        console.print("Try: lepton status")
+
+    config = uvicorn.Config(
+        create_app(settings, on_start=started),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                fix="is Lepton already running? (lepton status) Otherwise pick another port: "
+                "lepton up --port 8701",
+            ) from None
+
+
+@app.command()
+def status(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show the server, its stores, and who you are."""
+    from lepton.client import Client
+
+    client = Client()
+    info = client.status()
+    if json:
+        print_json(info)
+        return
+    token = info.token
+    table(
+        ["", ""],
+        [
+            ("server", f"{client.url} (lepton {info.version}, API v{info.api_version})"),
+            ("workspace", info.workspace),
+            ("token", f"{token.name} ({token.id}), {token.role or token.scope}"),
+            ("database", info.database),
+            ("storage", f"{info.storage} ({'encrypted' if info.encrypted else 'not encrypted'})"),
+            ("uptime", f"{info.uptime_s:.0f} s"),
+        ],
+    )
+
+
+@app.command()
+def login(
+    url: str = typer.Option(..., help="Control-plane URL, e.g. http://127.0.0.1:8700."),
+    token: str = typer.Option(..., help="A token of the workspace to use.", prompt=True, hide_input=True),
+) -> None:
+    """Check a URL and token against the server, then save them for the CLI and SDK."""
+    from lepton.client import Client
+    from lepton.credentials import Credentials, write_credentials
+    from lepton.settings import Settings
+
+    info = Client(url, token).status()
+    settings = Settings.from_env()
+    write_credentials(settings.credentials_path, Credentials(url=url.rstrip("/"), token=token))
+    console.print(
+        f"Logged in to {url} as '{info.token.name}' ({info.token.role or info.token.scope}) "
+        f"in workspace '{info.workspace}'. Saved to {settings.credentials_path}."
+    )
+
+
+def main() -> None:
+    """Entry point: a user's mistake prints a message and a fix, never a traceback."""
+    try:
+        app(prog_name="lepton")
+    except LeptonError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,181 @@
+"""The SDK's HTTP core: finds the server and token, sends the API version, maps errors.
+
+``Client()`` with no arguments reads ``LEPTON_URL``/``LEPTON_TOKEN`` and falls back on the
+credentials file that ``lepton up`` and ``lepton login`` write. Pass ``http=`` to run the SDK
+against any ``httpx.Client`` (tests use Starlette's in-process ``TestClient``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from lepton._version import __version__
+from lepton.credentials import read_credentials
+from lepton.errors import (
+    APIVersionMismatch,
+    ConnectionFailed,
+    LeptonError,
+    ServerError,
+    error_for_code,
+)
+from lepton.schemas import API_VERSION, API_VERSION_HEADER, Health, Status
+from lepton.settings import Settings
+
+__all__ = ["Client"]
+
+
+class Client:
+    """A connection to a Lepton control plane.
+
+    Args:
+        url: Control-plane URL; defaults to ``LEPTON_URL``, then the credentials file.
+        token: Bearer token; defaults to ``LEPTON_TOKEN``, then the credentials file.
+        settings: Settings to read defaults from (``Settings.from_env()`` when omitted).
+        http: An ``httpx.Client`` to send requests through (the transport seam).
+        timeout: Seconds to wait for the server on each request.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        settings: Settings | None = None,
+        http: httpx.Client | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        settings = settings or Settings.from_env()
+        url = url or settings.url or None
+        token = token or settings.token or None
+        if url is None or token is None:
+            saved = read_credentials(settings.credentials_path)
+            if saved is not None:
+                url = url or saved.url
+                # A saved token belongs to its own server; never send it to another one.
+                token = token or (saved.token if saved.url == url else None)
+        if url is None:
+            raise ConnectionFailed(
+                "no Lepton server is configured",
+                fix="start one on this machine with `lepton up`, or run "
+                "`lepton login --url URL --token TOKEN` (or set LEPTON_URL and LEPTON_TOKEN)",
+            )
+        self.url = url.rstrip("/")
+        self.token = token
+        self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
+        self._owns_http = http is None
+
+        from lepton.client.resources import Audit, Blobs, Tokens, Workspaces
+
+        self.workspaces = Workspaces(self)
+        self.tokens = Tokens(self)
+        self.audit = Audit(self)
+        self.blobs = Blobs(self)
+
+    def __repr__(self) -> str:
+        return f"Client(url={self.url!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool (only if this client created it)."""
+        if self._owns_http:
+            self._http.close()
+
+    def health(self) -> Health:
+        """Whether the server answers; needs no token."""
+        return Health.model_validate(self.request("GET", "/healthz").json())
+
+    def status(self) -> Status:
+        """The server's version and stores, and who this client's token is."""
+        return Status.model_validate(self.request("GET", "/api/v1/status").json())
+
+    def _headers(self) -> dict[str, str]:
+        headers = {API_VERSION_HEADER: str(API_VERSION), "User-Agent": f"lepton/{__version__}"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """Send a request and return the response; any error status raises a ``LeptonError``."""
+        with self.stream(method, path, json=json, params=params, content=content, headers=headers) as r:
+            r.read()
+            return r
+
+    @contextmanager
+    def stream(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, Any] | None = None,
+        content: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """Like :meth:`request`, but the body is read as the caller iterates it."""
+        all_headers = self._headers() | dict(headers or {})
+        clean_params = {k: v for k, v in (params or {}).items() if v is not None}
+        request = self._http.build_request(
+            method,
+            self.url + path,
+            json=json,
+            params=clean_params,
+            content=content,
+            headers=all_headers,
+        )
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"cannot reach the Lepton server at {self.url}: {exc}",
+                fix="start it with `lepton up`, or check the URL (lepton login --url ...)",
+            ) from None
+        try:
+            if response.status_code >= 400:
+                response.read()
+                raise _error_from(response)
+            _check_version(response)
+            yield response
+        finally:
+            response.close()
+
+
+def _check_version(response: httpx.Response) -> None:
+    server = response.headers.get(API_VERSION_HEADER)
+    if server is not None and server != str(API_VERSION):
+        raise APIVersionMismatch(
+            f"the server speaks API version {server}, this client speaks {API_VERSION}",
+            fix="install the lepton package version that matches the server",
+        )
+
+
+def _error_from(response: httpx.Response) -> LeptonError:
+    try:
+        detail = response.json()["error"]
+        code, message, fix = str(detail["code"]), str(detail["message"]), str(detail["fix"])
+    except (ValueError, KeyError, TypeError):
+        text = response.text.strip()[:500] or response.reason_phrase
+        if response.status_code >= 500:
+            return ServerError(
+                f"the server failed with HTTP {response.status_code}: {text}",
+                fix="this is a bug in Lepton; please report it with the server log",
+            )
+        return error_for_code("", response.status_code)(f"HTTP {response.status_code}: {text}")
+    return error_for_code(code, response.status_code)(message, fix=fix)

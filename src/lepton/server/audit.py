@@ -1,0 +1,82 @@
+"""The audit log: every mutating request is recorded with its actor, action, resource and outcome.
+
+The event is written when the response starts, before the client sees the status, so an
+acknowledged change always has its audit event.
+"""
+
+from __future__ import annotations
+
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lepton.schemas import Outcome
+from lepton.server.auth import Principal
+from lepton.server.state import ServerState
+from lepton.store.models import AuditEventRow, utcnow
+
+__all__ = ["AuditMiddleware", "outcome_for"]
+
+_MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_API_PREFIX = "/api/v1/"
+
+
+def outcome_for(status_code: int) -> Outcome:
+    if status_code < 400:
+        return Outcome.success
+    if status_code in (401, 403):
+        return Outcome.denied
+    if status_code < 500:
+        return Outcome.rejected
+    return Outcome.failed
+
+
+class AuditMiddleware:
+    """Pure ASGI middleware (no per-request task or body buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _MUTATING:
+            await self.app(scope, receive, send)
+            return
+
+        recorded = False
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal recorded
+            if message["type"] == "http.response.start" and not recorded:
+                recorded = True
+                await anyio.to_thread.run_sync(_record, scope, message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_and_record)
+
+
+def _record(scope: Scope, status_code: int) -> None:
+    state: ServerState | None = getattr(scope["app"].state, "lepton", None)
+    if state is None:
+        return
+    request_state = scope.get("state", {})
+    principal: Principal | None = request_state.get("principal")
+    route = scope.get("route")
+    action = getattr(route, "name", None) or "unknown"
+    path: str = scope["path"]
+    resource = request_state.get("audit_resource") or (
+        path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX) else path
+    )
+    with state.sessions() as session:
+        session.add(
+            AuditEventRow(
+                workspace_id=principal.workspace_id if principal else None,
+                time=utcnow(),
+                actor_token_id=principal.token_id if principal else None,
+                actor_name=principal.name if principal else None,
+                action=action[:64],
+                method=scope["method"],
+                resource=resource[:256],
+                outcome=outcome_for(status_code).value,
+                status_code=status_code,
+            )
+        )
+        session.commit()

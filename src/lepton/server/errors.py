@@ -1,0 +1,103 @@
+"""Every error leaves the API as ``{"error": {"code", "message", "fix"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from lepton.errors import LeptonError, ServerError
+from lepton.schemas import ErrorBody, ErrorDetail
+
+__all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
+
+log = logging.getLogger("lepton.server")
+
+_described = {"model": ErrorBody}
+ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    400: {**_described, "description": "Bad request, or client and server API versions differ."},
+    401: {**_described, "description": "Missing, unknown, revoked or expired token."},
+    403: {**_described, "description": "The token's role or scope does not allow this."},
+    404: {**_described, "description": "Not found in the token's workspace."},
+    409: {**_described, "description": "Conflicts with the current state."},
+    413: {**_described, "description": "Request body over the size limit."},
+    422: {**_described, "description": "A field is missing or invalid; the message names it."},
+}
+
+
+def _error(status_code: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(error=detail).model_dump()
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _field_name(loc: tuple[object, ...]) -> str:
+    # ("body", "name") -> "name"; ("query", "limit") -> "query parameter 'limit'"
+    where, *rest = loc or ("request",)
+    name = ".".join(str(part) for part in rest) or str(where)
+    return f"{where} parameter '{name}'" if where in ("query", "path", "header") else f"'{name}'"
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors()[:5]:
+        problems.append(f"{_field_name(tuple(err.get('loc', ())))}: {err.get('msg', 'invalid')}")
+    message = "invalid request: " + "; ".join(problems)
+    return _error(
+        422,
+        ErrorDetail(
+            code="invalid_request",
+            message=message,
+            fix="correct the named field(s); the API schema is at /api/v1/openapi.json",
+        ),
+    )
+
+
+def error_response(exc: LeptonError) -> JSONResponse:
+    """The JSON answer for a Lepton error."""
+    return _error(exc.status_code, ErrorDetail(**exc.to_dict()))
+
+
+async def _lepton(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, LeptonError)
+    if exc.status_code >= 500:
+        log.error("server error on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(exc)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        detail = ErrorDetail(
+            code="not_found",
+            message=f"no route {request.url.path}",
+            fix="the API is under /api/v1; see /api/v1/openapi.json",
+        )
+    elif exc.status_code == 405:
+        detail = ErrorDetail(
+            code="method_not_allowed",
+            message=f"{request.method} is not allowed on {request.url.path}",
+            fix="see /api/v1/openapi.json for the methods of each route",
+        )
+    else:
+        detail = ErrorDetail(code="http_error", message=str(exc.detail), fix="")
+    return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    error = ServerError(
+        f"internal error: {type(exc).__name__}",
+        fix="this is a bug in Lepton; please report it with the server log",
+    )
+    return _error(500, ErrorDetail(**error.to_dict()))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(LeptonError, _lepton)
+    app.add_exception_handler(HTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,5 @@
+"""One router per resource; :data:`ROUTERS` is the order the app mounts them in."""
+
+from lepton.server.routes import audit, blobs, system, tokens, workspaces
+
+ROUTERS = [system.router, workspaces.router, tokens.router, audit.router, blobs.router]

@@ -1,0 +1,132 @@
+"""Blobs: content-addressed bytes of a workspace, streamed in and out.
+
+Upload order gives crash safety: the bytes are committed to the blob store (temporary object,
+fsync, rename) before the row that makes them visible is committed, and the row before the
+answer. A crash in between leaves at most an unreferenced but complete object, never a row
+without its bytes or a partial object.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from lepton.errors import InvalidRequest, NotFound, PayloadTooLarge
+from lepton.schemas import Blob
+from lepton.server.auth import Principal, require
+from lepton.server.errors import ERROR_RESPONSES
+from lepton.server.state import ServerState, db_session, get_state
+from lepton.store.blobs import BlobInfo
+from lepton.store.models import BlobRow, utcnow
+
+router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"], responses=ERROR_RESPONSES)
+
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+def _view(row: BlobRow) -> Blob:
+    return Blob(digest=row.digest, size=row.size, created_at=row.created_at)
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"the upload is larger than the limit of {limit} bytes",
+        fix="split the data, or raise LEPTON_MAX_UPLOAD_BYTES on the server",
+    )
+
+
+@router.post("", name="blob.upload", status_code=201, openapi_extra=_UPLOAD_BODY)
+async def upload_blob(
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    state: ServerState = Depends(get_state),
+) -> Blob:
+    """Store the raw request body; the answer names its sha256. Uploading known content again
+    returns the existing blob."""
+    limit = state.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    received = 0
+    with state.blobs.writer() as writer:
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > limit:
+                raise _too_large(limit)
+            if chunk:
+                await run_in_threadpool(writer.write, chunk)
+        info = await run_in_threadpool(writer.commit)
+    request.state.audit_resource = f"blob/{info.digest}"
+    return await run_in_threadpool(_remember, state, principal, info)
+
+
+def _remember(state: ServerState, principal: Principal, info: BlobInfo) -> Blob:
+    with state.sessions() as session:
+        row = session.get(BlobRow, (principal.workspace_id, info.digest))
+        if row is None:
+            row = BlobRow(
+                workspace_id=principal.workspace_id,
+                digest=info.digest,
+                size=info.size,
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.commit()
+        return _view(row)
+
+
+@router.get("", name="blob.list")
+def list_blobs(
+    principal: Principal = Depends(require("read")), session: Session = Depends(db_session)
+) -> list[Blob]:
+    """The workspace's blobs, newest first."""
+    query = (
+        select(BlobRow)
+        .where(BlobRow.workspace_id == principal.workspace_id)
+        .order_by(BlobRow.created_at.desc(), BlobRow.digest)
+    )
+    return [_view(row) for row in session.scalars(query)]
+
+
+@router.get(
+    "/{digest}",
+    name="blob.download",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}},
+)
+def download_blob(
+    digest: str,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session),
+    state: ServerState = Depends(get_state),
+) -> StreamingResponse:
+    """Stream a blob's bytes; the store verifies them against the digest as they go."""
+    if not _DIGEST.match(digest):
+        raise InvalidRequest(
+            f"'{digest}' is not a blob digest (64 lower-case hex characters)",
+            fix="use the digest that the upload returned: lepton blob list",
+        )
+    row = session.get(BlobRow, (principal.workspace_id, digest))
+    if row is None:
+        raise NotFound(
+            f"blob {digest} does not exist in workspace '{principal.workspace}'",
+            fix="list the workspace's blobs with GET /api/v1/blobs",
+        )
+    chunks: Iterator[bytes] = state.blobs.open(digest)
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(row.size), "ETag": f'"{digest}"'},
+    )

@@ -1,0 +1,104 @@
+"""Settings from ``LEPTON_*`` environment variables: the only reader of ``os.environ``.
+
+Every value has a default that works on a laptop; scale-out is three variables
+(``LEPTON_DATABASE_URL``, ``LEPTON_STORAGE_URL``, and later ``LEPTON_RAY_ADDRESS``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from lepton.errors import ConfigError
+
+__all__ = ["Settings"]
+
+_PREFIX = "LEPTON_"
+
+
+def _default_home() -> Path:
+    return Path("~/.lepton").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Platform settings. Build with :meth:`from_env`; tests pass values directly."""
+
+    home: Path = field(default_factory=_default_home)
+    """State directory: database, blobs, encryption key, credentials."""
+    host: str = "127.0.0.1"
+    """Address the control plane listens on."""
+    port: int = 8700
+    """Port the control plane listens on."""
+    database_url: str = ""
+    """SQLAlchemy URL of the metadata store; empty means SQLite in ``home``."""
+    storage_url: str = ""
+    """fsspec URL of the blob store (``s3://bucket/prefix``); empty means a folder in ``home``."""
+    encryption_key: str = ""
+    """Base64 AES-256 key for blobs at rest; empty means the key file in ``home``."""
+    max_upload_bytes: int = 10 * 1024**3
+    """Largest accepted upload; larger bodies get 413."""
+    url: str = ""
+    """Control-plane URL the SDK and CLI talk to; empty means the credentials file."""
+    token: str = ""
+    """Bearer token the SDK and CLI use; empty means the credentials file."""
+    credentials: Path | None = None
+    """Credentials file; ``None`` means ``home/credentials.json``."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read ``LEPTON_<FIELD>`` variables; explicit ``overrides`` win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def database(self) -> str:
+        """The effective database URL."""
+        return self.database_url or f"sqlite:///{self.home / 'lepton.db'}"
+
+    @property
+    def storage(self) -> str:
+        """The effective blob-store URL."""
+        return self.storage_url or str(self.home / "blobs")
+
+    @property
+    def credentials_path(self) -> Path:
+        """Where the CLI and SDK keep the URL and token."""
+        return self.credentials or self.home / "credentials.json"
+
+    @property
+    def key_path(self) -> Path:
+        """Where the generated encryption key lives."""
+        return self.home / "encryption.key"
+
+    @property
+    def local_url(self) -> str:
+        """URL a client on this machine uses to reach the control plane."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    text = str(kind)
+    try:
+        if text == "int":
+            return int(raw)
+        if "Path" in text:
+            return Path(raw).expanduser()
+    except ValueError:
+        raise ConfigError(
+            f"{_PREFIX}{name.upper()}={raw!r} is not a whole number",
+            fix=f"set {_PREFIX}{name.upper()} to an integer such as 8700, or unset it",
+        ) from None
+    return raw
