@@ -32,8 +32,14 @@ def audit(
     table(
         ["time (UTC)", "actor", "action", "resource", "outcome", "status"],
         [
-            (when(e.time), e.actor_name or "(no token)", e.action, e.resource, e.outcome.value,
-             e.status_code)
+            (
+                when(e.time),
+                e.actor_name or "(no token)",
+                e.action,
+                e.resource,
+                e.outcome.value,
+                e.status_code,
+            )
             for e in events
         ],
     )

@@ -39,7 +39,9 @@ def _root(
 
 @app.command()
 def up(
-    host: str = typer.Option(None, help="Address to listen on [default: LEPTON_HOST or 127.0.0.1]."),
+    host: str = typer.Option(
+        None, help="Address to listen on [default: LEPTON_HOST or 127.0.0.1]."
+    ),
     port: int = typer.Option(None, help="Port to listen on [default: LEPTON_PORT or 8700]."),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it)."""
@@ -55,7 +57,7 @@ def up(
 
     def started(state: ServerState, first: FirstStart | None) -> None:
         if first is not None:
-            console.print(f"[bold]First start.[/] Created workspace 'default' and an admin token:")
+            console.print("[bold]First start.[/] Created workspace 'default' and an admin token:")
             console.print(f"\n    {first.token}\n", soft_wrap=True)
             console.print("It is shown only once.", end=" ")
             if first.credentials_written:
@@ -123,7 +125,9 @@ def status(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
 @app.command()
 def login(
     url: str = typer.Option(..., help="Control-plane URL, e.g. http://127.0.0.1:8700."),
-    token: str = typer.Option(..., help="A token of the workspace to use.", prompt=True, hide_input=True),
+    token: str = typer.Option(
+        ..., help="A token of the workspace to use.", prompt=True, hide_input=True
+    ),
 ) -> None:
     """Check a URL and token against the server, then save them for the CLI and SDK."""
     from lepton.client import Client

@@ -76,7 +76,9 @@ def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None) -> None:
+def table(
+    columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None
+) -> None:
     out = Table(title=title, title_justify="left")
     for column in columns:
         out.add_column(column, overflow="fold")  # ids must stay whole: users copy them

@@ -14,7 +14,9 @@ app = typer.Typer(help="Tokens of your workspace (admins only).", no_args_is_hel
 def create(
     name: str = typer.Argument(..., help="A label for the token."),
     role: Role = typer.Option(None, help="admin, editor or viewer [default: viewer]."),
-    scope: str = typer.Option(None, help="A narrow scope instead of a role: job:<id> or deployment:<id>."),
+    scope: str = typer.Option(
+        None, help="A narrow scope instead of a role: job:<id> or deployment:<id>."
+    ),
     expires: str = typer.Option(None, help="Lifetime such as 12h, 30d, 2w [default: never]."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -28,7 +30,9 @@ def create(
         return
     kind = created.role.value if created.role else created.scope
     expiry = f", expires {when(created.expires_at)} UTC" if created.expires_at else ""
-    console.print(f"Created token '{created.name}' ({created.id}, {kind}{expiry}). Secret (shown once):")
+    console.print(
+        f"Created token '{created.name}' ({created.id}, {kind}{expiry}). Secret (shown once):"
+    )
     console.print(f"\n    {created.token}\n", soft_wrap=True)
 
 
@@ -47,8 +51,14 @@ def list_(
     table(
         ["id", "name", "role / scope", "created", "expires", "revoked"],
         [
-            (t.id, t.name, t.role.value if t.role else t.scope, when(t.created_at),
-             when(t.expires_at), when(t.revoked_at))
+            (
+                t.id,
+                t.name,
+                t.role.value if t.role else t.scope,
+                when(t.created_at),
+                when(t.expires_at),
+                when(t.revoked_at),
+            )
             for t in items
         ],
     )

@@ -114,7 +114,9 @@ class Client:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """Send a request and return the response; any error status raises a ``LeptonError``."""
-        with self.stream(method, path, json=json, params=params, content=content, headers=headers) as r:
+        with self.stream(
+            method, path, json=json, params=params, content=content, headers=headers
+        ) as r:
             r.read()
             return r
 

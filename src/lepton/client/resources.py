@@ -44,7 +44,9 @@ class Workspaces(_Namespace):
         return [Workspace.model_validate(item) for item in data]
 
     def get(self, name: str) -> Workspace:
-        return Workspace.model_validate(self._client.request("GET", f"/api/v1/workspaces/{name}").json())
+        return Workspace.model_validate(
+            self._client.request("GET", f"/api/v1/workspaces/{name}").json()
+        )
 
     def create(self, name: str) -> WorkspaceCreated:
         """Create a workspace; the answer holds its first admin token, shown only once."""
@@ -60,7 +62,9 @@ class Tokens(_Namespace):
         return [Token.model_validate(item) for item in data]
 
     def get(self, token_id: str) -> Token:
-        return Token.model_validate(self._client.request("GET", f"/api/v1/tokens/{token_id}").json())
+        return Token.model_validate(
+            self._client.request("GET", f"/api/v1/tokens/{token_id}").json()
+        )
 
     def create(
         self,

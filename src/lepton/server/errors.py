@@ -28,7 +28,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-def _error(status_code: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(
+    status_code: int, detail: ErrorDetail, headers: dict[str, str] | None = None
+) -> JSONResponse:
     body = ErrorBody(error=detail).model_dump()
     return JSONResponse(body, status_code=status_code, headers=headers)
 

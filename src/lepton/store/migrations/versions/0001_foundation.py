@@ -60,9 +60,7 @@ def upgrade() -> None:
     op.create_index("ix_audit_workspace_id_id", "audit_events", ["workspace_id", "id"])
     op.create_table(
         "blobs",
-        sa.Column(
-            "workspace_id", sa.String(32), sa.ForeignKey("workspaces.id"), primary_key=True
-        ),
+        sa.Column("workspace_id", sa.String(32), sa.ForeignKey("workspaces.id"), primary_key=True),
         sa.Column("digest", sa.String(64), primary_key=True),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
