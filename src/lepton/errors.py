@@ -17,6 +17,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "DataError",
     "InvalidRequest",
     "LeptonError",
     "NotFound",
@@ -51,6 +52,13 @@ class InvalidRequest(LeptonError):
     """The request was malformed or named something that cannot be (HTTP 400/422)."""
 
     code = "invalid_request"
+    status_code = 422
+
+
+class DataError(InvalidRequest):
+    """Uploaded data cannot be read: the message names the file and the line or entry."""
+
+    code = "bad_data"
     status_code = 422
 
 
@@ -135,6 +143,7 @@ _BY_CODE: dict[str, type[LeptonError]] = {
     cls.code: cls
     for cls in (
         InvalidRequest,
+        DataError,
         ConfigError,
         APIVersionMismatch,
         AuthenticationError,

@@ -47,13 +47,14 @@ def up(
     """Start the control plane in the foreground (Ctrl-C stops it)."""
     import uvicorn
 
-    from lepton.server.app import create_app
+    from lepton.server.app import create_app, open_state
     from lepton.server.bootstrap import FirstStart
     from lepton.server.state import ServerState
     from lepton.settings import Settings
 
     settings = Settings.from_env(host=host, port=port)
     _check_port_free(settings.host, settings.port)
+    opened = open_state(settings)  # before uvicorn, so a bad setting is a clear error
 
     def started(state: ServerState, first: FirstStart | None) -> None:
         if first is not None:
@@ -74,7 +75,7 @@ def up(
         console.print("Try: lepton status")
 
     config = uvicorn.Config(
-        create_app(settings, on_start=started),
+        create_app(settings, on_start=started, state=opened),
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -49,14 +49,14 @@ class Client:
         timeout: float = 60.0,
     ) -> None:
         settings = settings or Settings.from_env()
-        url = url or settings.url or None
+        url = (url or settings.url or "").rstrip("/") or None
         token = token or settings.token or None
         if url is None or token is None:
             saved = read_credentials(settings.credentials_path)
             if saved is not None:
-                url = url or saved.url
+                url = url or saved.url.rstrip("/")
                 # A saved token belongs to its own server; never send it to another one.
-                token = token or (saved.token if saved.url == url else None)
+                token = token or (saved.token if saved.url.rstrip("/") == url else None)
         if url is None:
             raise ConnectionFailed(
                 "no Lepton server is configured",

@@ -40,13 +40,17 @@ def open_state(settings: Settings) -> ServerState:
 def create_app(
     settings: Settings,
     on_start: Callable[[ServerState, FirstStart | None], None] | None = None,
+    *,
+    state: ServerState | None = None,
 ) -> FastAPI:
-    """The FastAPI app. Its lifespan opens the stores and, on first start, bootstraps;
-    ``on_start`` then hears what was opened and created."""
+    """The FastAPI app. Its lifespan opens the stores (unless ``state`` is already open) and,
+    on first start, bootstraps; ``on_start`` then hears what was opened and created."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = await run_in_threadpool(open_state, settings)
+        nonlocal state
+        if state is None:
+            state = await run_in_threadpool(open_state, settings)
         first = await run_in_threadpool(bootstrap, settings, state.sessions)
         app.state.lepton = state
         if on_start is not None:
@@ -69,8 +73,8 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(AuditMiddleware)
     app.add_middleware(APIVersionMiddleware)
+    app.add_middleware(AuditMiddleware)  # outermost: even a refused API version is audited
     app.add_api_route("/", _root, include_in_schema=False)
     return app
 
@@ -104,6 +108,7 @@ class APIVersionMiddleware:
                 fix="install the lepton package version that matches the server",
             )
             response = error_response(error)
+            response.headers[API_VERSION_HEADER] = str(API_VERSION)
             await response(scope, receive, send)
             return
 

@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from lepton.errors import LeptonError, ServerError
 from lepton.schemas import ErrorBody, ErrorDetail
@@ -79,14 +80,29 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
             fix="the API is under /api/v1; see /api/v1/openapi.json",
         )
     elif exc.status_code == 405:
+        allowed = _allowed_methods(request)
         detail = ErrorDetail(
             code="method_not_allowed",
-            message=f"{request.method} is not allowed on {request.url.path}",
+            message=f"{request.method} is not allowed on {request.url.path}; "
+            f"it takes {', '.join(allowed)}",
             fix="see /api/v1/openapi.json for the methods of each route",
         )
+        return _error(405, detail, headers={"Allow": ", ".join(allowed)})
     else:
         detail = ErrorDetail(code="http_error", message=str(exc.detail), fix="")
     return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    # FastAPI registers one route per method: ask every route which methods match this path.
+    return [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    ]
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -14,7 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from lepton.errors import ConfigError
@@ -41,17 +41,29 @@ def make_engine(url: str) -> Engine:
             f"LEPTON_DATABASE_URL={url!r} is not a database URL",
             fix="use sqlite:////path/to/lepton.db or postgresql://user:pass@host:5432/db",
         ) from None
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database:
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend in ("sqlite", "postgresql") and driver not in ("pysqlite", "psycopg"):
+        raise ConfigError(
+            f"database URL driver {parsed.drivername!r} is not installed; Lepton ships psycopg 3 "
+            "for PostgreSQL and Python's sqlite3",
+            fix="drop the '+driver' part: postgresql://user:pass@host:5432/db "
+            "or sqlite:////path/to/lepton.db",
+        )
+    if backend == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise ConfigError(
+                "an in-memory SQLite database would be empty in every thread of the server",
+                fix="use a file: sqlite:////path/to/lepton.db (or leave LEPTON_DATABASE_URL unset)",
+            )
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             parsed, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=20
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if parsed.get_backend_name() != "postgresql":
+    if backend != "postgresql":
         raise ConfigError(
-            f"database backend {parsed.get_backend_name()!r} is not supported",
+            f"database backend {backend!r} is not supported",
             fix="use SQLite (the default) or a postgresql:// URL",
         )
     return create_engine(parsed, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -80,6 +92,13 @@ def migrate(engine: Engine) -> None:
     """Apply every Alembic migration not yet applied (idempotent)."""
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise ConfigError(
+            f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+            f"{exc.orig}",
+            fix="check LEPTON_DATABASE_URL and that the database server is running",
+        ) from None

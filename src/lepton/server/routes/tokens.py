@@ -106,10 +106,12 @@ def get_token(
 @router.delete("/{token_id}", name="token.revoke")
 def revoke_token(
     token_id: str,
+    request: Request,
     principal: Principal = Depends(require("admin")),
     session: Session = Depends(db_session),
 ) -> Token:
     """Revoke a token at once. The row stays, so the audit log keeps its name."""
+    request.state.audit_resource = f"token/{token_id}"
     row = _get(session, principal, token_id)
     if row.revoked_at is not None:
         raise Conflict(

@@ -1,0 +1,137 @@
+"""Shared fixtures: a control plane in-process on a temporary home, and tokens to call it with.
+
+``api`` is a Starlette ``TestClient`` inside the app's lifespan, so the database is migrated and
+the ``default`` workspace bootstrapped exactly as ``lepton up`` does it. ``platform`` creates
+further workspaces and tokens through the API itself, never by writing rows behind its back.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from starlette.exceptions import StarletteDeprecationWarning
+
+from lepton.client import Client
+from lepton.server.app import create_app
+from lepton.server.bootstrap import FirstStart
+from lepton.server.state import ServerState
+from lepton.settings import Settings
+
+# Starlette's TestClient warns on import when it runs on httpx rather than httpx2, and pytest turns
+# warnings into errors. The SDK is built on httpx, so that is the pairing we test; the module is
+# imported once here and cached for every test module that imports it after.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx`", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The ``Authorization`` header for ``token``."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+@dataclass
+class Started:
+    """What the app's lifespan handed to ``on_start``."""
+
+    state: ServerState | None = None
+    first: FirstStart | None = None
+
+
+@dataclass(frozen=True)
+class Platform:
+    """Makes workspaces and tokens through the API, as their admins would."""
+
+    api: TestClient
+    admin: str
+    """Bearer token of the bootstrap admin of ``default``."""
+
+    def workspace(self, name: str) -> str:
+        """Create workspace ``name`` as the default admin; returns its admin token."""
+        r = self.api.post("/api/v1/workspaces", json={"name": name}, headers=bearer(self.admin))
+        assert r.status_code == 201, r.text
+        token: str = r.json()["admin_token"]["token"]
+        return token
+
+    def token_info(
+        self,
+        admin: str,
+        *,
+        role: str | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a token with ``admin``'s rights; returns the whole creation answer."""
+        body: dict[str, Any] = {"name": name or (role or (scope or "t").replace(":", "-"))}
+        body |= {
+            k: v for k, v in (("role", role), ("scope", scope), ("expires_in", expires_in)) if v
+        }
+        r = self.api.post("/api/v1/tokens", json=body, headers=bearer(admin))
+        assert r.status_code == 201, r.text
+        info: dict[str, Any] = r.json()
+        return info
+
+    def token(self, admin: str, **kwargs: Any) -> str:
+        """Like :meth:`token_info`, but only the bearer string."""
+        token: str = self.token_info(admin, **kwargs)["token"]
+        return token
+
+    def client(self, token: str | None) -> Client:
+        """The SDK, sending through the in-process app."""
+        settings = Settings(home=Path("/nonexistent/lepton-tests"))  # no credentials file
+        return Client(url=str(self.api.base_url), token=token, http=self.api, settings=settings)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings with a fresh home; nothing is read from the environment."""
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def started() -> Started:
+    return Started()
+
+
+@pytest.fixture
+def make_app(started: Started) -> Callable[[Settings], FastAPI]:
+    """Build an app whose lifespan reports into ``started``."""
+
+    def make(settings: Settings) -> FastAPI:
+        def on_start(state: ServerState, first: FirstStart | None) -> None:
+            started.state, started.first = state, first
+
+        return create_app(settings, on_start=on_start)
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[[Settings], FastAPI], settings: Settings) -> FastAPI:
+    return make_app(settings)
+
+
+@pytest.fixture
+def api(app: FastAPI) -> Iterator[TestClient]:
+    """A client of the running app (lifespan entered, so the store is migrated)."""
+    with TestClient(app) as tc:
+        yield tc
+
+
+@pytest.fixture
+def admin_token(api: TestClient, started: Started) -> str:
+    """The bootstrap admin token of workspace ``default``."""
+    assert started.first is not None, "the lifespan did not bootstrap a fresh home"
+    return started.first.token
+
+
+@pytest.fixture
+def platform(api: TestClient, admin_token: str) -> Platform:
+    return Platform(api=api, admin=admin_token)

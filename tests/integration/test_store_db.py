@@ -1,0 +1,307 @@
+"""The metadata store against real SQLite files and a real PostgreSQL server.
+
+Each test runs on both backends. PostgreSQL needs ``LEPTON_TEST_POSTGRES_URL`` (``.ci/run``
+sets it; ``scripts/postgres.sh start DIR PORT`` gives one locally); each test gets a schema of
+its own, dropped afterwards, so runs never see each other's rows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, StatementError
+from starlette.exceptions import StarletteDeprecationWarning
+
+import lepton.store.db
+from lepton.errors import ConfigError
+from lepton.server.app import create_app
+from lepton.server.bootstrap import FirstStart
+from lepton.server.state import ServerState
+from lepton.settings import Settings
+from lepton.store.db import backend_name, make_engine, make_sessionmaker, migrate
+from lepton.store.models import AuditEventRow, Base, BlobRow, TokenRow, WorkspaceRow, utcnow
+
+# Starlette warns when its TestClient runs on httpx rather than httpx2; the SDK is built on httpx,
+# so that is the pairing we test (as tests/conftest.py does, which may not be imported first).
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", "Using `httpx`", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+POSTGRES_ENV = "LEPTON_TEST_POSTGRES_URL"
+TABLES = {"alembic_version", "audit_events", "blobs", "tokens", "workspaces"}
+# +05:30: a server set to local time must still hand back UTC, and a whole-hour zone could hide
+# a conversion done twice.
+SERVER_TIMEZONE = "Asia/Kolkata"
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV, "")
+    if not url:
+        pytest.skip(
+            f"{POSTGRES_ENV} is not set; to run the PostgreSQL tests: "
+            f"export {POSTGRES_ENV}=$(scripts/postgres.sh start /tmp/lepton-pg 54329)"
+        )
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A URL to an empty database, as a user would write it in ``LEPTON_DATABASE_URL``."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state' / 'lepton.db'}"  # 'state' does not exist yet
+        return
+    base = _postgres_url()
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = make_engine(base)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    options = f"-c search_path={schema} -c TimeZone={SERVER_TIMEZONE}"
+    url = make_url(base).update_query_dict({"options": options})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def migrated(engine: Engine) -> Engine:
+    migrate(engine)
+    return engine
+
+
+def add_workspace(engine: Engine, name: str) -> WorkspaceRow:
+    with make_sessionmaker(engine)() as session:
+        row = WorkspaceRow(id=uuid.uuid4().hex, name=name, created_at=utcnow())
+        session.add(row)
+        session.commit()
+    return row
+
+
+def audit_event(resource: str) -> AuditEventRow:
+    return AuditEventRow(
+        time=utcnow(),
+        action="token.create",
+        method="POST",
+        resource=resource,
+        outcome="success",
+        status_code=201,
+    )
+
+
+def test_migrations_apply_on_an_empty_database_and_are_idempotent(engine: Engine) -> None:
+    assert inspect(engine).get_table_names() == []
+    migrate(engine)
+    migrate(engine)  # every start of the control plane migrates: the second run is a no-op
+
+    assert set(inspect(engine).get_table_names()) == TABLES
+    head = ScriptDirectory(str(Path(lepton.store.db.__file__).with_name("migrations")))
+    with engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_heads() == (
+            head.get_current_head(),
+        )
+        # The migrations build exactly the schema the models describe.
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_migrating_again_keeps_the_rows(migrated: Engine) -> None:
+    add_workspace(migrated, "default")
+    migrate(migrated)  # a restart keeps the rows
+    with make_sessionmaker(migrated)() as session:
+        assert session.scalars(select(WorkspaceRow.name)).all() == ["default"]
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_postgres_urls_use_the_psycopg_driver(scheme: str) -> None:
+    engine = make_engine(f"{scheme}://lepton:secret@db.example:5432/lepton")  # never connects
+    try:
+        assert engine.url.drivername == "postgresql+psycopg"
+        assert (engine.url.host, engine.url.database) == ("db.example", "lepton")
+        assert backend_name(engine) == "postgresql"
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_is_durable_and_enforces_foreign_keys(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'lepton.db'}")
+    try:
+        # Two connections at once: the pragmas hold on every pooled connection, not just one.
+        with engine.connect() as first, engine.connect() as second:
+            for connection in (first, second):
+                pragma = connection.exec_driver_sql
+                assert pragma("PRAGMA journal_mode").scalar() == "wal"
+                assert pragma("PRAGMA synchronous").scalar() == 2  # FULL
+                assert pragma("PRAGMA foreign_keys").scalar() == 1
+                assert pragma("PRAGMA busy_timeout").scalar() == 30_000
+    finally:
+        engine.dispose()
+
+
+def test_timestamps_come_back_timezone_aware_utc(migrated: Engine) -> None:
+    ist = timezone(timedelta(hours=5, minutes=30))
+    written = datetime(2026, 3, 1, 9, 15, 30, 123456, tzinfo=ist)
+    with make_sessionmaker(migrated)() as session:
+        session.add(WorkspaceRow(id="w1", name="tz", created_at=written))
+        session.commit()
+
+    with make_sessionmaker(migrated)() as session:  # a fresh session reads from the database
+        read = session.scalars(select(WorkspaceRow.created_at)).one()
+    assert read.tzinfo is UTC
+    assert read == written  # the same instant, to the microsecond
+    assert read.hour == 3 and read.minute == 45
+
+
+def test_naive_timestamps_are_refused(migrated: Engine) -> None:
+    with make_sessionmaker(migrated)() as session:
+        session.add(WorkspaceRow(id="w1", name="naive", created_at=datetime(2026, 3, 1, 9, 15)))
+        with pytest.raises(StatementError, match="timezone-aware"):
+            session.commit()
+
+
+def test_workspace_names_are_unique(migrated: Engine) -> None:
+    add_workspace(migrated, "team")
+    with pytest.raises(IntegrityError):
+        add_workspace(migrated, "team")
+    with make_sessionmaker(migrated)() as session:
+        assert session.scalar(select(func.count()).select_from(WorkspaceRow)) == 1
+
+
+@pytest.mark.parametrize("row_type", [TokenRow, BlobRow])
+def test_rows_need_an_existing_workspace(migrated: Engine, row_type: type[Base]) -> None:
+    if row_type is TokenRow:
+        row: Base = TokenRow(
+            id="t1", workspace_id="missing", name="ci", role="viewer", secret_hash="0" * 64
+        )
+    else:
+        row = BlobRow(workspace_id="missing", digest="0" * 64, size=1)
+    with make_sessionmaker(migrated)() as session:
+        session.add(row)
+        with pytest.raises(IntegrityError):
+            session.commit()
+        session.rollback()
+        assert session.scalar(select(func.count()).select_from(row_type)) == 0
+
+
+def test_audit_ids_increase(migrated: Engine) -> None:
+    sessions = make_sessionmaker(migrated)
+    ids = []
+    for n in range(5):
+        with sessions() as session:  # one commit per event, as the audit middleware does
+            event = audit_event(f"token/{n}")
+            session.add(event)
+            session.commit()
+            ids.append(event.id)
+    assert all(isinstance(i, int) for i in ids)
+    assert ids == sorted(ids) and len(set(ids)) == 5
+    with sessions() as session:
+        newest_first = session.scalars(
+            select(AuditEventRow.resource).order_by(AuditEventRow.id.desc())
+        ).all()
+    assert newest_first == [f"token/{n}" for n in reversed(range(5))]
+
+
+def test_concurrent_writers_all_land(migrated: Engine) -> None:
+    # 8 threads x 25 commits: more writers than a 2-core machine runs at once, so SQLite's
+    # single writer lock is contended and must queue (busy_timeout), never fail.
+    threads, per_thread = 8, 25
+    sessions = make_sessionmaker(migrated)
+    start = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            start.wait(timeout=60)
+            for n in range(per_thread):
+                with sessions() as session:
+                    session.add(audit_event(f"worker/{worker}/{n}"))
+                    session.commit()
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=write, args=(w,)) for w in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert errors == []
+    with sessions() as session:
+        ids = session.scalars(select(AuditEventRow.id)).all()
+        resources = set(session.scalars(select(AuditEventRow.resource)))
+    assert len(ids) == len(set(ids)) == threads * per_thread
+    assert resources == {f"worker/{w}/{n}" for w in range(threads) for n in range(per_thread)}
+
+
+@pytest.mark.parametrize(
+    ("url", "fix"),
+    [
+        ("not a database url", "sqlite:////path/to/lepton.db"),
+        ("mysql://lepton@localhost/lepton", "postgresql://"),
+    ],
+)
+def test_bad_urls_raise_config_error_with_a_fix(url: str, fix: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_engine(url)
+    assert fix in raised.value.fix
+    assert raised.value.message  # says what was wrong, not only how to fix it
+
+
+def test_control_plane_runs_on_the_store(database_url: str, tmp_path: Path) -> None:
+    started: list[tuple[ServerState, FirstStart | None]] = []
+    settings = Settings(home=tmp_path / "home", database_url=database_url)
+
+    with TestClient(create_app(settings, on_start=lambda *s: started.append(s))) as client:
+        state, first = started[0]
+        assert backend_name(state.engine) == make_url(database_url).get_backend_name()
+        assert first is not None  # an empty store: bootstrap made the workspace and a token
+        auth = {"Authorization": f"Bearer {first.token}"}
+
+        tokens = client.get("/api/v1/tokens", headers=auth)
+        assert tokens.status_code == 200, tokens.text
+        assert [(t["name"], t["role"], t["workspace"]) for t in tokens.json()] == [
+            ("admin", "admin", "default")
+        ]
+
+        created = client.post("/api/v1/tokens", headers=auth, json={"name": "ci"})
+        assert created.status_code == 201, created.text
+        assert created.json()["role"] == "viewer"
+        assert created.json()["token"].startswith(f"lep_{created.json()['id']}_")
+
+        listed = client.get("/api/v1/tokens", headers=auth).json()
+        assert [t["name"] for t in listed] == ["admin", "ci"]
+        assert all(
+            datetime.fromisoformat(t["created_at"]).utcoffset() == timedelta(0) for t in listed
+        )
+
+        viewer = {"Authorization": f"Bearer {created.json()['token']}"}
+        assert client.get("/api/v1/workspaces", headers=viewer).status_code == 200
+
+        audit = client.get("/api/v1/audit", headers=auth, params={"action": "token.create"})
+        assert [e["resource"] for e in audit.json()] == [f"token/{created.json()['id']}"]
+
+    # A restart on the same store finds the workspace: no second bootstrap, tokens still valid.
+    with TestClient(create_app(settings, on_start=lambda *s: started.append(s))) as client:
+        assert started[1][1] is None
+        assert client.get("/api/v1/tokens", headers=auth).status_code == 200

@@ -1,0 +1,315 @@
+"""Workspace isolation, checked on every operation of the OpenAPI document.
+
+The operations are read from the app's own schema, so a route added later is covered without
+touching this file. What a new route may need is an entry in ``RESOURCES`` (for a new path
+parameter) and perhaps one in ``BODIES`` (when the generic body below is not valid for it).
+
+Two workspaces, ``alpha-ws`` (A) and ``bravo-ws`` (B), each get admin, editor and viewer tokens
+and one resource of every kind. Then, for every operation:
+
+* with no token it is 401 (only ``/healthz`` is public);
+* with a path parameter, A's admin asking for B's resource is told what it would be told for a
+  resource that never existed (404), and B's admin is not (so the ids are real);
+* without one, a GET answer to A never mentions any of B's ids;
+* a mutating operation is 403 for A's viewer, even on A's own resources.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from lepton.server.app import create_app
+from lepton.settings import Settings
+
+if TYPE_CHECKING:
+    from conftest import Platform
+
+MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+PUBLIC = frozenset({("GET", "/healthz")})
+"""Operations that answer without a token."""
+
+
+@dataclass
+class Tenant:
+    """One workspace: its tokens by role and one resource id per path-parameter name."""
+
+    name: str
+    tokens: dict[str, str]
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def token_ids(self) -> set[str]:
+        return {token.split("_")[1] for token in self.tokens.values()}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """How to make a resource for a path parameter, and an id that names none."""
+
+    create: Callable[[Platform, Tenant], str]
+    missing: str
+
+
+def _make_token(platform: Platform, tenant: Tenant) -> str:
+    info = platform.token_info(tenant.tokens["admin"], role="viewer", name=f"{tenant.name}-probe")
+    token_id: str = info["id"]
+    return token_id
+
+
+def _make_blob(platform: Platform, tenant: Tenant) -> str:
+    r = platform.api.post(
+        "/api/v1/blobs", content=f"only in {tenant.name}".encode(), headers=tenant.headers("admin")
+    )
+    assert r.status_code == 201, r.text
+    digest: str = r.json()["digest"]
+    return digest
+
+
+RESOURCES: dict[str, Resource] = {
+    "workspace_name": Resource(lambda platform, tenant: tenant.name, missing="no-such-ws"),
+    "token_id": Resource(_make_token, missing="0123456789abcdef"),
+    "digest": Resource(_make_blob, missing="0" * 64),
+}
+"""Path-parameter name -> how to make one in a workspace. A new parameter needs an entry here."""
+
+BODIES: dict[str, Any] = {}
+"""operationId -> request body, for operations whose generic body (``example``) is not valid."""
+
+
+# --- the operations, read from the schema the app serves ----------------------------------
+
+
+def _schema() -> dict[str, Any]:
+    # Building the schema needs no lifespan: nothing is opened under this home.
+    doc: dict[str, Any] = create_app(Settings(home=Path("/nonexistent/lepton"))).openapi()
+    return doc
+
+
+DOC = _schema()
+
+
+@dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    spec: dict[str, Any]
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def params(self) -> list[str]:
+        return re.findall(r"{(\w+)}", self.path)
+
+
+OPERATIONS = [
+    Operation(method.upper(), path, spec)
+    for path, item in DOC["paths"].items()
+    for method, spec in item.items()
+    if method.upper() in {"GET", "POST", "PUT", "PATCH", "DELETE"}
+]
+GUARDED = [op for op in OPERATIONS if (op.method, op.path) not in PUBLIC]
+WITH_PARAMS = [op for op in GUARDED if op.params]
+LISTINGS = [op for op in GUARDED if op.method == "GET" and not op.params]
+MUTATIONS = [op for op in GUARDED if op.method in MUTATING]
+
+
+def _ids(ops: list[Operation]) -> list[str]:
+    return [op.id for op in ops]
+
+
+def example(schema: dict[str, Any]) -> Any:
+    """A minimal value valid for ``schema``: required fields only, first choices."""
+    if "$ref" in schema:
+        return example(DOC["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]])
+    for key in ("const", "default"):
+        if key in schema:
+            return schema[key]
+    if "enum" in schema:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            options = [s for s in schema[key] if s.get("type") != "null"]
+            return example(options[0])
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {name: example(props[name]) for name in schema.get("required", [])}
+    if kind == "array":
+        return [example(schema["items"])] if schema.get("minItems") else []
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return False
+    if schema.get("format") == "date-time":
+        return "2030-01-01T00:00:00Z"
+    return "probe1"  # fits the name patterns: lower-case, digits, starts with a letter
+
+
+def request(api: TestClient, op: Operation, ids: dict[str, str], headers: dict[str, str]) -> Any:
+    """Call ``op`` with path parameters from ``ids`` and a minimal valid body and query."""
+    path = op.path
+    for name in op.params:
+        if name not in RESOURCES:
+            pytest.fail(
+                f"{op.id} has path parameter '{name}' that tests/unit/test_isolation.py cannot "
+                f"fill: add RESOURCES['{name}'] = Resource(create=..., missing=...) so the "
+                "isolation checks cover this route"
+            )
+        path = path.replace(f"{{{name}}}", ids[name])
+    query = {
+        p["name"]: example(p.get("schema", {}))
+        for p in op.spec.get("parameters", [])
+        if p["in"] == "query" and p.get("required")
+    }
+    content = op.spec.get("requestBody", {}).get("content", {})
+    kwargs: dict[str, Any] = {}
+    if op.spec["operationId"] in BODIES:
+        kwargs["json"] = BODIES[op.spec["operationId"]]
+    elif "application/json" in content:
+        kwargs["json"] = example(content["application/json"]["schema"])
+    elif content:
+        kwargs["content"] = b"probe bytes"
+        headers = headers | {"Content-Type": next(iter(content))}
+    return api.request(op.method, path, params=query, headers=headers, **kwargs)
+
+
+# --- the two workspaces --------------------------------------------------------------------
+
+
+def make_tenant(platform: Platform, name: str) -> Tenant:
+    admin = platform.workspace(name)
+    tokens = {
+        "admin": admin,
+        "editor": platform.token(admin, role="editor", name=f"{name}-editor"),
+        "viewer": platform.token(admin, role="viewer", name=f"{name}-viewer"),
+    }
+    tenant = Tenant(name=name, tokens=tokens)
+    for param, resource in RESOURCES.items():
+        tenant.ids[param] = resource.create(platform, tenant)
+    return tenant
+
+
+@dataclass(frozen=True)
+class World:
+    a: Tenant
+    b: Tenant
+
+    def b_secrets(self) -> set[str]:
+        """Strings that name something of B's and must never reach A."""
+        return {self.b.name, *self.b.token_ids(), *self.b.ids.values()}
+
+
+@pytest.fixture
+def world(platform: Platform) -> World:
+    return World(a=make_tenant(platform, "alpha-ws"), b=make_tenant(platform, "bravo-ws"))
+
+
+# --- the checks ----------------------------------------------------------------------------
+
+
+def test_the_served_schema_is_the_one_these_tests_cover(api: TestClient) -> None:
+    served = api.get("/api/v1/openapi.json").json()
+
+    assert sorted(served["paths"]) == sorted(DOC["paths"])
+    assert len(WITH_PARAMS) >= 3 and len(LISTINGS) >= 4 and len(MUTATIONS) >= 3
+
+
+def test_every_path_parameter_has_a_resource_factory() -> None:
+    missing = sorted(
+        f"'{name}' in {op.id}" for op in OPERATIONS for name in op.params if name not in RESOURCES
+    )
+
+    assert not missing, (
+        "add RESOURCES[name] = Resource(create=..., missing=...) in tests/unit/test_isolation.py "
+        f"for each path parameter without one, so the isolation checks cover it: {missing}"
+    )
+
+
+@pytest.mark.parametrize("op", GUARDED, ids=_ids(GUARDED))
+def test_every_operation_needs_a_token(api: TestClient, op: Operation) -> None:
+    ids = {name: resource.missing for name, resource in RESOURCES.items()}
+
+    r = request(api, op, ids, headers={})
+
+    assert r.status_code == 401, f"{op.id} answered {r.status_code} without a token: {r.text}"
+
+
+@pytest.mark.parametrize("op", WITH_PARAMS, ids=_ids(WITH_PARAMS))
+def test_another_workspaces_resource_is_indistinguishable_from_a_missing_one(
+    api: TestClient, world: World, op: Operation
+) -> None:
+    # A's admin is the strongest token of A. Its answer for B's id must be the answer for an
+    # id that names nothing: 404. A 403 would be acceptable only on a route that refuses A
+    # whatever the id (say one reserved to admins of `default`, decided before any lookup),
+    # because then it, too, equals the answer for a made-up id and tells A nothing about B.
+    # Every parameterised route today looks up within the caller's workspace and answers 404.
+    missing = {name: resource.missing for name, resource in RESOURCES.items()}
+
+    for_b = request(api, op, world.b.ids, world.a.headers("admin"))
+    for_nothing = request(api, op, missing, world.a.headers("admin"))
+
+    assert for_b.status_code in (403, 404), f"{op.id} let A reach B's resource: {for_b.text}"
+    assert (for_b.status_code, for_b.json()["error"]["code"]) == (
+        for_nothing.status_code,
+        for_nothing.json()["error"]["code"],
+    ), f"{op.id} answers A differently for B's resource than for a missing one"
+    for secret in world.b_secrets() - set(world.b.ids.values()):
+        assert secret not in for_b.text, f"{op.id} told A about B's {secret!r}"
+
+    # The ids are real: B's own admin is not told they are missing.
+    own = request(api, op, world.b.ids, world.b.headers("admin"))
+    assert own.status_code != 404, f"B's own {op.id} is 404, so this check proves nothing"
+
+
+@pytest.mark.parametrize("op", LISTINGS, ids=_ids(LISTINGS))
+def test_listings_never_mention_another_workspace(
+    api: TestClient, world: World, op: Operation
+) -> None:
+    secrets = world.b_secrets()
+
+    for role in ("admin", "editor", "viewer"):
+        r = request(api, op, {}, world.a.headers(role))
+        assert r.status_code in (200, 403), f"{op.id} as A's {role}: {r.status_code} {r.text}"
+        leaked = sorted(s for s in secrets if s in r.text)
+        assert not leaked, f"{op.id} shows A's {role} these ids of workspace B: {leaked}"
+
+    # The same listing for B does show B's things, so the check above can catch a leak.
+    own = request(api, op, {}, world.b.headers("admin"))
+    assert own.status_code == 200, own.text
+    assert any(s in own.text for s in secrets), (
+        f"{op.id} shows B's admin none of B's ids; if this route lists nothing per workspace, "
+        "exclude it from LISTINGS in tests/unit/test_isolation.py with a reason"
+    )
+
+
+@pytest.mark.parametrize("op", MUTATIONS, ids=_ids(MUTATIONS))
+def test_a_viewer_cannot_change_anything(api: TestClient, world: World, op: Operation) -> None:
+    def audit() -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = api.get(
+            "/api/v1/audit", headers=world.a.headers("admin")
+        ).json()
+        return events
+
+    seen = {e["id"] for e in audit()}
+
+    r = request(api, op, world.a.ids, world.a.headers("viewer"))
+
+    assert r.status_code == 403, f"{op.id} as A's viewer: {r.status_code} {r.text}"
+    assert r.json()["error"]["code"] == "permission_denied"
+    new = [e for e in audit() if e["id"] not in seen]
+    assert [(e["actor_name"], e["outcome"], e["status_code"]) for e in new] == [
+        ("alpha-ws-viewer", "denied", 403)
+    ]

@@ -1,0 +1,52 @@
+"""The public API of ``import lepton`` is pinned: a change to it is a deliberate edit here."""
+
+from __future__ import annotations
+
+import lepton
+from lepton import errors
+
+PUBLIC = [
+    "APIVersionMismatch",
+    "AuthenticationError",
+    "BlobIntegrityError",
+    "Client",
+    "ConfigError",
+    "Conflict",
+    "ConnectionFailed",
+    "InvalidRequest",
+    "LeptonError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "ServerError",
+    "ServiceUnavailable",
+    "__version__",
+]
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert lepton.__all__ == PUBLIC
+    assert sorted(lepton.__all__) == lepton.__all__
+
+
+def test_every_public_name_is_importable() -> None:
+    namespace: dict[str, object] = {}
+    exec("from lepton import *", namespace)
+
+    assert sorted(k for k in namespace if k != "__builtins__") == PUBLIC
+    assert all(getattr(lepton, name) is namespace[name] for name in PUBLIC)
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(lepton.__version__, str)
+    assert lepton.__version__.count(".") >= 2
+
+
+def test_every_exported_error_is_one_tree_with_a_unique_code() -> None:
+    classes = [getattr(lepton, name) for name in PUBLIC if name not in ("Client", "__version__")]
+    leaves = [cls for cls in classes if cls is not lepton.LeptonError]
+
+    assert all(issubclass(cls, lepton.LeptonError) for cls in classes)
+    assert len({cls.code for cls in leaves}) == len(leaves)
+    # The SDK turns a wire code back into the class the server raised.
+    assert all(errors.error_for_code(cls.code, 400) is cls for cls in leaves)
