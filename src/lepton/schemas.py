@@ -342,7 +342,9 @@ class Split(_Model):
     spec: SplitSpec = Field(description="What was asked.")
     strategy: Literal["random", "stratified", "time"] = Field(description="What was done.")
     counts: dict[str, int] = Field(description="Rows in `train`, `validation`, `test`.")
-    digest: str = Field(description="Blob of the per-row assignment (uint8: 0 train, 1 val, 2 test).")
+    digest: str = Field(
+        description="Blob of the per-row assignment (uint8: 0 train, 1 val, 2 test)."
+    )
 
 
 class DatasetVersion(_Model):

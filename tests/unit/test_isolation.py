@@ -57,6 +57,8 @@ class Resource:
 
     create: Callable[[Platform, Tenant], str]
     missing: str
+    distinctive: bool = True
+    """False for ids that are the same in every workspace (version "1"), which say nothing."""
 
 
 def _make_token(platform: Platform, tenant: Tenant) -> str:
@@ -74,14 +76,47 @@ def _make_blob(platform: Platform, tenant: Tenant) -> str:
     return digest
 
 
+def _make_dataset(platform: Platform, tenant: Tenant) -> str:
+    name = f"{tenant.name}-data"
+    r = platform.api.post(
+        f"/api/v1/datasets/{name}/versions",
+        params={"source_name": "data.csv"},
+        content=f"x,label\n1,a\n2,b\n3,a\n4,{tenant.name}\n".encode(),
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 201, r.text
+    return name
+
+
+def _make_split(platform: Platform, tenant: Tenant) -> str:
+    r = platform.api.post(
+        f"/api/v1/datasets/{tenant.name}-data/versions/1/splits",
+        json={"train": 0.5, "validation": 0.0, "test": 0.5, "strategy": "random"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 200, r.text
+    digest: str = r.json()["digest"]
+    return digest
+
+
 RESOURCES: dict[str, Resource] = {
     "workspace_name": Resource(lambda platform, tenant: tenant.name, missing="no-such-ws"),
     "token_id": Resource(_make_token, missing="0123456789abcdef"),
     "digest": Resource(_make_blob, missing="0" * 64),
+    "dataset_name": Resource(_make_dataset, missing="no-such-data"),
+    # Versions are numbered per dataset, so B's "1" names something only next to B's dataset.
+    "version": Resource(lambda platform, tenant: "1", missing="999", distinctive=False),
+    "split_digest": Resource(_make_split, missing="0" * 64),
 }
 """Path-parameter name -> how to make one in a workspace. A new parameter needs an entry here."""
 
-BODIES: dict[str, Any] = {}
+CREATES_BY_NAME = frozenset({"dataset_push"})
+"""Operations whose path names a resource the caller creates in its own workspace if absent."""
+
+BODIES: dict[str, Any] = {
+    "dataset_transform": {"steps": [{"op": "drop", "columns": ["x"]}]},
+    "dataset_split": {"train": 0.5, "validation": 0.0, "test": 0.5, "strategy": "random"},
+}
 """operationId -> request body, for operations whose generic body (``example``) is not valid."""
 
 
@@ -209,7 +244,8 @@ class World:
 
     def b_secrets(self) -> set[str]:
         """Strings that name something of B's and must never reach A."""
-        return {self.b.name, *self.b.token_ids(), *self.b.ids.values()}
+        ids = (v for k, v in self.b.ids.items() if RESOURCES[k].distinctive)
+        return {self.b.name, *self.b.token_ids(), *ids}
 
 
 @pytest.fixture
@@ -261,7 +297,16 @@ def test_another_workspaces_resource_is_indistinguishable_from_a_missing_one(
     for_b = request(api, op, world.b.ids, world.a.headers("admin"))
     for_nothing = request(api, op, missing, world.a.headers("admin"))
 
-    assert for_b.status_code in (403, 404), f"{op.id} let A reach B's resource: {for_b.text}"
+    if op.spec["operationId"] in CREATES_BY_NAME:
+        # The name is a key in the caller's own namespace: A pushing to "B's" name works on A's
+        # dataset of that name, exactly as for a name nobody uses, and B's is left untouched.
+        own_versions = api.get(
+            f"/api/v1/datasets/{world.b.ids['dataset_name']}/versions",
+            headers=world.b.headers("admin"),
+        )
+        assert [v["ref"] for v in own_versions.json()] == [f"{world.b.ids['dataset_name']}@v1"]
+    else:
+        assert for_b.status_code in (403, 404), f"{op.id} let A reach B's resource: {for_b.text}"
     assert (for_b.status_code, for_b.json()["error"]["code"]) == (
         for_nothing.status_code,
         for_nothing.json()["error"]["code"],

@@ -8,6 +8,7 @@ import sys
 import typer
 
 from lepton.cli import audit as audit_cmd
+from lepton.cli import dataset as dataset_cmd
 from lepton.cli import token as token_cmd
 from lepton.cli import workspace as workspace_cmd
 from lepton.cli.output import console, fail, print_json, table
@@ -22,6 +23,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.add_typer(workspace_cmd.app, name="workspace")
+app.add_typer(dataset_cmd.app, name="dataset")
 app.add_typer(token_cmd.app, name="token")
 app.command("audit")(audit_cmd.audit)
 

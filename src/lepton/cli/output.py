@@ -10,6 +10,7 @@ Exit codes scripts can rely on:
 4     not found
 5     conflict with the current state (already exists, already revoked)
 6     no server: not configured or not reachable
+130   interrupted (Ctrl-C); ``lepton up`` stopped by SIGTERM exits 143 after a clean shutdown
 ====  ===============================================================
 """
 
@@ -81,7 +82,8 @@ def table(
 ) -> None:
     out = Table(title=title, title_justify="left")
     for column in columns:
-        out.add_column(column, overflow="fold")  # ids must stay whole: users copy them
+        # Ids must stay whole (users copy them); other columns fold to fit the terminal.
+        out.add_column(column, overflow="fold", no_wrap=column in ("id", "resource"))
     for row in rows:
         out.add_row(*("-" if cell is None else str(cell) for cell in row))
     console.print(out)

@@ -68,12 +68,14 @@ class Client:
         self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
         self._owns_http = http is None
 
+        from lepton.client.datasets import Datasets
         from lepton.client.resources import Audit, Blobs, Tokens, Workspaces
 
         self.workspaces = Workspaces(self)
         self.tokens = Tokens(self)
         self.audit = Audit(self)
         self.blobs = Blobs(self)
+        self.datasets = Datasets(self)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from lepton.errors import AuthenticationError, PermissionDenied
 from lepton.schemas import Role
-from lepton.server.state import db_session
+from lepton.server.state import get_state
 from lepton.store.models import TokenRow, WorkspaceRow, utcnow
 
 __all__ = ["Level", "Principal", "authenticate", "hash_secret", "mint_token", "require"]
@@ -98,10 +98,10 @@ _LOGIN_FIX = "pass a valid token as 'Authorization: Bearer <token>' (lepton logi
 def authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),
-    session: Session = Depends(db_session),
 ) -> Principal:
     """Verify the bearer token; the 401 message says whether it is missing, unknown, revoked or
-    expired."""
+    expired. The check uses its own short session: a connection held for the whole request would
+    starve the pool while large uploads stream in."""
     if credentials is None:
         raise AuthenticationError("this request needs a bearer token", fix=_LOGIN_FIX)
     parts = credentials.credentials.split("_", 2)
@@ -110,6 +110,13 @@ def authenticate(
             "the bearer token is not a Lepton token (expected lep_<id>_<secret>)", fix=_LOGIN_FIX
         )
     _, token_id, secret = parts
+    with get_state(request).sessions() as session:
+        principal = _verify(session, token_id, secret)
+    request.state.principal = principal
+    return principal
+
+
+def _verify(session: Session, token_id: str, secret: str) -> Principal:
     row = session.get(TokenRow, token_id)
     if row is None or not hmac.compare_digest(row.secret_hash, hash_secret(secret)):
         raise AuthenticationError("the bearer token is not known to this server", fix=_LOGIN_FIX)
@@ -125,7 +132,7 @@ def authenticate(
         )
     workspace = session.get(WorkspaceRow, row.workspace_id)
     assert workspace is not None  # tokens.workspace_id is a foreign key
-    principal = Principal(
+    return Principal(
         token_id=row.id,
         name=row.name,
         workspace_id=row.workspace_id,
@@ -133,8 +140,6 @@ def authenticate(
         role=Role(row.role) if row.role else None,
         scope=row.scope,
     )
-    request.state.principal = principal
-    return principal
 
 
 def require(level: Level, *, scope: str | None = None) -> Callable[..., Principal]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ class ServerState:
     sessions: sessionmaker[Session]
     blobs: BlobStore
     started_at: float = field(default_factory=time.monotonic)
+    content_lock: threading.Lock = field(default_factory=threading.Lock)
+    """Held while storing bytes and inserting the row that refers to them, and while erasing
+    unreferenced content (see ``lepton.store.content``)."""
 
 
 def get_state(request: Request) -> ServerState:

@@ -12,12 +12,25 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["AuditEventRow", "Base", "BlobRow", "TokenRow", "UTCDateTime", "WorkspaceRow", "utcnow"]
+__all__ = [
+    "AuditEventRow",
+    "Base",
+    "BlobRow",
+    "DatasetRow",
+    "DatasetVersionRow",
+    "SplitRow",
+    "TokenRow",
+    "UTCDateTime",
+    "WorkspaceRow",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -102,4 +115,58 @@ class BlobRow(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_datasets_workspace_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DatasetVersionRow(Base):
+    """An immutable version: the pushed bytes, the canonical table, and what ingest found."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version", name="uq_dataset_versions_number"),
+        Index("ix_dataset_versions_content", "dataset_id", "content_hash"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(32))
+    source_name: Mapped[str] = mapped_column(String(256))
+    source_digest: Mapped[str] = mapped_column(String(64))
+    source_size: Mapped[int] = mapped_column(BigInteger)
+    data_digest: Mapped[str] = mapped_column(String(64))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    schema_json: Mapped[str] = mapped_column(Text)
+    profile_json: Mapped[str] = mapped_column(Text)
+    pii_json: Mapped[str] = mapped_column(Text)
+    target: Mapped[str | None] = mapped_column(String(256))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    transform_json: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class SplitRow(Base):
+    """A deterministic train/validation/test assignment of a version's rows, kept so every job
+    on that version sees the same rows."""
+
+    __tablename__ = "dataset_splits"
+
+    version_id: Mapped[str] = mapped_column(ForeignKey("dataset_versions.id"), primary_key=True)
+    spec_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    strategy: Mapped[str] = mapped_column(String(16))
+    counts_json: Mapped[str] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

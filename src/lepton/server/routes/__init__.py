@@ -1,5 +1,12 @@
 """One router per resource; :data:`ROUTERS` is the order the app mounts them in."""
 
-from lepton.server.routes import audit, blobs, system, tokens, workspaces
+from lepton.server.routes import audit, blobs, datasets, system, tokens, workspaces
 
-ROUTERS = [system.router, workspaces.router, tokens.router, audit.router, blobs.router]
+ROUTERS = [
+    system.router,
+    workspaces.router,
+    tokens.router,
+    audit.router,
+    blobs.router,
+    datasets.router,
+]

@@ -26,7 +26,7 @@ def list_events(
     since: datetime | None = Query(None, description="Only events at or after this time."),
     limit: int = Query(100, ge=1, le=10_000, description="At most this many, newest first."),
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> list[AuditEvent]:
     """Recent audit events of the caller's workspace, newest first.
 

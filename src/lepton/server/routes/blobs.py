@@ -22,7 +22,7 @@ from lepton.schemas import Blob
 from lepton.server.auth import Principal, require
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.state import ServerState, db_session, get_state
-from lepton.store.blobs import BlobInfo
+from lepton.store.blobs import BlobWriter
 from lepton.store.models import BlobRow, utcnow
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"], responses=ERROR_RESPONSES)
@@ -67,13 +67,14 @@ async def upload_blob(
                 raise _too_large(limit)
             if chunk:
                 await run_in_threadpool(writer.write, chunk)
-        info = await run_in_threadpool(writer.commit)
-    request.state.audit_resource = f"blob/{info.digest}"
-    return await run_in_threadpool(_remember, state, principal, info)
+        blob = await run_in_threadpool(_commit, state, principal, writer)
+    request.state.audit_resource = f"blob/{blob.digest}"
+    return blob
 
 
-def _remember(state: ServerState, principal: Principal, info: BlobInfo) -> Blob:
-    with state.sessions() as session:
+def _commit(state: ServerState, principal: Principal, writer: BlobWriter) -> Blob:
+    with state.content_lock, state.sessions() as session:
+        info = writer.commit()
         row = session.get(BlobRow, (principal.workspace_id, info.digest))
         if row is None:
             row = BlobRow(
@@ -89,7 +90,8 @@ def _remember(state: ServerState, principal: Principal, info: BlobInfo) -> Blob:
 
 @router.get("", name="blob.list")
 def list_blobs(
-    principal: Principal = Depends(require("read")), session: Session = Depends(db_session)
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
 ) -> list[Blob]:
     """The workspace's blobs, newest first."""
     query = (
@@ -109,7 +111,7 @@ def list_blobs(
 def download_blob(
     digest: str,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     state: ServerState = Depends(get_state),
 ) -> StreamingResponse:
     """Stream a blob's bytes; the store verifies them against the digest as they go."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from lepton._version import __version__
 from lepton.schemas import API_VERSION, Health, Status
 from lepton.server.auth import Principal, authenticate
+from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.routes.tokens import token_view
 from lepton.server.state import ServerState, db_session, get_state
 from lepton.store.db import backend_name
@@ -24,10 +25,15 @@ def health() -> Health:
     return Health(status="ok", api_version=API_VERSION)
 
 
-@router.get("/api/v1/status", name="status", tags=["system"])
+@router.get(
+    "/api/v1/status",
+    name="status",
+    tags=["system"],
+    responses={k: ERROR_RESPONSES[k] for k in (400, 401)},
+)
 def status(
     principal: Principal = Depends(authenticate),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
     state: ServerState = Depends(get_state),
 ) -> Status:
     """The server's version and stores, and who the caller is. Any valid token may ask."""

@@ -52,7 +52,7 @@ def _get(session: Session, principal: Principal, token_id: str) -> TokenRow:
 def list_tokens(
     include_revoked: bool = False,
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> list[Token]:
     """The workspace's tokens (never their secrets)."""
     query = (
@@ -70,7 +70,7 @@ def create_token(
     body: TokenCreate,
     request: Request,
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> TokenCreated:
     """Create a token with a role or a narrow scope. The secret is in this answer only."""
     if body.role is not None and body.scope is not None:
@@ -97,7 +97,7 @@ def create_token(
 def get_token(
     token_id: str,
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> Token:
     """One token of the workspace."""
     return token_view(_get(session, principal, token_id), principal.workspace)
@@ -108,7 +108,7 @@ def revoke_token(
     token_id: str,
     request: Request,
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> Token:
     """Revoke a token at once. The row stays, so the audit log keeps its name."""
     request.state.audit_resource = f"token/{token_id}"

@@ -40,7 +40,8 @@ def _is_instance_admin(principal: Principal) -> bool:
 
 @router.get("", name="workspace.list")
 def list_workspaces(
-    principal: Principal = Depends(require("read")), session: Session = Depends(db_session)
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
 ) -> list[Workspace]:
     """The caller's workspace; every workspace for admins of `default`."""
     query = select(WorkspaceRow).order_by(WorkspaceRow.name)
@@ -53,7 +54,7 @@ def list_workspaces(
 def get_workspace(
     workspace_name: str,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> Workspace:
     """One workspace the caller can see."""
     row = session.scalars(select(WorkspaceRow).where(WorkspaceRow.name == workspace_name)).first()
@@ -70,7 +71,7 @@ def create_workspace(
     body: WorkspaceCreate,
     request: Request,
     principal: Principal = Depends(require("admin")),
-    session: Session = Depends(db_session),
+    session: Session = Depends(db_session, scope="function"),
 ) -> WorkspaceCreated:
     """Create a workspace and its first admin token (shown once)."""
     if not _is_instance_admin(principal):

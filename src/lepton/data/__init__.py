@@ -1,0 +1,1 @@
+"""Data: formats, ingest, schema, profile, PII scan, splits, transforms and bundled samples."""

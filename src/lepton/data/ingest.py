@@ -1,0 +1,113 @@
+"""Ingest: a spooled upload becomes a canonical Parquet table with its schema, profile and PII
+report. Nothing here touches the stores; the dataset routes decide what to keep.
+
+The table is written batch by batch, so memory stays flat however large the file is.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lepton.data import pii, profile, schema
+from lepton.data.formats import Limits, detect_format, read_batches
+from lepton.errors import DataError, InvalidRequest
+from lepton.schemas import Column, PIIReport, Profile
+
+__all__ = ["Analysis", "Ingested", "analyse", "ingest", "write_table"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What ingest learnt about a table."""
+
+    rows: int
+    columns: list[Column]
+    target: str | None
+    profile: Profile
+    pii: PIIReport
+
+
+@dataclass(frozen=True)
+class Ingested:
+    format: str
+    table: Path
+    analysis: Analysis
+
+
+def ingest(
+    source: Path,
+    source_name: str,
+    workdir: Path,
+    *,
+    fmt: str | None = None,
+    target: str | None = None,
+    limits: Limits | None = None,
+) -> Ingested:
+    """Read ``source`` (named ``source_name`` by the user) into ``workdir/data.parquet``."""
+    fmt = fmt or detect_format(source, source_name)
+    table = workdir / "data.parquet"
+    rows = write_table(read_batches(source, fmt, source_name, limits or Limits()), table)
+    if rows == 0:
+        raise DataError(
+            f"{source_name} holds no rows",
+            fix="push a file with a header and at least one row of data",
+        )
+    return Ingested(format=fmt, table=table, analysis=analyse(table, target))
+
+
+def write_table(batches: Iterable[pa.RecordBatch], path: Path) -> int:
+    """Write batches to a Parquet file; returns the row count. Removes the file on error."""
+    writer: pq.ParquetWriter | None = None
+    rows = 0
+    try:
+        for batch in batches:
+            if writer is None:
+                writer = pq.ParquetWriter(path, batch.schema, compression="snappy")
+            writer.write_batch(batch)
+            rows += batch.num_rows
+        if writer is None:  # no batch at all: an empty table with no columns
+            pq.write_table(pa.table({}), path)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        path.unlink(missing_ok=True)
+        raise
+    if writer is not None:
+        writer.close()
+    return rows
+
+
+def analyse(table: Path, target: str | None) -> Analysis:
+    """Schema, profile and PII report of a canonical table."""
+    columns = schema.infer_schema(table)
+    names = [c.name for c in columns]
+    guessed = target is None
+    if target is not None and target not in names:
+        raise unknown_column(target, names, option="--target")
+    if target is None:
+        target = schema.guess_target(columns, table)
+    rows = pq.ParquetFile(table).metadata.num_rows
+    return Analysis(
+        rows=rows,
+        columns=columns,
+        target=target,
+        profile=profile.profile(table, columns, target, target_guessed=guessed),
+        pii=pii.scan(table, columns),
+    )
+
+
+def unknown_column(name: str, columns: list[str], *, option: str) -> InvalidRequest:
+    """An error naming the missing column, the columns there are and the closest match."""
+    close = difflib.get_close_matches(name, columns, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
+    return InvalidRequest(
+        f"there is no column {name!r}; columns are: {shown}.{hint}",
+        fix=f"pass {option} {close[0] if close else '<one of the columns>'}",
+    )

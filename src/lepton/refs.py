@@ -1,0 +1,21 @@
+"""References such as ``heart``, ``heart@v2``, ``heart@2`` and ``heart@latest``."""
+
+from __future__ import annotations
+
+import re
+
+from lepton.errors import InvalidRequest
+
+__all__ = ["parse_ref"]
+
+_REF = re.compile(r"^(?P<name>[^@\s]+)(?:@(?P<version>[^@\s]+))?$")
+
+
+def parse_ref(ref: str, *, default: str = "latest") -> tuple[str, str]:
+    """Split ``name@version`` into its parts; a bare name means ``default``."""
+    match = _REF.match(ref.strip())
+    if match is None:
+        raise InvalidRequest(
+            f"{ref!r} is not a reference", fix="write NAME or NAME@VERSION, e.g. heart@v2"
+        )
+    return match.group("name"), match.group("version") or default
