@@ -164,7 +164,7 @@ def test_unknown_target_lists_columns_and_closest(tmp_path: Path) -> None:
     columns = [col("age", "numeric", "int64"), col("label", "categorical", "int64")]
     with pytest.raises(InvalidRequest) as caught:
         make_split(path, columns, SplitSpec(target="lable"), None)
-    assert "no column 'lable'" in caught.value.message
+    assert "names column 'lable'" in caught.value.message
     assert "columns are: age, label" in caught.value.message
     assert "closest is 'label'" in caught.value.message
 

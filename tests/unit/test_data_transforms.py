@@ -16,6 +16,7 @@ from PIL import Image
 from pydantic import TypeAdapter
 
 from lepton.data import transforms
+from lepton.data.dedup import SeenRows
 from lepton.data.transforms import apply_transform, describe
 from lepton.errors import InvalidRequest
 from lepton.schemas import TransformStep
@@ -383,7 +384,7 @@ def test_describe_has_one_line_per_step() -> None:
 
 def test_seen_rows_tells_apart_hashes_that_share_the_high_half() -> None:
     # A 64-bit collision needs ~4e9 rows to show up by chance, so it is built by hand here.
-    seen = transforms._SeenRows()
+    seen = SeenRows()
     u64 = np.uint64
     first = seen.keep_first((np.array([5, 5, 7], dtype=u64), np.array([1, 2, 3], dtype=u64)))
     assert first.tolist() == [True, True, True]

@@ -6,7 +6,6 @@ The table is written batch by batch, so memory stays flat however large the file
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lepton.data import pii, profile, schema
+from lepton.data.columns import unknown_column
 from lepton.data.formats import Limits, detect_format, read_batches
-from lepton.errors import DataError, InvalidRequest
+from lepton.errors import DataError
 from lepton.schemas import Column, PIIReport, Profile
 
 __all__ = ["Analysis", "Ingested", "analyse", "ingest", "write_table"]
@@ -89,7 +89,7 @@ def analyse(table: Path, target: str | None) -> Analysis:
     names = [c.name for c in columns]
     guessed = target is None
     if target is not None and target not in names:
-        raise unknown_column(target, names, option="--target")
+        raise unknown_column(target, names, where="--target", use="pass --target {}")
     if target is None:
         target = schema.guess_target(columns, table)
     rows = pq.ParquetFile(table).metadata.num_rows
@@ -99,15 +99,4 @@ def analyse(table: Path, target: str | None) -> Analysis:
         target=target,
         profile=profile.profile(table, columns, target, target_guessed=guessed),
         pii=pii.scan(table, columns),
-    )
-
-
-def unknown_column(name: str, columns: list[str], *, option: str) -> InvalidRequest:
-    """An error naming the missing column, the columns there are and the closest match."""
-    close = difflib.get_close_matches(name, columns, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    shown = ", ".join(columns[:30]) + (", ..." if len(columns) > 30 else "")
-    return InvalidRequest(
-        f"there is no column {name!r}; columns are: {shown}.{hint}",
-        fix=f"pass {option} {close[0] if close else '<one of the columns>'}",
     )

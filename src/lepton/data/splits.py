@@ -11,7 +11,6 @@ between splits until the totals match the whole-dataset rounding exactly: 10,000
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 
+from lepton.data.columns import unknown_column
 from lepton.errors import InvalidRequest
 from lepton.schemas import Column, ColumnKind, SplitSpec
 
@@ -77,11 +77,8 @@ def make_split(
     names = [c.name for c in columns]
     target = spec.target or default_target
     if target is not None and target not in names:
-        close = difflib.get_close_matches(target, names, n=1)
-        hint = f"; the closest is {close[0]!r}" if close else ""
-        raise InvalidRequest(
-            f"the dataset has no column {target!r}; columns are: {', '.join(names)}{hint}",
-            fix=f"Pass {close[0]!r} as the target." if close else "Pass one of them as the target.",
+        raise unknown_column(
+            target, names, where="the split's target", use="Pass {} as the target."
         )
     n = int(pq.ParquetFile(path).metadata.num_rows)
     needed = int(np.count_nonzero(fractions))

@@ -10,24 +10,24 @@ renamed into place at the end, so ``dst`` is either complete or absent.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hmac
 import io
 import os
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 import pyarrow as pa  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.compute as pc  # type: ignore[import-untyped,unused-ignore]
 import pyarrow.parquet as pq  # type: ignore[import-untyped,unused-ignore]
 from PIL import Image
 
+from lepton.data.casts import Rows, cast_values
+from lepton.data.columns import unknown_column
+from lepton.data.dedup import SeenRows, row_keys
 from lepton.errors import InvalidRequest
 from lepton.schemas import (
     AnonymizeStep,
@@ -47,7 +47,6 @@ IMAGE_COLUMN = "image"
 _BATCH_BYTES = 64 * 2**20  # per batch: 65,536 rows of 100 KB images would be 6.5 GB at once
 # 64 bits: two of n distinct values share a hash with odds ~n^2 / 2^65 (3e-8 for a million).
 HASH_HEX_CHARS = 16
-Rows = npt.NDArray[np.int64]
 
 
 def apply_transform(
@@ -184,13 +183,12 @@ def _plan(names: list[str], steps: Sequence[TransformStep]) -> tuple[list[str], 
 def _require(wanted: list[str], cols: list[str], where: str) -> None:
     for name in wanted:
         if name not in cols:
-            close = difflib.get_close_matches(name, cols, n=1)
-            hint = f"; the closest is {close[0]!r}" if close else ""
-            raise InvalidRequest(
-                f"{where} names column {name!r}, which does not exist at that point; "
-                f"columns are: {', '.join(cols)}{hint}",
-                fix=(f"Use {close[0]!r}" if close else "Use one of those names")
-                + " (earlier steps may have renamed or dropped the column).",
+            raise unknown_column(
+                name,
+                cols,
+                where=where,
+                when=" at that point",
+                use="Use {} (earlier steps may have renamed or dropped the column).",
             )
 
 
@@ -206,7 +204,7 @@ class _Run:
         # One random salt per call, never stored: equal values within the new version still get
         # equal hashes (joins and group-bys keep working), but nobody can recompute them later.
         self.salt = secrets.token_bytes(32)
-        self.seen = {i: _SeenRows() for i, s in enumerate(steps) if isinstance(s, DeduplicateStep)}
+        self.seen = {i: SeenRows() for i, s in enumerate(steps) if isinstance(s, DeduplicateStep)}
 
     def __call__(self, table: Any, rows: Rows) -> Any:
         for i, step in enumerate(self.steps):
@@ -220,11 +218,11 @@ class _Run:
             elif isinstance(step, CastStep):
                 for name, to in step.types.items():
                     if name in present:
-                        values = _cast(table.column(name).combine_chunks(), to, name, rows)
+                        values = cast_values(table.column(name).combine_chunks(), to, name, rows)
                         table = table.set_column(present.index(name), name, values)
             elif isinstance(step, DropNullsStep | DeduplicateStep):
                 if isinstance(step, DeduplicateStep):
-                    keep = self.seen[i].keep_first(_row_keys(table))
+                    keep = self.seen[i].keep_first(row_keys(table))
                 else:
                     keep = np.ones(table.num_rows, dtype=bool)
                     for name in step.columns or present:
@@ -248,222 +246,6 @@ class _Run:
         # pandas' metadata describes the source's columns and index, not these.
         meta = {k: v for k, v in (table.schema.metadata or {}).items() if k != b"pandas"}
         return table.replace_schema_metadata(meta or None)
-
-
-class _BadValue(Exception):
-    def __init__(self, index: int | None) -> None:
-        self.index = index  # None: no value of this type can be cast
-
-
-def _cast(values: Any, to: str, column: str, rows: Rows) -> Any:
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    if pa.types.is_floating(values.type):  # NaN is pandas' "missing": a null, not "nan" or an error
-        values = pc.if_else(pc.is_nan(values), pa.scalar(None, values.type), values)
-    try:
-        return _CASTS[to](values)
-    except _BadValue as bad:
-        if bad.index is None:
-            message = f"column {column!r} holds {values.type} values, which cannot become {to}"
-        else:
-            shown = repr(values[bad.index].as_py())
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            message = (
-                f"cannot cast column {column!r} to {to}: value {shown} at row {rows[bad.index]} "
-                "(counting from 0)"
-            )
-        raise InvalidRequest(
-            message,
-            fix=f"Fix or drop the row first, or cast {column!r} to a type that fits "
-            "(string always works).",
-        ) from None
-
-
-_CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError)
-
-
-def _checked(values: Any, convert: Callable[[Any], Any]) -> Any:
-    """``convert(values)``; on failure, the first value that fails, found by bisection."""
-
-    def fails(prefix: int) -> bool:
-        try:
-            convert(values.slice(0, prefix))
-            return False
-        except _CAST_ERRORS:
-            return True
-
-    try:
-        return convert(values)
-    except _CAST_ERRORS:
-        if fails(0):  # even no values fail: the type itself cannot be converted
-            raise _BadValue(None) from None
-    lo, hi = 0, len(values) - 1  # the prefix ending at hi fails; find the shortest that does
-    while lo < hi:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if fails(mid + 1) else (mid + 1, hi)
-    raise _BadValue(lo)
-
-
-def _is_text(values: Any) -> bool:
-    return bool(pa.types.is_string(values.type) or pa.types.is_large_string(values.type))
-
-
-def _trimmed(values: Any) -> Any:
-    return pc.utf8_trim_whitespace(values) if _is_text(values) else values
-
-
-def _to_int(values: Any) -> Any:
-    def convert(v: Any) -> Any:
-        try:
-            return pc.cast(_trimmed(v), pa.int64())  # safe: 1.5 fails instead of truncating
-        except pa.ArrowInvalid:
-            if not _is_text(v):
-                raise
-            return pc.cast(pc.cast(_trimmed(v), pa.float64()), pa.int64())  # "3.0" is an int
-
-    return _checked(values, convert)
-
-
-def _to_bool(values: Any) -> Any:
-    if pa.types.is_boolean(values.type):
-        return values
-    if _is_text(values):
-        text = pc.utf8_lower(_trimmed(values))
-        true = pc.is_in(text, pa.array(["true", "1", "yes"]))
-        false = pc.is_in(text, pa.array(["false", "0", "no"]))
-    elif pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        true, false = pc.equal(values, 1), pc.equal(values, 0)  # 2 is an error, not "truthy"
-    else:
-        raise _BadValue(None)
-    ok = pc.fill_null(pc.or_(true, false), False).to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False) & ~ok)
-    if len(bad):
-        raise _BadValue(int(bad[0]))
-    return pc.if_else(values.is_valid(), true, pa.scalar(None, pa.bool_()))
-
-
-def _to_datetime(values: Any) -> Any:
-    if pa.types.is_timestamp(values.type):
-        return values
-    if pa.types.is_date(values.type):
-        return pc.cast(values, pa.timestamp("us"))
-    if not _is_text(values):
-        raise _BadValue(None)
-    # pandas reads every ISO 8601 form (date only, "T" or space, offsets); arrow rejects offsets
-    # into a naive type. Offsets become UTC, so one column has one naive time scale.
-    text = pd.Series(values.to_pylist(), dtype=object)
-    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-    bad = np.flatnonzero(text.notna().to_numpy() & parsed.isna().to_numpy())
-    if len(bad):
-        raise _BadValue(int(bad[0]))
-    return pa.array(parsed.dt.tz_convert(None), type=pa.timestamp("us"), from_pandas=True)
-
-
-_CASTS: dict[str, Callable[[Any], Any]] = {
-    "int": _to_int,
-    "float": lambda v: _checked(v, lambda x: pc.cast(_trimmed(x), pa.float64())),
-    "string": lambda v: _checked(v, lambda x: pc.cast(x, pa.string())),
-    "bool": _to_bool,
-    "datetime": _to_datetime,
-    "category": lambda v: pc.dictionary_encode(_checked(v, lambda x: pc.cast(x, pa.string()))),
-}
-
-
-# --- Deduplication ----------------------------------------------------------------------------
-
-_HASH_KEYS = ("lepton-dedup-k1!", "lepton-dedup-k2!")  # siphash keys: exactly 16 bytes each
-_FNV_PRIME = np.uint64(0x100000001B3)
-_NULL_HASH = np.uint64(0x9E3779B97F4A7C15)  # any fixed value: a null equals only a null
-_FIXED_WIDTH = (
-    pa.types.is_integer,
-    pa.types.is_boolean,
-    pa.types.is_timestamp,
-    pa.types.is_date,
-    pa.types.is_time,
-    pa.types.is_duration,
-)
-
-
-def _row_keys(table: Any) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    """A 128-bit hash per row: two 64-bit row hashes under independent keys.
-
-    For n distinct rows the chance that any two share both halves is about n^2 / 2^129: 1e-21 for
-    a billion rows, far below the odds of a disk error.
-    """
-    high, low = (np.zeros(table.num_rows, dtype=np.uint64) for _ in _HASH_KEYS)
-    for column in table.columns:
-        values = column.combine_chunks()
-        high = (high ^ _column_hash(values, _HASH_KEYS[0])) * _FNV_PRIME  # order-sensitive mix
-        low = (low ^ _column_hash(values, _HASH_KEYS[1])) * _FNV_PRIME
-    return high, low
-
-
-def _column_hash(values: Any, key: str) -> npt.NDArray[np.uint64]:
-    """Keyed SipHash of each value; the same value hashes the same in every batch.
-
-    Nulls are filled before converting, because an int column with a null comes out of
-    ``to_numpy`` as float64, and 1 would then hash differently from the 1 of a batch without one.
-    """
-    if pa.types.is_dictionary(values.type):
-        values = values.dictionary_decode()
-    kind, valid = values.type, values.is_valid().to_numpy(zero_copy_only=False)
-    if pa.types.is_floating(kind):
-        data = values.to_numpy(zero_copy_only=False)
-        valid &= ~np.isnan(data)  # NaN is missing, as in drop_nulls
-        data = np.where(valid, data + 0.0, 0.0).astype(data.dtype)  # + 0.0 turns -0.0 into 0.0
-    elif any(is_(kind) for is_ in _FIXED_WIDTH):
-        zero = pa.scalar(False if pa.types.is_boolean(kind) else 0, type=kind)
-        data = pc.fill_null(values, zero).to_numpy(zero_copy_only=False)
-    elif _is_text(values) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
-        data = values.to_numpy(zero_copy_only=False)
-    else:  # lists, structs, decimals: hash their printed form
-        data = np.array([repr(v) for v in values.to_pylist()], dtype=object)
-    hashed = pd.util.hash_array(data, hash_key=key)
-    return np.where(valid, hashed, _NULL_HASH).astype(np.uint64)
-
-
-class _SeenRows:
-    """Hashes of the rows kept so far: sorted runs of (high, low) uint64 pairs, 16 bytes a row.
-
-    Runs merge like a binary counter, so a batch is checked against O(log n) sorted arrays by
-    binary search on the high half (3x faster end to end than searching 16-byte strings, on 2M
-    rows). A Python set of 128-bit ints would cost ~75 bytes a row.
-    """
-
-    def __init__(self) -> None:
-        self._runs: list[tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]] = []
-
-    def keep_first(
-        self, keys: tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
-    ) -> npt.NDArray[np.bool_]:
-        high, low = keys
-        keep = np.zeros(len(high), dtype=bool)
-        pairs = np.ascontiguousarray(np.column_stack([high, low])).view("S16").ravel()
-        keep[np.unique(pairs, return_index=True)[1]] = True  # first occurrence within the batch
-        order = np.argsort(high)  # sorted needles: numpy's binary search reuses the last bound
-        for run_high, run_low in self._runs:
-            start = np.empty(len(high), dtype=np.intp)
-            start[order] = np.searchsorted(run_high, high[order])
-            at = np.minimum(start, len(run_high) - 1)
-            keep &= ~((run_high[at] == high) & (run_low[at] == low))
-            # Two kept rows with equal high halves (odds ~n^2 / 2^65): compare all of them.
-            nxt = np.minimum(start + 1, len(run_high) - 1)
-            for i in np.flatnonzero((run_high[at] == high) & (run_high[nxt] == high) & keep):
-                stop = np.searchsorted(run_high, high[i], side="right")
-                keep[i] = not bool(np.any(run_low[start[i] : stop] == low[i]))
-        if keep.any():
-            self._runs.append(_sorted(high[keep], low[keep]))
-        while len(self._runs) > 1 and len(self._runs[-2][0]) <= len(self._runs[-1][0]):
-            (h2, l2), (h1, l1) = self._runs.pop(), self._runs.pop()
-            self._runs.append(_sorted(np.concatenate([h1, h2]), np.concatenate([l1, l2])))
-        return keep
-
-
-def _sorted(
-    high: npt.NDArray[np.uint64], low: npt.NDArray[np.uint64]
-) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
-    order = np.lexsort((low, high))
-    return high[order], low[order]
 
 
 # --- Anonymisation ----------------------------------------------------------------------------
