@@ -108,7 +108,8 @@ def make_app(started: Started) -> Callable[[Settings], FastAPI]:
         def on_start(state: ServerState, first: FirstStart | None) -> None:
             started.state, started.first = state, first
 
-        return create_app(settings, on_start=on_start)
+        # No scheduler in-process: unit tests start no job processes.
+        return create_app(settings, on_start=on_start, run_jobs=False)
 
     return make
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -383,3 +383,149 @@ class Dataset(_Model):
 
 class TransformRequest(_Model):
     steps: list[TransformStep] = Field(min_length=1, description="Applied in order.")
+
+
+# --- Jobs -----------------------------------------------------------------------------------
+
+
+class JobState(StrEnum):
+    """queued → running → succeeded | failed | cancelled (a died attempt goes back to queued)."""
+
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+TERMINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
+
+
+class TrainSpec(_Model):
+    kind: Literal["train"] = Field(default="train", description="A built-in training job.")
+    dataset: str = Field(description="Dataset reference, `name` or `name@vN`.")
+    target: str | None = Field(default=None, description="Target column; the dataset's if absent.")
+    algorithm: str = Field(default="auto", description="An algorithm name, or `auto` for AutoML.")
+    params: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Hyperparameters of the algorithm."
+    )
+    time_budget_s: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
+        default=300, description="Wall-clock budget of the training, seconds."
+    )
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
+    seed: int = Field(default=0, description="Seed of the split and of the training.")
+    split: SplitSpec = Field(default_factory=SplitSpec, description="How rows are split.")
+    model: str | None = Field(
+        default=None, description="Name to register the model under; the dataset's by default."
+    )
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=2, description="Retries after the job's process dies."
+    )
+
+
+class ScriptSpec(_Model):
+    kind: Literal["script"] = Field(default="script", description="The user's own script.")
+    script_name: str = Field(max_length=256, description="File name of the script.")
+    script_digest: str = Field(
+        pattern=r"^[0-9a-f]{64}$", description="Blob of the script (upload it first)."
+    )
+    dataset: str | None = Field(default=None, description="Dataset the script may read.")
+    args: list[str] = Field(default_factory=list, description="Command-line arguments.")
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=0, description="Retries after the job's process dies."
+    )
+
+
+JobSpec = Annotated[TrainSpec | ScriptSpec, Field(discriminator="kind")]
+
+
+class JobCreate(_Model):
+    spec: JobSpec = Field(description="What to run.")
+
+
+class JobError(_Model):
+    message: str = Field(description="What went wrong.")
+    fix: str = Field(default="", description="How to fix it.")
+
+
+class Job(_Model):
+    id: str = Field(description="Job id.")
+    kind: str = Field(description="`train` or `script`.")
+    state: JobState = Field(description="Where the job is.")
+    spec: JobSpec = Field(description="What was asked.")
+    dataset_version: str | None = Field(description="`name@vN` the job reads, resolved at submit.")
+    attempts: int = Field(description="Attempts started so far.")
+    created_at: datetime = Field(description="Submitted (UTC).")
+    started_at: datetime | None = Field(description="Last attempt started (UTC).")
+    finished_at: datetime | None = Field(description="Finished (UTC).")
+    error: JobError | None = Field(description="Why it failed, if it did.")
+    result: dict[str, Any] | None = Field(description="Model version and test metrics.")
+    environment: dict[str, str] | None = Field(description="Package versions the job ran with.")
+    cancel_requested: bool = Field(description="A cancel was asked for.")
+
+
+class MetricPoint(_Model):
+    step: int = Field(description="Step (epoch, trial, ...).")
+    name: str = Field(max_length=64, description="Metric name.")
+    value: float = Field(description="Value.")
+
+
+class MetricBatch(_Model):
+    points: list[MetricPoint] = Field(max_length=10_000, description="Points to record.")
+
+
+class LogChunk(_Model):
+    text: str = Field(description="Log text from `offset`.")
+    offset: int = Field(description="Byte offset to ask from next time.")
+    complete: bool = Field(description="True when the job ended and the log is whole.")
+
+
+class JobStarted(_Model):
+    environment: dict[str, str] = Field(description="Package versions.")
+
+
+class JobFinish(_Model):
+    state: Literal["succeeded", "failed"] = Field(description="How it ended.")
+    error: JobError | None = Field(default=None, description="Why, when failed.")
+    result: dict[str, Any] | None = Field(default=None, description="Outputs.")
+
+
+# --- Models ---------------------------------------------------------------------------------
+
+
+class ModelRegister(_Model):
+    artifact_digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="Blob of the packed model.")
+    name: str | None = Field(default=None, description="Model name; the job's default if absent.")
+    flavour: Literal["sklearn", "torch", "onnx"] = Field(description="How the artifact is stored.")
+    algorithm: str = Field(description="Algorithm that produced it.")
+    task: str = Field(description="classification, regression, forecasting.")
+    signature: dict[str, Any] = Field(description="Inputs (columns or shape, dtypes) and outputs.")
+    metrics: dict[str, float] = Field(default_factory=dict, description="Held-out metrics.")
+    params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
+    leaderboard: list[dict[str, Any]] = Field(default_factory=list, description="AutoML runs.")
+
+
+class ModelVersion(_Model):
+    model: str = Field(description="Model name.")
+    version: int = Field(description="Version number, from 1.")
+    ref: str = Field(description="`name@N`.")
+    flavour: str = Field(description="sklearn, torch, onnx.")
+    algorithm: str = Field(description="Algorithm that produced it.")
+    task: str = Field(description="Task.")
+    artifact_digest: str = Field(description="Blob of the packed model.")
+    signature: dict[str, Any] = Field(description="Inputs and outputs.")
+    metrics: dict[str, float] = Field(description="Held-out metrics.")
+    params: dict[str, Any] = Field(description="Training parameters.")
+    leaderboard: list[dict[str, Any]] = Field(description="AutoML leaderboard.")
+    dataset_version: str | None = Field(description="Lineage: `name@vN` it was trained on.")
+    job: str | None = Field(description="Lineage: the job that trained it.")
+    environment: dict[str, str] | None = Field(description="Package versions at training.")
+    created_at: datetime = Field(description="Registered (UTC).")
+
+
+class Model(_Model):
+    name: str = Field(description="Model name.")
+    created_at: datetime = Field(description="Created (UTC).")
+    versions: int = Field(description="Number of versions.")
+    latest: ModelVersion | None = Field(description="The newest version.")

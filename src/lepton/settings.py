@@ -40,6 +40,8 @@ class Settings:
     """Base64 AES-256 key for blobs at rest; empty means the key file in ``home``."""
     max_upload_bytes: int = 10 * 1024**3
     """Largest accepted upload; larger bodies get 413."""
+    job_slots: int = 1
+    """Jobs that run at once on this machine (1: two cores are one training job's worth)."""
     url: str = ""
     """Control-plane URL the SDK and CLI talk to; empty means the credentials file."""
     token: str = ""

@@ -273,7 +273,9 @@ def test_control_plane_runs_on_the_store(database_url: str, tmp_path: Path) -> N
     started: list[tuple[ServerState, FirstStart | None]] = []
     settings = Settings(home=tmp_path / "home", database_url=database_url)
 
-    with TestClient(create_app(settings, on_start=lambda *s: started.append(s))) as client:
+    with TestClient(
+        create_app(settings, on_start=lambda *s: started.append(s), run_jobs=False)
+    ) as client:
         state, first = started[0]
         assert backend_name(state.engine) == make_url(database_url).get_backend_name()
         assert first is not None  # an empty store: bootstrap made the workspace and a token
@@ -303,6 +305,8 @@ def test_control_plane_runs_on_the_store(database_url: str, tmp_path: Path) -> N
         assert [e["resource"] for e in audit.json()] == [f"token/{created.json()['id']}"]
 
     # A restart on the same store finds the workspace: no second bootstrap, tokens still valid.
-    with TestClient(create_app(settings, on_start=lambda *s: started.append(s))) as client:
+    with TestClient(
+        create_app(settings, on_start=lambda *s: started.append(s), run_jobs=False)
+    ) as client:
         assert started[1][1] is None
         assert client.get("/api/v1/tokens", headers=auth).status_code == 200

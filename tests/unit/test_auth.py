@@ -225,10 +225,10 @@ def test_scoped_token_may_ask_for_status(api: TestClient, platform: Platform) ->
 
 
 def _mount_job_route(app: FastAPI) -> None:
-    # A stand-in for the jobs router to come: only the dependency under test guards it.
+    # A route of its own (not the real jobs router): only the dependency under test guards it.
     router = APIRouter()
 
-    @router.get("/api/v1/jobs/{job_id}")
+    @router.get("/api/v1/scope-probe/jobs/{job_id}")
     def get_job(
         job_id: str, principal: Principal = Depends(require("read", scope="job"))
     ) -> dict[str, str]:
@@ -254,7 +254,7 @@ def test_scope_dependency_admits_a_narrow_token_only_for_its_own_resource(
     kind = {"role": token_kind} if token_kind == "viewer" else {"scope": token_kind}
     token = platform.token(platform.admin, name="caller", **kind)
 
-    r = api.get(f"/api/v1/jobs/{job}", headers=bearer(token))
+    r = api.get(f"/api/v1/scope-probe/jobs/{job}", headers=bearer(token))
 
     assert r.status_code == status, r.text
     if status == 200:

@@ -9,6 +9,8 @@ import typer
 
 from lepton.cli import audit as audit_cmd
 from lepton.cli import dataset as dataset_cmd
+from lepton.cli import job as job_cmd
+from lepton.cli import model as model_cmd
 from lepton.cli import token as token_cmd
 from lepton.cli import workspace as workspace_cmd
 from lepton.cli.output import console, fail, print_json, table
@@ -24,6 +26,11 @@ app = typer.Typer(
 )
 app.add_typer(workspace_cmd.app, name="workspace")
 app.add_typer(dataset_cmd.app, name="dataset")
+app.command("train")(job_cmd.train)
+app.command("run")(job_cmd.run)
+app.add_typer(job_cmd.app, name="job")
+app.add_typer(model_cmd.app, name="model")
+app.add_typer(model_cmd.algorithms, name="algorithms")
 app.add_typer(token_cmd.app, name="token")
 app.command("audit")(audit_cmd.audit)
 

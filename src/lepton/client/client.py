@@ -69,6 +69,7 @@ class Client:
         self._owns_http = http is None
 
         from lepton.client.datasets import Datasets
+        from lepton.client.jobs import Jobs, Models
         from lepton.client.resources import Audit, Blobs, Tokens, Workspaces
 
         self.workspaces = Workspaces(self)
@@ -76,6 +77,8 @@ class Client:
         self.audit = Audit(self)
         self.blobs = Blobs(self)
         self.datasets = Datasets(self)
+        self.jobs = Jobs(self)
+        self.models = Models(self)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"

@@ -41,7 +41,7 @@ Progress = Callable[[int], None]
 
 def default_name(path: Path) -> str:
     """A dataset name from a file name: ``Heart Disease.csv`` → ``heart-disease``."""
-    stem = path.name.split(".")[0] if path.is_file() else path.name
+    stem = path.name.split(".")[0]
     name = re.sub(r"[^a-z0-9_.-]+", "-", stem.lower()).strip("-._")
     return name[:63] or "dataset"
 
@@ -207,7 +207,9 @@ class Datasets:
                 params={"force": "true" if force else None},
             )
         else:
-            self._client.request("DELETE", f"/api/v1/datasets/{name}")
+            self._client.request(
+                "DELETE", f"/api/v1/datasets/{name}", params={"force": "true" if force else None}
+            )
 
     def _download(self, path: str, target: Path, digest: str, progress: Progress | None) -> Path:
         hasher = hashlib.sha256()

@@ -93,10 +93,16 @@ def analyse(table: Path, target: str | None) -> Analysis:
     if target is None:
         target = schema.guess_target(columns, table)
     rows = pq.ParquetFile(table).metadata.num_rows
-    return Analysis(
-        rows=rows,
-        columns=columns,
-        target=target,
-        profile=profile.profile(table, columns, target, target_guessed=guessed),
-        pii=pii.scan(table, columns),
+    report = pii.scan(table, columns)
+    stats = profile.profile(table, columns, target, target_guessed=guessed)
+    # A column flagged as personal data shows no raw values anywhere, top values included.
+    flagged = {finding.column for finding in report.findings}
+    stats = stats.model_copy(
+        update={
+            "column_profiles": [
+                cp.model_copy(update={"top_values": []}) if cp.name in flagged else cp
+                for cp in stats.column_profiles
+            ]
+        }
     )
+    return Analysis(rows=rows, columns=columns, target=target, profile=stats, pii=report)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -42,9 +44,11 @@ def create_app(
     on_start: Callable[[ServerState, FirstStart | None], None] | None = None,
     *,
     state: ServerState | None = None,
+    run_jobs: bool = True,
 ) -> FastAPI:
-    """The FastAPI app. Its lifespan opens the stores (unless ``state`` is already open) and,
-    on first start, bootstraps; ``on_start`` then hears what was opened and created."""
+    """The FastAPI app. Its lifespan opens the stores (unless ``state`` is already open), on
+    first start bootstraps, and starts the job scheduler (unless ``run_jobs`` is False, as in
+    in-process tests); ``on_start`` then hears what was opened and created."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -53,11 +57,22 @@ def create_app(
             state = await run_in_threadpool(open_state, settings)
         first = await run_in_threadpool(bootstrap, settings, state.sessions)
         app.state.lepton = state
+        task = None
+        if run_jobs:
+            from lepton.executors.local import LocalExecutor
+            from lepton.jobs.scheduler import Scheduler
+
+            state.scheduler = Scheduler(state, LocalExecutor(cpu_slots=settings.job_slots))
+            task = asyncio.create_task(state.scheduler.run())
         if on_start is not None:
             on_start(state, first)
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             state.engine.dispose()
 
     app = FastAPI(

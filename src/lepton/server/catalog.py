@@ -8,13 +8,17 @@ retries with the next number.
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -28,12 +32,21 @@ from lepton.schemas import (
     DatasetVersionDetail,
     PIIReport,
     Profile,
+    SplitSpec,
     TransformSpec,
 )
 from lepton.server.auth import Principal
 from lepton.server.state import ServerState
 from lepton.store.content import erase_unreferenced
-from lepton.store.models import DatasetRow, DatasetVersionRow, SplitRow, utcnow
+from lepton.store.models import (
+    DatasetRow,
+    DatasetVersionRow,
+    JobRow,
+    ModelRow,
+    ModelVersionRow,
+    SplitRow,
+    utcnow,
+)
 
 __all__ = [
     "NewVersion",
@@ -41,6 +54,8 @@ __all__ = [
     "delete_dataset",
     "delete_version",
     "detail_view",
+    "ensure_split",
+    "fetch_blob",
     "find_by_content",
     "get_dataset",
     "get_version",
@@ -135,14 +150,8 @@ def record_version(
                 if existing is not None:
                     return existing, False
                 dataset = _get_or_create_dataset(session, principal, name)
-                number = (
-                    session.scalar(
-                        select(func.max(DatasetVersionRow.version)).where(
-                            DatasetVersionRow.dataset_id == dataset.id
-                        )
-                    )
-                    or 0
-                ) + 1
+                number = dataset.last_version + 1
+                dataset.last_version = number
                 analysis = new.analysis
                 row = DatasetVersionRow(
                     id=uuid.uuid4().hex,
@@ -204,6 +213,61 @@ def _chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
             yield chunk
 
 
+def ensure_split(state: ServerState, row: DatasetVersionRow, spec: SplitSpec) -> SplitRow:
+    """The stored split of a version for ``spec``, computing and storing it the first time."""
+    from lepton.data.splits import make_split
+
+    spec_json = spec.model_dump_json()
+    spec_hash = hashlib.sha256(spec_json.encode()).hexdigest()
+    with state.sessions() as session:
+        stored = session.get(SplitRow, (row.id, spec_hash))
+        if stored is not None:
+            return stored
+    columns = [Column.model_validate(c) for c in json.loads(row.schema_json)]
+    with tempfile.TemporaryDirectory(dir=state.work_dir()) as work:
+        table = fetch_blob(state, row.data_digest, Path(work) / "data.parquet")
+        result = make_split(table, columns, spec, row.target)
+    buffer = io.BytesIO()
+    np.save(buffer, result.assignment.astype(np.uint8), allow_pickle=False)
+    with state.content_lock, state.sessions() as session:
+        info = state.blobs.put_bytes(buffer.getvalue())
+        stored = session.get(SplitRow, (row.id, spec_hash))
+        if stored is None:
+            stored = SplitRow(
+                version_id=row.id,
+                spec_hash=spec_hash,
+                spec_json=spec_json,
+                strategy=result.strategy,
+                counts_json=json.dumps(result.counts),
+                digest=info.digest,
+                created_at=utcnow(),
+            )
+            session.add(stored)
+            session.commit()
+        return stored
+
+
+def fetch_blob(state: ServerState, digest: str, path: Path) -> Path:
+    """Write a stored blob to a local file (verified as it streams)."""
+    with path.open("wb") as f:
+        for chunk in state.blobs.open(digest):
+            f.write(chunk)
+    return path
+
+
+def _users(session: Session, version_id: str) -> list[str]:
+    """The jobs and model versions that read a dataset version."""
+    jobs = session.scalars(select(JobRow.id).where(JobRow.dataset_version_id == version_id))
+    models = session.execute(
+        select(ModelRow.name, ModelVersionRow.version)
+        .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
+        .where(ModelVersionRow.dataset_version_id == version_id)
+    )
+    return [f"model {name}@{version}" for name, version in models] + [
+        f"job {job_id}" for job_id in jobs
+    ]
+
+
 def _children(session: Session, version_id: str) -> list[DatasetVersionRow]:
     return list(
         session.scalars(select(DatasetVersionRow).where(DatasetVersionRow.parent_id == version_id))
@@ -215,6 +279,19 @@ def delete_version(
 ) -> None:
     """Delete a version and erase its bytes. Derived versions keep their data; with ``force``
     their parent link is cleared (their transform record still says what was applied)."""
+    users = _users(session, row.id)
+    if users and not force:
+        raise Conflict(
+            f"{dataset.name}@v{row.version} is used by {', '.join(users)}",
+            fix=f"pass --force to delete it anyway; they keep their record but lose the link "
+            f"(lepton dataset rm {dataset.name}@v{row.version} --force)",
+        )
+    for job in session.scalars(select(JobRow).where(JobRow.dataset_version_id == row.id)):
+        job.dataset_version_id = None
+    for model in session.scalars(
+        select(ModelVersionRow).where(ModelVersionRow.dataset_version_id == row.id)
+    ):
+        model.dataset_version_id = None
     children = _children(session, row.id)
     if children and not force:
         names = ", ".join(f"{dataset.name}@v{c.version}" for c in children)
@@ -236,8 +313,11 @@ def delete_version(
         erase_unreferenced(session, state.blobs, digests)
 
 
-def delete_dataset(state: ServerState, session: Session, dataset: DatasetRow) -> int:
-    """Delete every version of a dataset (newest first, so parents go last), then the dataset."""
+def delete_dataset(
+    state: ServerState, session: Session, dataset: DatasetRow, *, force: bool = False
+) -> int:
+    """Delete every version of a dataset (newest first, so parents go last), then the dataset.
+    Without ``force`` it refuses while a job or model uses one of the versions."""
     rows = list(
         session.scalars(
             select(DatasetVersionRow)
@@ -245,6 +325,13 @@ def delete_dataset(state: ServerState, session: Session, dataset: DatasetRow) ->
             .order_by(DatasetVersionRow.version.desc())
         )
     )
+    if not force:
+        used = [f"v{row.version}: {', '.join(u)}" for row in rows if (u := _users(session, row.id))]
+        if used:
+            raise Conflict(
+                f"dataset '{dataset.name}' is in use ({'; '.join(used)})",
+                fix=f"pass --force to delete it anyway (lepton dataset rm {dataset.name} --force)",
+            )
     for row in rows:
         delete_version(state, session, dataset, row, force=True)
     session.delete(dataset)

@@ -14,16 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from lepton.store.blobs import BlobStore
-from lepton.store.models import BlobRow, DatasetVersionRow, SplitRow
+from lepton.store.models import BlobRow, DatasetVersionRow, JobRow, ModelVersionRow, SplitRow
 
 __all__ = ["DIGEST_COLUMNS", "erase_unreferenced"]
 
 # Every column that holds a blob digest. A table added later that refers to blobs joins here.
-DIGEST_COLUMNS: tuple[InstrumentedAttribute[str], ...] = (
+DIGEST_COLUMNS: tuple[InstrumentedAttribute[str] | InstrumentedAttribute[str | None], ...] = (
     BlobRow.digest,
     DatasetVersionRow.source_digest,
     DatasetVersionRow.data_digest,
     SplitRow.digest,
+    ModelVersionRow.artifact_digest,
+    JobRow.checkpoint_digest,
 )
 
 

@@ -1,6 +1,15 @@
 """One router per resource; :data:`ROUTERS` is the order the app mounts them in."""
 
-from lepton.server.routes import audit, blobs, datasets, system, tokens, workspaces
+from lepton.server.routes import (
+    audit,
+    blobs,
+    datasets,
+    jobs,
+    models,
+    system,
+    tokens,
+    workspaces,
+)
 
 ROUTERS = [
     system.router,
@@ -9,4 +18,6 @@ ROUTERS = [
     audit.router,
     blobs.router,
     datasets.router,
+    jobs.router,
+    models.router,
 ]

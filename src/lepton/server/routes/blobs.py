@@ -55,6 +55,14 @@ async def upload_blob(
 ) -> Blob:
     """Store the raw request body; the answer names its sha256. Uploading known content again
     returns the existing blob."""
+    blob = await receive_blob(request, state, principal)
+    request.state.audit_resource = f"blob/{blob.digest}"
+    return blob
+
+
+async def receive_blob(request: Request, state: ServerState, principal: Principal) -> Blob:
+    """Stream the request body into the blob store (size-limited) and record it for the
+    caller's workspace."""
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -67,9 +75,7 @@ async def upload_blob(
                 raise _too_large(limit)
             if chunk:
                 await run_in_threadpool(writer.write, chunk)
-        blob = await run_in_threadpool(_commit, state, principal, writer)
-    request.state.audit_resource = f"blob/{blob.digest}"
-    return blob
+        return await run_in_threadpool(_commit, state, principal, writer)
 
 
 def _commit(state: ServerState, principal: Principal, writer: BlobWriter) -> Blob:

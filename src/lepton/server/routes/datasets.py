@@ -8,14 +8,12 @@ stored and the version recorded. A bad file therefore leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import uuid
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
@@ -42,6 +40,8 @@ from lepton.server.catalog import (
     delete_dataset,
     delete_version,
     detail_view,
+    ensure_split,
+    fetch_blob,
     find_by_content,
     get_dataset,
     get_version,
@@ -50,7 +50,7 @@ from lepton.server.catalog import (
 )
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.state import ServerState, db_session, get_state
-from lepton.store.models import DatasetRow, DatasetVersionRow, SplitRow, utcnow
+from lepton.store.models import DatasetRow, DatasetVersionRow, SplitRow
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -72,10 +72,7 @@ _BYTES: dict[int | str, dict[str, Any]] = {
 
 
 def _workdir(state: ServerState) -> Path:
-    # Private (0700) scratch space under LEPTON_HOME; removed when the request ends.
-    root = state.settings.home / "work"
-    root.mkdir(mode=0o700, exist_ok=True)
-    path = root / uuid.uuid4().hex
+    path = state.work_dir() / uuid.uuid4().hex
     path.mkdir(mode=0o700)
     return path
 
@@ -208,6 +205,7 @@ def get_dataset_route(
 @router.delete("/{dataset_name}", name="dataset.delete")
 def delete_dataset_route(
     dataset_name: DatasetName,
+    force: bool = Query(False, description="Delete even if jobs or models use it."),
     principal: Principal = Depends(require("write")),
     session: Session = Depends(db_session, scope="function"),
     state: ServerState = Depends(get_state),
@@ -215,7 +213,7 @@ def delete_dataset_route(
     """Delete a dataset, all its versions and their stored bytes."""
     dataset = get_dataset(session, principal, dataset_name)
     view = dataset_view(session, dataset)
-    delete_dataset(state, session, dataset)
+    delete_dataset(state, session, dataset, force=force)
     return view
 
 
@@ -307,13 +305,6 @@ def pull_table(
     return _stream(state, row.data_digest)
 
 
-def _fetch(state: ServerState, digest: str, path: Path) -> Path:
-    with path.open("wb") as f:
-        for chunk in state.blobs.open(digest):
-            f.write(chunk)
-    return path
-
-
 @router.post(
     "/{dataset_name}/versions/{version}/transform", name="dataset.transform", status_code=201
 )
@@ -338,7 +329,7 @@ def transform_version(
         parent_id, parent_digest, parent_target = parent.id, parent.data_digest, parent.target
     work = _workdir(state)
     try:
-        source = _fetch(state, parent_digest, work / "parent.parquet")
+        source = fetch_blob(state, parent_digest, work / "parent.parquet")
         out = work / "data.parquet"
         apply_transform(source, body.steps, out)
         names = pq.ParquetFile(out).schema_arrow.names
@@ -384,42 +375,9 @@ def split_version(
 ) -> Split:
     """The train/validation/test assignment for `spec`: computed once, then stored with the
     version so every later request (every job) gets the same rows."""
-    from lepton.data.splits import make_split
-    from lepton.schemas import Column
-
-    spec_json = spec.model_dump_json()
-    spec_hash = hashlib.sha256(spec_json.encode()).hexdigest()
     with state.sessions() as session:
         _, row = get_version(session, principal, dataset_name, version)
-        stored = session.get(SplitRow, (row.id, spec_hash))
-        if stored is not None:
-            return _split_view(stored)
-        version_id, digest, target = row.id, row.data_digest, row.target
-        columns = [Column.model_validate(c) for c in json.loads(row.schema_json)]
-    work = _workdir(state)
-    try:
-        table = _fetch(state, digest, work / "data.parquet")
-        result = make_split(table, columns, spec, target)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    buffer = io.BytesIO()
-    np.save(buffer, result.assignment.astype(np.uint8), allow_pickle=False)
-    with state.content_lock, state.sessions() as session:
-        info = state.blobs.put_bytes(buffer.getvalue())
-        stored = session.get(SplitRow, (version_id, spec_hash))
-        if stored is None:
-            stored = SplitRow(
-                version_id=version_id,
-                spec_hash=spec_hash,
-                spec_json=spec_json,
-                strategy=result.strategy,
-                counts_json=json.dumps(result.counts),
-                digest=info.digest,
-                created_at=utcnow(),
-            )
-            session.add(stored)
-            session.commit()
-        return _split_view(stored)
+    return _split_view(ensure_split(state, row, spec))
 
 
 def _split_view(row: SplitRow) -> Split:

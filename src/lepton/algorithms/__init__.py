@@ -1,0 +1,1 @@
+"""Built-in algorithm library: one module per family, plus AutoML."""

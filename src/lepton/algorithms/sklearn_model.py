@@ -1,0 +1,349 @@
+"""A scikit-learn estimator as a lepton :class:`Model`, and what its algorithms share.
+
+Classification labels are encoded as indices into ``classes`` before fitting, so probability
+columns always follow ``classes`` (even when the training split lacks a class) and any label
+type works. The saved directory holds ``model.skops`` and ``config.json``; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import warnings
+from abc import abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+from lepton.algorithms.base import (
+    Algorithm,
+    Callbacks,
+    InputKind,
+    Model,
+    ParamValue,
+    Task,
+    TrainData,
+)
+from lepton.algorithms.metrics import classification_metrics, regression_metrics
+from lepton.algorithms.persist import load_json, load_sklearn, save_json, save_sklearn
+from lepton.algorithms.preprocess import TabularSchema, tabular_preprocessor
+from lepton.errors import InvalidRequest
+
+__all__ = [
+    "MAX_CORES",
+    "SklearnModel",
+    "SklearnTabular",
+    "as_texts",
+    "class_list",
+    "class_proba",
+    "encode_labels",
+    "growth",
+    "limited_threads",
+    "log_scores",
+    "thread_limit",
+]
+
+MAX_CORES = 2
+"""Cores one fit may use (``n_jobs``, OpenMP and BLAS threads), so jobs share a machine."""
+
+SMALL_FIT = 1_000_000
+"""Below this many cells one thread is faster: OpenMP threads spin-wait, and on a busy 2-core
+box boosting 450 x 30 rows took 14 s on 2 threads against 0.5 s on 1."""
+
+FORMAT = 1
+
+
+def class_list(data: TrainData) -> list[Any]:
+    """The classes in their fixed order: ``data.classes``, else the sorted training labels."""
+    if data.classes is not None:
+        return list(data.classes)
+    seen = set(np.asarray(data.y_train).tolist())
+    if data.y_val is not None:
+        seen |= set(np.asarray(data.y_val).tolist())
+    return sorted(seen)
+
+
+def encode_labels(y: Any, classes: Sequence[Any]) -> np.ndarray:
+    """Indices of ``y`` in ``classes``; a label outside them is an error naming it."""
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.asarray(y, dtype=object).ravel().tolist()
+    try:
+        return np.fromiter((index[v] for v in labels), dtype=np.int64, count=len(labels))
+    except (KeyError, TypeError):
+        bad = next(v for v in labels if not _hashable_in(v, index))
+        shown = ", ".join(map(repr, classes[:20]))
+        raise InvalidRequest(
+            f"label {bad!r} is not one of the classes: {shown}",
+            fix="clean the target column, or pass classes that include every label",
+        ) from None
+
+
+def _hashable_in(value: Any, index: dict[Any, int]) -> bool:
+    try:
+        return value in index
+    except TypeError:
+        return False
+
+
+def _json_label(value: Any) -> Any:
+    value = value.item() if isinstance(value, np.generic) else value
+    return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
+
+
+def as_texts(X: Any) -> list[str]:
+    """A batch of documents as strings (missing ones as empty)."""
+    if isinstance(X, str):
+        raise InvalidRequest("expected a list of texts, got one string", fix="send [text, ...]")
+    return ["" if v is None or v != v else str(v) for v in np.asarray(X, dtype=object).ravel()]
+
+
+_CONTROLLER: list[Any] = []
+
+
+def thread_limit(cells: int) -> Any:
+    """A context with at most ``MAX_CORES`` BLAS/OpenMP threads, one below ``SMALL_FIT`` cells.
+
+    Process-wide (as OpenMP's setting is); the controller is cached because building one costs
+    ~6 ms, about as much as predicting a small batch.
+    """
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController  # type: ignore[import-untyped]
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1 if cells < SMALL_FIT else MAX_CORES)
+
+
+@contextmanager
+def limited_threads(cells: int) -> Iterator[None]:
+    """:func:`thread_limit` for a fit, which also silences ConvergenceWarning.
+
+    ``max_iter`` bounds every solver here; a fit that stops short of convergence still predicts,
+    and its validation score (which AutoML ranks) says how good it is.
+    """
+    from sklearn.exceptions import ConvergenceWarning
+
+    with thread_limit(cells), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
+
+
+def class_proba(estimator: Any, X: Any, n_classes: int) -> np.ndarray:
+    """``predict_proba`` with one column per class, zeros for classes absent from training."""
+    raw = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+    proba = np.zeros((raw.shape[0], n_classes))
+    proba[:, np.asarray(estimator.classes_, dtype=np.int64)] = raw
+    return proba
+
+
+def log_scores(
+    callbacks: Callbacks,
+    step: int,
+    estimator: Any,
+    X: Any,
+    y: Any,
+    classes: list[Any] | None,
+    prefix: str,
+) -> dict[str, float]:
+    """Score a (partly) fitted estimator on ``X`` (labels as class indices) and log it."""
+    if classes is not None:
+        n = len(classes)
+        proba = class_proba(estimator, X, n)
+        scores = classification_metrics(y, estimator.predict(X), proba, list(range(n)))
+    else:
+        scores = regression_metrics(y, estimator.predict(X))
+    metrics = {f"{prefix}_{k}": v for k, v in scores.items()}
+    callbacks.log(step=step, **metrics)
+    return metrics
+
+
+class SklearnModel(Model):
+    """A fitted scikit-learn estimator plus how to turn raw inputs into its input."""
+
+    flavour: ClassVar[str] = "sklearn"
+
+    def __init__(
+        self,
+        *,
+        algorithm: str,
+        task: Task,
+        kind: InputKind,
+        estimator: Any,
+        classes: list[Any] | None,
+        schema: TabularSchema | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.algorithm = algorithm
+        self.task = task
+        self.kind = kind
+        self.estimator = estimator
+        self.classes = [_json_label(c) for c in classes] if classes is not None else None
+        self.schema = schema
+        self.extra = dict(extra or {})
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.schema.columns if self.schema is not None else []
+
+    def inputs(self, X: Any) -> Any:
+        """What the estimator is fed for the raw inputs ``X``."""
+        if self.schema is not None:
+            return self.schema.prepare(X)
+        return as_texts(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        inputs = self.inputs(X)
+        with thread_limit(_cells(inputs)):
+            raw = self.estimator.predict(inputs)
+        if self.task != Task.classification or self.classes is None:
+            return np.asarray(raw, dtype=np.float64)
+        return np.asarray(self.classes)[np.asarray(raw, dtype=np.int64)]
+
+    def predict_proba(self, X: Any) -> np.ndarray | None:
+        if self.task != Task.classification or self.classes is None:
+            return None
+        inputs = self.inputs(X)
+        with thread_limit(_cells(inputs)):
+            return class_proba(self.estimator, inputs, len(self.classes))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "flavour": self.flavour,
+            "algorithm": self.algorithm,
+            "task": str(self.task),
+            "kind": str(self.kind),
+            "classes": self.classes,
+            "feature_names": self.feature_names,
+            "schema": self.schema.to_json() if self.schema is not None else None,
+            **self.extra,
+        }
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_sklearn(self.estimator, directory / "model.skops")
+        save_json(self.config(), directory / "config.json")
+
+    @classmethod
+    def load_as(cls, directory: Path, algorithm: str) -> Self:
+        """Load what :meth:`save` wrote; it must be a model of ``algorithm``."""
+        config = load_json(directory / "config.json")
+        if config.get("flavour") != cls.flavour or config.get("algorithm") != algorithm:
+            raise InvalidRequest(
+                f"{directory} holds a {config.get('flavour')} model of "
+                f"{config.get('algorithm')!r}, not of {algorithm!r}",
+                fix=f"load it with algorithm {config.get('algorithm')}",
+            )
+        known = {"format", "flavour", "algorithm", "task", "kind", "classes", "feature_names"}
+        schema = config.pop("schema", None)
+        return cls(
+            algorithm=algorithm,
+            task=Task(config["task"]),
+            kind=InputKind(config["kind"]),
+            estimator=load_sklearn(directory / "model.skops"),
+            classes=config.get("classes"),
+            schema=TabularSchema.from_json(schema) if schema else None,
+            extra={k: v for k, v in config.items() if k not in known},
+        )
+
+
+class SklearnTabular(Algorithm):
+    """The fit loop of the tabular scikit-learn algorithms.
+
+    Preprocessing is fitted once; the estimator is then fitted whole, or grown in stages
+    (trees, boosting iterations) with ``warm_start`` so that validation metrics are logged per
+    stage and ``callbacks.should_stop()`` ends training early with the model grown so far.
+    """
+
+    kinds: ClassVar[frozenset[InputKind]] = frozenset({InputKind.tabular})
+    scale: ClassVar[bool] = False
+    """Standardise numbers (linear models need it; trees do not care)."""
+
+    @abstractmethod
+    def estimator(self, task: Task, params: Mapping[str, ParamValue], seed: int) -> Any:
+        """The unfitted scikit-learn estimator for ``params``."""
+
+    def stages(self, estimator: Any) -> tuple[str, list[int]] | None:
+        """``(parameter, sizes)`` to grow the estimator through, or None to fit it once."""
+        return None
+
+    def fit(
+        self,
+        data: TrainData,
+        params: Mapping[str, ParamValue],
+        callbacks: Callbacks,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> SklearnModel:
+        from sklearn.pipeline import Pipeline
+
+        from lepton.algorithms.registry import check_fits
+
+        check_fits(self.name, data.task, data.kind)
+        values = self.resolve(params)
+        schema = TabularSchema.from_frame(data.X_train, data.feature_names or None)
+        classes = class_list(data) if data.task == Task.classification else None
+        y = _targets(data.y_train, classes)
+        pre = tabular_preprocessor(schema, scale=self.scale)
+        with limited_threads(data.X_train.size):
+            Xt = pre.fit_transform(schema.prepare(data.X_train))
+            if data.X_val is not None and data.y_val is not None and len(data.y_val) > 0:
+                Xv = pre.transform(schema.prepare(data.X_val))
+                prefix, yv = "val", _targets(data.y_val, classes, train=False)
+            else:
+                prefix, Xv, yv = "train", Xt, y
+            est = self.estimator(data.task, values, seed)
+            attribute, sizes = self.stages(est) or ("", [0])
+            for step, size in enumerate(sizes, start=1):
+                if attribute:
+                    est.set_params(**{attribute: size})
+                est.fit(Xt, y)
+                log_scores(callbacks, step, est, Xv, yv, classes, prefix)
+                if callbacks.should_stop():
+                    break
+        if "n_jobs" in est.get_params():
+            # Trees predicted on 2 threads sum in a varying order: the last digit of a forest's
+            # regression changes from call to call. One thread makes predictions repeatable.
+            est.set_params(n_jobs=None)
+        return SklearnModel(
+            algorithm=self.name,
+            task=data.task,
+            kind=data.kind,
+            estimator=Pipeline([("preprocess", pre), ("model", est)]),
+            classes=classes,
+            schema=schema,
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> SklearnModel:
+        return SklearnModel.load_as(directory, cls.name)
+
+
+def _cells(inputs: Any) -> int:
+    shape = getattr(inputs, "shape", None)
+    return int(np.prod(shape)) if shape else len(inputs) * 100
+
+
+def _targets(y: Any, classes: list[Any] | None, *, train: bool = True) -> np.ndarray:
+    if classes is not None:
+        codes = encode_labels(y, classes)
+        if train and len(np.unique(codes)) < 2:
+            raise InvalidRequest(
+                f"the training labels hold one class only ({classes[codes[0]]!r})",
+                fix="train on data with at least two classes",
+            )
+        return codes
+    values = np.asarray(y, dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise InvalidRequest(
+            "the regression target has missing or infinite values",
+            fix="drop those rows or fill the target",
+        )
+    return values
+
+
+def growth(total: int, parts: int) -> list[int]:
+    """``total`` reached in at most ``parts`` even steps: growth(200, 4) == [50, 100, 150, 200]."""
+    parts = max(1, min(parts, total))
+    return sorted({max(1, round(total * i / parts)) for i in range(1, parts + 1)})

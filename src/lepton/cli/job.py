@@ -1,0 +1,246 @@
+"""``lepton train``, ``lepton run`` and ``lepton job list|show|logs|cancel|metrics``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from lepton.cli.output import console, parse_duration, print_json, table, when
+from lepton.errors import InvalidRequest, LeptonError, ServerError
+from lepton.schemas import Job, JobState
+
+app = typer.Typer(help="Jobs: follow, inspect and cancel training runs.", no_args_is_help=True)
+
+
+def _params(values: list[str]) -> dict[str, str]:
+    params = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise InvalidRequest(
+                f"--param {value!r} is not NAME=VALUE", fix="e.g. --param epochs=10"
+            )
+        params[key] = raw
+    return params
+
+
+def train(
+    dataset: str = typer.Argument(..., help="Dataset, NAME or NAME@vN."),
+    target: str = typer.Option(None, help="Target column [default: the dataset's]."),
+    algorithm: str = typer.Option("auto", help="An algorithm (lepton algorithms list) or auto."),
+    param: list[str] = typer.Option([], help="NAME=VALUE; repeat for more."),
+    time_budget: str = typer.Option("5m", help="Wall-clock budget, e.g. 90s, 5m, 1h."),
+    gpus: int = typer.Option(0, min=0, help="GPUs to use."),
+    seed: int = typer.Option(0, help="Seed of the split and the training."),
+    model: str = typer.Option(None, help="Register the model under this name [default: dataset]."),
+    detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
+) -> None:
+    """Train a model on a dataset and register it."""
+    from lepton.client import Client
+
+    client = Client()
+    job = client.jobs.train(
+        dataset,
+        target=target,
+        algorithm=algorithm,
+        params=_params(param),
+        time_budget_s=parse_duration(time_budget, "--time-budget"),
+        gpus=gpus,
+        seed=seed,
+        model=model,
+    )
+    _after_submit(client, job, detach)
+
+
+def run(
+    script: Path = typer.Argument(..., help="A Python script.", exists=True, dir_okay=False),
+    dataset: str = typer.Option(None, help="Dataset the script reads with lepton.load_dataset()."),
+    gpus: int = typer.Option(0, min=0, help="GPUs to use."),
+    args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
+    detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
+) -> None:
+    """Run your own training script as a job, with the same tracking."""
+    from lepton.client import Client
+
+    client = Client()
+    job = client.jobs.run_script(script, dataset=dataset, args=list(args or []), gpus=gpus)
+    _after_submit(client, job, detach)
+
+
+def _after_submit(client: Any, job: Job, detach: bool) -> None:
+    if job.state == JobState.failed:
+        _fail(job)
+    if detach:
+        console.print(f"Submitted job [bold]{job.id}[/]. Follow it: lepton job logs {job.id} -f")
+        return
+    console.print(f"Job [bold]{job.id}[/] submitted; following it (Ctrl-C detaches).")
+    try:
+        final = _follow(client, job.id)
+    except KeyboardInterrupt:
+        console.print(f"\nDetached; the job goes on. Follow it: lepton job logs {job.id} -f")
+        raise typer.Exit(0) from None
+    _report(final)
+
+
+def _follow(client: Any, job_id: str) -> Job:
+    job: Job = client.jobs.get(job_id)
+    for latest, text in client.jobs.follow(job_id):
+        job = latest
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+    return job
+
+
+def _fail(job: Job) -> None:
+    error = job.error
+    message = error.message if error else f"job {job.id} {job.state.value}"
+    fix = error.fix if error else f"lepton job logs {job.id}"
+    raise InvalidRequest(f"job {job.id} failed: {message}", fix=fix)
+
+
+def _report(job: Job) -> None:
+    if job.state == JobState.succeeded:
+        result = job.result or {}
+        metrics = result.get("metrics", {})
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in list(metrics.items())[:6])
+        model = result.get("model")
+        console.print(
+            f"Job {job.id} succeeded." + (f" Registered [bold]{model}[/]." if model else "")
+        )
+        if shown:
+            console.print(f"Test metrics: {shown}")
+        return
+    if job.state == JobState.cancelled:
+        console.print(f"Job {job.id} was cancelled.")
+        raise typer.Exit(1)
+    if job.error and "died" in job.error.message:
+        raise ServerError(job.error.message, fix=job.error.fix)
+    _fail(job)
+
+
+@app.command("list")
+def list_(
+    state: JobState = typer.Option(None, help="Only jobs in this state."),
+    limit: int = typer.Option(20, min=1, max=1000, help="At most this many."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Recent jobs, newest first."""
+    from lepton.client import Client
+
+    jobs = Client().jobs.list(state=state, limit=limit)
+    if json:
+        print_json(jobs)
+        return
+    table(
+        ["id", "state", "dataset", "algorithm", "created (UTC)", "result"],
+        [
+            (
+                j.id,
+                j.state.value,
+                j.dataset_version,
+                getattr(j.spec, "algorithm", "script"),
+                when(j.created_at),
+                (j.result or {}).get("model") or (j.error.message[:40] if j.error else None),
+            )
+            for j in jobs
+        ],
+    )
+
+
+@app.command()
+def show(
+    job_id: str = typer.Argument(..., help="Job id."),
+    plot: Path = typer.Option(None, help="Write the metrics plot to this PNG file."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A job's spec, state, environment, result or error; --plot draws its metrics."""
+    from lepton.client import Client
+
+    client = Client()
+    job = client.jobs.get(job_id)
+    if json:
+        print_json(job)
+        return
+    rows: list[tuple[str, object]] = [
+        ("state", job.state.value + (" (cancel requested)" if job.cancel_requested else "")),
+        ("kind", job.kind),
+        ("dataset", job.dataset_version),
+        ("spec", job.spec.model_dump_json(exclude_defaults=True)),
+        ("attempts", job.attempts),
+        ("created", when(job.created_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+    ]
+    if job.result:
+        rows.append(("result", job.result))
+    if job.error:
+        rows.append(("error", job.error.message))
+        if job.error.fix:
+            rows.append(("fix", job.error.fix))
+    if job.environment:
+        rows.append(("environment", ", ".join(f"{k} {v}" for k, v in job.environment.items())))
+    table(["", ""], rows)
+    if plot:
+        from lepton.jobs.plot import plot_metrics
+
+        plot_metrics(client.jobs.metrics(job_id), plot, title=f"job {job_id}")
+        console.print(f"Wrote {plot}.")
+
+
+@app.command()
+def logs(
+    job_id: str = typer.Argument(..., help="Job id."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the job ends."),
+) -> None:
+    """A job's log (every attempt)."""
+    from lepton.client import Client
+
+    client = Client()
+    if follow:
+        _report(_follow(client, job_id))
+        return
+    offset = 0
+    while True:
+        chunk = client.jobs.logs(job_id, offset)
+        sys.stdout.write(chunk.text)
+        if not chunk.text:
+            break
+        offset = chunk.offset
+
+
+@app.command()
+def cancel(job_id: str = typer.Argument(..., help="Job id.")) -> None:
+    """Cancel a queued or running job."""
+    from lepton.client import Client
+
+    job = Client().jobs.cancel(job_id)
+    console.print(f"Job {job.id}: {job.state.value} (cancel requested).")
+
+
+@app.command()
+def metrics(
+    job_id: str = typer.Argument(..., help="Job id."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The metrics a job logged: the last value of each, and how many points."""
+    from lepton.client import Client
+
+    points = Client().jobs.metrics(job_id)
+    if json:
+        print_json(points)
+        return
+    last: dict[str, tuple[int, float, int]] = {}
+    for p in points:
+        count = last.get(p.name, (0, 0.0, 0))[2] + 1
+        last[p.name] = (p.step, p.value, count)
+    table(
+        ["metric", "last step", "last value", "points"],
+        [(name, step, f"{value:.6g}", count) for name, (step, value, count) in last.items()],
+    )
+
+
+__all__ = ["LeptonError", "app", "run", "train"]

@@ -1,0 +1,178 @@
+"""``client.jobs`` and ``client.models``: train, run scripts, follow jobs, read the registry."""
+
+from __future__ import annotations
+
+import builtins
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lepton.refs import parse_ref
+from lepton.schemas import (
+    TERMINAL_STATES,
+    Job,
+    JobState,
+    LogChunk,
+    MetricPoint,
+    Model,
+    ModelVersion,
+    ScriptSpec,
+    SplitSpec,
+    TrainSpec,
+)
+
+if TYPE_CHECKING:
+    from lepton.client.client import Client
+
+__all__ = ["Jobs", "Models"]
+
+
+class Jobs:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def train(
+        self,
+        dataset: str,
+        *,
+        target: str | None = None,
+        algorithm: str = "auto",
+        params: dict[str, Any] | None = None,
+        time_budget_s: float = 300,
+        gpus: int = 0,
+        seed: int = 0,
+        split: SplitSpec | dict[str, Any] | None = None,
+        model: str | None = None,
+        max_retries: int = 2,
+    ) -> Job:
+        """Submit a train job; it is queued (or failed at once, with the reason, when its inputs
+        cannot work). Follow it with :meth:`wait` or :meth:`follow`."""
+        spec = TrainSpec(
+            dataset=dataset,
+            target=target,
+            algorithm=algorithm,
+            params=params or {},
+            time_budget_s=time_budget_s,
+            gpus=gpus,
+            seed=seed,
+            split=SplitSpec.model_validate(split or {}),
+            model=model,
+            max_retries=max_retries,
+        )
+        return self._submit(spec.model_dump(mode="json"))
+
+    def run_script(
+        self,
+        script: str | os.PathLike[str],
+        *,
+        dataset: str | None = None,
+        args: list[str] | None = None,
+        gpus: int = 0,
+        max_retries: int = 0,
+    ) -> Job:
+        """Upload a script and run it as a job; inside it ``lepton.log`` and
+        ``lepton.save_model`` report to the job."""
+        path = Path(script)
+        blob = self._client.blobs.upload(path)
+        spec = ScriptSpec(
+            script_name=path.name,
+            script_digest=blob.digest,
+            dataset=dataset,
+            args=args or [],
+            gpus=gpus,
+            max_retries=max_retries,
+        )
+        return self._submit(spec.model_dump(mode="json"))
+
+    def _submit(self, spec: dict[str, Any]) -> Job:
+        response = self._client.request("POST", "/api/v1/jobs", json={"spec": spec})
+        return Job.model_validate(response.json())
+
+    def get(self, job_id: str) -> Job:
+        return Job.model_validate(self._client.request("GET", f"/api/v1/jobs/{job_id}").json())
+
+    def list(self, *, state: JobState | str | None = None, limit: int = 50) -> builtins.list[Job]:
+        params = {"state": JobState(state).value if state else None, "limit": limit}
+        data = self._client.request("GET", "/api/v1/jobs", params=params).json()
+        return [Job.model_validate(item) for item in data]
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.model_validate(
+            self._client.request("POST", f"/api/v1/jobs/{job_id}/cancel").json()
+        )
+
+    def logs(self, job_id: str, offset: int = 0) -> LogChunk:
+        data = self._client.request("GET", f"/api/v1/jobs/{job_id}/logs", params={"offset": offset})
+        return LogChunk.model_validate(data.json())
+
+    def metrics(self, job_id: str) -> builtins.list[MetricPoint]:
+        data = self._client.request("GET", f"/api/v1/jobs/{job_id}/metrics").json()
+        return [MetricPoint.model_validate(item) for item in data]
+
+    def follow(self, job_id: str, *, poll_s: float = 0.5) -> Iterator[tuple[Job, str]]:
+        """Yield ``(job, new log text)`` until the job ends and its log is read whole."""
+        offset = 0
+        while True:
+            chunk = self.logs(job_id, offset)
+            offset = chunk.offset
+            job = self.get(job_id)
+            yield job, chunk.text
+            if chunk.complete or (job.state in TERMINAL_STATES and not chunk.text):
+                return
+            if not chunk.text:
+                time.sleep(poll_s)
+
+    def wait(self, job_id: str, *, timeout_s: float | None = None, poll_s: float = 0.5) -> Job:
+        """Block until the job ends; returns it (check ``state`` and ``error``)."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job.state in TERMINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job.state} after {timeout_s} s")
+            time.sleep(poll_s)
+
+
+class Models:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[Model]:
+        data = self._client.request("GET", "/api/v1/models").json()
+        return [Model.model_validate(item) for item in data]
+
+    def get(self, ref: str) -> ModelVersion:
+        """A model version: ``heart`` (latest) or ``heart@3``."""
+        name, version = parse_ref(ref)
+        data = self._client.request("GET", f"/api/v1/models/{name}/versions/{version}").json()
+        return ModelVersion.model_validate(data)
+
+    def versions(self, name: str) -> builtins.list[ModelVersion]:
+        data = self._client.request("GET", f"/api/v1/models/{name}/versions").json()
+        return [ModelVersion.model_validate(item) for item in data]
+
+    def pull(self, ref: str, path: str | os.PathLike[str]) -> Path:
+        """Download the packed model (a zip of safe files) to ``path``, verified."""
+        version = self.get(ref)
+        return self._client.datasets._download(
+            f"/api/v1/models/{version.model}/versions/{version.version}/artifact",
+            Path(path),
+            version.artifact_digest,
+            None,
+        )
+
+    def load(self, ref: str) -> Any:
+        """Load a registered model of the built-in library into this process (no unpickling)."""
+        import tempfile
+
+        from lepton.algorithms.registry import get_algorithm
+        from lepton.registry.artifacts import read_config, unpack
+
+        with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
+            archive = self.pull(ref, Path(tmp) / "model.zip")
+            directory = unpack(archive, Path(tmp) / "model")
+            config = read_config(directory)
+            return get_algorithm(str(config["algorithm"])).load(directory)

@@ -1,0 +1,1 @@
+"""Where jobs run: the Executor protocol and its local (subprocess) implementation."""

@@ -1,0 +1,1 @@
+"""Jobs: the scheduler that reconciles them, the runner that executes them, and tracking."""

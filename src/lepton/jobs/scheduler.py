@@ -1,0 +1,186 @@
+"""The job scheduler: a reconciler that converges the jobs table with the executor.
+
+Each pass: running jobs whose process ended without reporting are retried (back to ``queued``,
+their last checkpoint kept) or failed once their retries are spent; cancel requests reach their
+process; queued jobs start, oldest first, while slots are free. All it needs is in the store,
+so after a restart of the control plane the first pass finds every running job again: alive
+runners are re-attached, lost ones retried. Nothing is left ``running`` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lepton.executors.base import Executor, Launch
+from lepton.schemas import JobState
+from lepton.server.auth import mint_token
+from lepton.server.state import ServerState
+from lepton.store.models import JobRow, TokenRow, utcnow
+
+__all__ = ["Scheduler", "job_log_path"]
+
+
+def job_log_path(home: Path, job_id: str) -> Path:
+    return home / "jobs" / job_id / "job.log"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        state: ServerState,
+        executor: Executor,
+        *,
+        interval_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.state = state
+        self.executor = executor
+        self.interval_s = interval_s
+        self.clock = clock
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def wake(self) -> None:
+        """Run a pass now (a job was submitted or cancelled); safe from any thread."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Reconcile until cancelled: every ``interval_s``, or at once when woken."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            await asyncio.to_thread(self.reconcile_once)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            self._wake.clear()
+
+    def reconcile_once(self) -> None:
+        with self.state.sessions() as session:
+            running = list(session.scalars(select(JobRow).where(JobRow.state == JobState.running)))
+            busy_cpu = busy_gpu = 0
+            for job in running:
+                if self._check(session, job):
+                    busy_cpu += 1
+                    busy_gpu += _spec_gpus(job)
+            queued = session.scalars(
+                select(JobRow).where(JobRow.state == JobState.queued).order_by(JobRow.created_at)
+            )
+            for job in queued:
+                gpus = _spec_gpus(job)
+                if busy_cpu >= self.executor.cpu_slots:
+                    break
+                if gpus > self.executor.gpu_slots - busy_gpu:
+                    if gpus > self.executor.gpu_slots:
+                        self._finish(
+                            session,
+                            job,
+                            JobState.failed,
+                            f"the job asks for {gpus} GPUs; this machine has "
+                            f"{self.executor.gpu_slots}",
+                            "submit it again with fewer --gpus, or on a machine with GPUs",
+                        )
+                    continue
+                self._start(session, job)
+                busy_cpu += 1
+                busy_gpu += gpus
+
+    def _check(self, session: Session, job: JobRow) -> bool:
+        """Whether the job's process still runs; handles the ones that ended."""
+        if job.pid is None:
+            return False
+        if job.cancel_requested:
+            self.executor.cancel(job.id, job.pid)
+        process = self.executor.status(job.id, job.pid)
+        if process.alive:
+            return True
+        session.refresh(job)
+        if job.state != JobState.running:  # the runner reported its end just now
+            return False
+        code = "unknown" if process.exit_code is None else str(process.exit_code)
+        if job.cancel_requested:
+            self._finish(session, job, JobState.cancelled, None, "")
+        elif job.attempts <= job.max_retries:
+            job.state = JobState.queued
+            job.pid = None
+            job.error_message = (
+                f"attempt {job.attempts} ended without a result (exit code {code}); retrying"
+            )
+            self._log(job, f"--- attempt {job.attempts} ended (exit code {code}); retrying ---")
+            session.commit()
+        else:
+            self._finish(
+                session,
+                job,
+                JobState.failed,
+                f"the job's process ended without a result (exit code {code}) on attempt "
+                f"{job.attempts} of {job.max_retries + 1}",
+                f"read its log: lepton job logs {job.id}",
+            )
+        return False
+
+    def _start(self, session: Session, job: JobRow) -> None:
+        self._revoke(session, job)
+        token, bearer = mint_token(
+            session,
+            workspace_id=job.workspace_id,
+            name=f"job-{job.id}",
+            role=None,
+            scope=f"job:{job.id}",
+        )
+        job.token_id = token.id
+        job.attempts += 1
+        job.state = JobState.running
+        job.started_at = utcnow()
+        job.error_message = None if job.attempts == 1 else job.error_message
+        session.flush()
+        self._log(job, f"--- attempt {job.attempts} ---")
+        launch = Launch(
+            job_id=job.id,
+            attempt=job.attempts,
+            env={
+                "LEPTON_URL": self.state.settings.local_url,
+                "LEPTON_TOKEN": bearer,
+                "LEPTON_JOB_ID": job.id,
+                "LEPTON_JOB_ATTEMPT": str(job.attempts),
+                "LEPTON_CREDENTIALS": str(self.state.settings.home / "no-credentials.json"),
+            },
+            log_path=job_log_path(self.state.settings.home, job.id),
+            gpus=_spec_gpus(job),
+        )
+        job.pid = self.executor.submit(launch)
+        session.commit()
+
+    def _finish(
+        self, session: Session, job: JobRow, state: JobState, message: str | None, fix: str
+    ) -> None:
+        job.state = state
+        job.finished_at = utcnow()
+        job.pid = None
+        job.error_message, job.error_fix = message, fix or None
+        self._revoke(session, job)
+        session.commit()
+
+    def _revoke(self, session: Session, job: JobRow) -> None:
+        if job.token_id is not None:
+            token = session.get(TokenRow, job.token_id)
+            if token is not None and token.revoked_at is None:
+                token.revoked_at = utcnow()
+
+    def _log(self, job: JobRow, line: str) -> None:
+        path = job_log_path(self.state.settings.home, job.id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write(line + "\n")
+
+
+def _spec_gpus(job: JobRow) -> int:
+    return int(json.loads(job.spec_json).get("gpus", 0))

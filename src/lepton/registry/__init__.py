@@ -1,0 +1,1 @@
+"""Model registry: safe artifact formats, packing and loading."""

@@ -1,0 +1,147 @@
+"""The model registry: list models, show versions, download artifacts."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lepton.errors import NotFound
+from lepton.schemas import DATASET_NAME_PATTERN, Model, ModelRegister, ModelVersion
+from lepton.server.auth import Principal, require
+from lepton.server.errors import ERROR_RESPONSES
+from lepton.server.model_catalog import (
+    get_model,
+    get_model_version,
+    model_view,
+    register_version,
+    version_view,
+)
+from lepton.server.state import ServerState, db_session, get_state
+from lepton.store.models import BlobRow, ModelRow, ModelVersionRow
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+
+ModelName = Annotated[str, PathParam(description="Model name.", max_length=63)]
+ModelVersionParam = Annotated[str, PathParam(description="`3` or `latest`.", max_length=12)]
+_BYTES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {}}, "description": "The packed model."}
+}
+
+
+@router.get("", name="model.list")
+def list_models(
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> list[Model]:
+    rows = session.scalars(
+        select(ModelRow)
+        .where(ModelRow.workspace_id == principal.workspace_id)
+        .order_by(ModelRow.name)
+    )
+    return [model_view(session, row) for row in rows]
+
+
+@router.get("/{model_name}", name="model.get")
+def get_model_route(
+    model_name: ModelName,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> Model:
+    return model_view(session, get_model(session, principal, model_name))
+
+
+@router.post("/{model_name}/versions", name="model.register", status_code=201)
+def register_model_version(
+    model_name: Annotated[
+        str, PathParam(description="Model name.", pattern=DATASET_NAME_PATTERN, max_length=63)
+    ],
+    body: ModelRegister,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    session: Session = Depends(db_session, scope="function"),
+    state: ServerState = Depends(get_state),
+) -> ModelVersion:
+    """Register a model trained elsewhere: its packed artifact (uploaded first as a blob) must
+    hold safe files only, which is checked here, entry by entry."""
+    if session.get(BlobRow, (principal.workspace_id, body.artifact_digest)) is None:
+        raise NotFound(
+            f"artifact {body.artifact_digest} was not uploaded to this workspace",
+            fix="upload the packed model first (POST /api/v1/blobs); the SDK does this for you",
+        )
+    check_artifact(state, body.artifact_digest)
+    model, row = register_version(
+        session,
+        principal,
+        body,
+        name=model_name,
+        job=None,
+        dataset_version_id=None,
+        environment=None,
+    )
+    request.state.audit_resource = f"model/{model.name}@{row.version}"
+    return version_view(session, model, row)
+
+
+def check_artifact(state: ServerState, digest: str) -> None:
+    """Unpack a stored artifact into scratch space, refusing anything that is not a safe file."""
+    from lepton.registry.artifacts import unpack
+    from lepton.server.catalog import fetch_blob
+
+    with tempfile.TemporaryDirectory(dir=state.work_dir()) as work:
+        archive = fetch_blob(state, digest, Path(work) / "model.zip")
+        unpack(archive, Path(work) / "model")
+
+
+@router.get("/{model_name}/versions", name="model.versions")
+def list_model_versions(
+    model_name: ModelName,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> list[ModelVersion]:
+    model = get_model(session, principal, model_name)
+    rows = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.model_id == model.id)
+        .order_by(ModelVersionRow.version)
+    )
+    return [version_view(session, model, row) for row in rows]
+
+
+@router.get("/{model_name}/versions/{version}", name="model.version")
+def get_model_version_route(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> ModelVersion:
+    model, row = get_model_version(session, principal, model_name, version)
+    return version_view(session, model, row)
+
+
+@router.get(
+    "/{model_name}/versions/{version}/artifact",
+    name="model.artifact",
+    response_class=StreamingResponse,
+    responses=_BYTES,
+)
+def model_artifact(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+    state: ServerState = Depends(get_state),
+) -> StreamingResponse:
+    """The packed model (a zip of safetensors/skops files and JSON; no pickle)."""
+    _, row = get_model_version(session, principal, model_name, version)
+    return StreamingResponse(
+        state.blobs.open(row.artifact_digest),
+        media_type="application/zip",
+        headers={"ETag": f'"{row.artifact_digest}"'},
+    )
