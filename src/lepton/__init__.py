@@ -1,11 +1,14 @@
 """Lepton: a self-hosted, local-first AI platform.
 
-The public API is re-exported here and pinned by a test; heavy libraries are imported lazily
-so ``import lepton`` stays fast.
+The public API is re-exported here and pinned by a test. ``Client`` and the tracking functions
+load on first use (PEP 562), so ``import lepton`` costs little more than the error classes.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from lepton._version import __version__
-from lepton.client import Client
 from lepton.errors import (
     APIVersionMismatch,
     AuthenticationError,
@@ -13,6 +16,7 @@ from lepton.errors import (
     ConfigError,
     Conflict,
     ConnectionFailed,
+    DataError,
     InvalidRequest,
     LeptonError,
     NotFound,
@@ -22,6 +26,10 @@ from lepton.errors import (
     ServiceUnavailable,
 )
 
+if TYPE_CHECKING:
+    from lepton.client import Client
+    from lepton.jobs.tracking import load_dataset, log, save_model
+
 __all__ = [
     "APIVersionMismatch",
     "AuthenticationError",
@@ -30,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "DataError",
     "InvalidRequest",
     "LeptonError",
     "NotFound",
@@ -38,4 +47,24 @@ __all__ = [
     "ServerError",
     "ServiceUnavailable",
     "__version__",
+    "load_dataset",
+    "log",
+    "save_model",
 ]
+
+_LAZY = {
+    "Client": "lepton.client",
+    "load_dataset": "lepton.jobs.tracking",
+    "log": "lepton.jobs.tracking",
+    "save_model": "lepton.jobs.tracking",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lepton' has no attribute {name!r}")

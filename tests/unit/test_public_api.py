@@ -13,6 +13,7 @@ PUBLIC = [
     "ConfigError",
     "Conflict",
     "ConnectionFailed",
+    "DataError",
     "InvalidRequest",
     "LeptonError",
     "NotFound",
@@ -21,6 +22,9 @@ PUBLIC = [
     "ServerError",
     "ServiceUnavailable",
     "__version__",
+    "load_dataset",
+    "log",
+    "save_model",
 ]
 
 
@@ -43,7 +47,7 @@ def test_version_is_a_string() -> None:
 
 
 def test_every_exported_error_is_one_tree_with_a_unique_code() -> None:
-    classes = [getattr(lepton, name) for name in PUBLIC if name not in ("Client", "__version__")]
+    classes = [getattr(lepton, name) for name in PUBLIC if name[0].isupper() and name != "Client"]
     leaves = [cls for cls in classes if cls is not lepton.LeptonError]
 
     assert all(issubclass(cls, lepton.LeptonError) for cls in classes)
