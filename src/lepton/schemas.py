@@ -243,7 +243,9 @@ class PIIKind(StrEnum):
 class PIIFinding(_Model):
     column: str = Field(description="Column where it was found.")
     kind: PIIKind = Field(description="What was found.")
-    count: int = Field(description="Values that match (0 for a name column found by header).")
+    count: int = Field(
+        description="Values that match; for a name column found by its header, its non-missing values."
+    )
     fraction: float = Field(description="Matching values / non-missing values.")
     examples: list[str] = Field(description="Up to three masked examples.")
     reason: str = Field(description="Why it was flagged: a pattern, a checksum, or the header.")
