@@ -6,7 +6,7 @@ import re
 
 from lepton.errors import InvalidRequest
 
-__all__ = ["parse_ref"]
+__all__ = ["parse_ref", "version_number"]
 
 _REF = re.compile(r"^(?P<name>[^@\s]+)(?:@(?P<version>[^@\s]+))?$")
 
@@ -19,3 +19,18 @@ def parse_ref(ref: str, *, default: str = "latest") -> tuple[str, str]:
             f"{ref!r} is not a reference", fix="write NAME or NAME@VERSION, e.g. heart@v2"
         )
     return match.group("name"), match.group("version") or default
+
+
+_NUMBER = re.compile(r"^v?(\d{1,9})$")
+
+
+def version_number(version: str, *, example: str) -> int | None:
+    """``3`` or ``v3`` → 3; ``latest`` → None; anything else is an error showing ``example``."""
+    if version == "latest":
+        return None
+    match = _NUMBER.match(version)
+    if match is None:
+        raise InvalidRequest(
+            f"'{version}' is not a version; write 3, v3 or latest", fix=f"for example: {example}"
+        )
+    return int(match.group(1))

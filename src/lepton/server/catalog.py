@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lepton.data.ingest import Analysis
-from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.errors import Conflict, NotFound
+from lepton.refs import version_number
 from lepton.schemas import (
     Column,
     Dataset,
@@ -63,8 +63,6 @@ __all__ = [
     "version_view",
 ]
 
-_VERSION = re.compile(r"^v?(\d{1,9})$")
-
 
 def get_dataset(session: Session, principal: Principal, name: str) -> DatasetRow:
     row = session.scalars(
@@ -87,16 +85,12 @@ def get_version(
     """The dataset and one version: ``3``, ``v3`` or ``latest``."""
     dataset = get_dataset(session, principal, name)
     query = select(DatasetVersionRow).where(DatasetVersionRow.dataset_id == dataset.id)
-    if version == "latest":
-        row = session.scalars(query.order_by(DatasetVersionRow.version.desc()).limit(1)).first()
+    number = version_number(version, example=f"{name}@v1")
+    if number is None:
+        query = query.order_by(DatasetVersionRow.version.desc()).limit(1)
     else:
-        match = _VERSION.match(version)
-        if match is None:
-            raise InvalidRequest(
-                f"'{version}' is not a version; write 3, v3 or latest",
-                fix=f"for example: {name}@v1",
-            )
-        row = session.scalars(query.where(DatasetVersionRow.version == int(match.group(1)))).first()
+        query = query.where(DatasetVersionRow.version == number)
+    row = session.scalars(query).first()
     if row is None:
         raise NotFound(
             f"dataset '{name}' has no version {version}",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any
 
@@ -11,7 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.errors import Conflict, NotFound
+from lepton.refs import version_number
 from lepton.schemas import Model, ModelRegister, ModelVersion
 from lepton.server.auth import Principal
 from lepton.store.models import (
@@ -24,8 +24,6 @@ from lepton.store.models import (
 )
 
 __all__ = ["get_model", "get_model_version", "model_view", "register_version", "version_view"]
-
-_VERSION = re.compile(r"^v?(\d{1,9})$")
 
 
 def get_model(session: Session, principal: Principal, name: str) -> ModelRow:
@@ -47,15 +45,12 @@ def get_model_version(
 ) -> tuple[ModelRow, ModelVersionRow]:
     model = get_model(session, principal, name)
     query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
-    if version == "latest":
-        row = session.scalars(query.order_by(ModelVersionRow.version.desc()).limit(1)).first()
+    number = version_number(version, example=f"{name}@1")
+    if number is None:
+        query = query.order_by(ModelVersionRow.version.desc()).limit(1)
     else:
-        match = _VERSION.match(version)
-        if match is None:
-            raise InvalidRequest(
-                f"'{version}' is not a model version; write 3 or latest", fix=f"e.g. {name}@1"
-            )
-        row = session.scalars(query.where(ModelVersionRow.version == int(match.group(1)))).first()
+        query = query.where(ModelVersionRow.version == number)
+    row = session.scalars(query).first()
     if row is None:
         raise NotFound(
             f"model '{name}' has no version {version}", fix=f"list them: lepton model show {name}"

@@ -60,9 +60,12 @@ async def upload_blob(
     return blob
 
 
-async def receive_blob(request: Request, state: ServerState, principal: Principal) -> Blob:
-    """Stream the request body into the blob store (size-limited) and record it for the
-    caller's workspace."""
+async def receive_blob(
+    request: Request, state: ServerState, principal: Principal, *, record: bool = True
+) -> Blob:
+    """Stream the request body into the blob store (size-limited) and, with ``record``, list it
+    among the caller's workspace blobs. Without it the caller must reference the digest itself
+    (a job's checkpoint), so erasing it when replaced is possible."""
     limit = state.settings.max_upload_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -75,12 +78,16 @@ async def receive_blob(request: Request, state: ServerState, principal: Principa
                 raise _too_large(limit)
             if chunk:
                 await run_in_threadpool(writer.write, chunk)
-        return await run_in_threadpool(_commit, state, principal, writer)
+        return await run_in_threadpool(_commit, state, principal, writer, record)
 
 
-def _commit(state: ServerState, principal: Principal, writer: BlobWriter) -> Blob:
+def _commit(
+    state: ServerState, principal: Principal, writer: BlobWriter, record: bool = True
+) -> Blob:
     with state.content_lock, state.sessions() as session:
         info = writer.commit()
+        if not record:
+            return Blob(digest=info.digest, size=info.size, created_at=utcnow())
         row = session.get(BlobRow, (principal.workspace_id, info.digest))
         if row is None:
             row = BlobRow(

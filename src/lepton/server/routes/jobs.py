@@ -395,7 +395,7 @@ async def put_checkpoint(
     """Keep the job's latest resumable state (replaces the previous one)."""
     with state.sessions() as session:
         _running(session, principal, job_id)
-    blob = await receive_blob(request, state, principal)
+    blob = await receive_blob(request, state, principal, record=False)
 
     def remember() -> None:
         from lepton.store.content import erase_unreferenced
