@@ -117,7 +117,7 @@ def _report(job: Job) -> None:
     if job.state == JobState.cancelled:
         console.print(f"Job {job.id} was cancelled.")
         raise typer.Exit(1)
-    if job.error and "died" in job.error.message:
+    if job.error and "ended without a result" in job.error.message:
         raise ServerError(job.error.message, fix=job.error.fix)
     _fail(job)
 

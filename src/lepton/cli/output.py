@@ -77,13 +77,17 @@ def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
+_WHOLE = frozenset({"id", "resource", "name", "latest", "dataset"})
+"""Columns whose values users copy into the next command: never folded mid-word."""
+
+
 def table(
     columns: Sequence[str], rows: Iterable[Sequence[object]], *, title: str | None = None
 ) -> None:
     out = Table(title=title, title_justify="left")
     for column in columns:
         # Ids must stay whole (users copy them); other columns fold to fit the terminal.
-        out.add_column(column, overflow="fold", no_wrap=column in ("id", "resource"))
+        out.add_column(column, overflow="fold", no_wrap=column in _WHOLE)
     for row in rows:
         out.add_row(*("-" if cell is None else str(cell) for cell in row))
     console.print(out)

@@ -117,10 +117,19 @@ class Client:
         params: Mapping[str, Any] | None = None,
         content: Any = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> httpx.Response:
-        """Send a request and return the response; any error status raises a ``LeptonError``."""
+        """Send a request and return the response; any error status raises a ``LeptonError``.
+        ``timeout`` overrides the client's for this request (a push that the server profiles
+        for minutes waits with ``httpx.Timeout(60, read=None)``)."""
         with self.stream(
-            method, path, json=json, params=params, content=content, headers=headers
+            method,
+            path,
+            json=json,
+            params=params,
+            content=content,
+            headers=headers,
+            timeout=timeout,
         ) as r:
             r.read()
             return r
@@ -135,6 +144,7 @@ class Client:
         params: Mapping[str, Any] | None = None,
         content: Any = None,
         headers: Mapping[str, str] | None = None,
+        timeout: float | httpx.Timeout | None = None,
     ) -> Iterator[httpx.Response]:
         """Like :meth:`request`, but the body is read as the caller iterates it."""
         all_headers = self._headers() | dict(headers or {})
@@ -146,6 +156,7 @@ class Client:
             params=clean_params,
             content=content,
             headers=all_headers,
+            timeout=timeout if timeout is not None else self._http.timeout,
         )
         try:
             response = self._http.send(request, stream=True)

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from lepton.errors import BlobIntegrityError, InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
@@ -84,6 +86,9 @@ class Datasets:
                     "Content-Type": "application/octet-stream",
                     "Content-Length": str(path.stat().st_size),
                 },
+                # The server answers once the data is parsed, profiled and scanned: minutes for
+                # tens of millions of rows, so the read has no deadline (connect and write do).
+                timeout=httpx.Timeout(60, read=None),
             )
         return DatasetVersionDetail.model_validate(response.json())
 

@@ -6,9 +6,13 @@ import builtins
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
+from lepton.errors import InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
     TERMINAL_STATES,
@@ -27,6 +31,20 @@ if TYPE_CHECKING:
     from lepton.client.client import Client
 
 __all__ = ["Jobs", "Models"]
+
+
+@contextmanager
+def _as_invalid_request() -> Iterator[None]:
+    """A spec the SDK builds is checked here already: its errors join the Lepton tree."""
+    try:
+        yield
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()[:5]
+        )
+        raise InvalidRequest(
+            f"invalid job spec: {problems}", fix="correct the named argument(s)"
+        ) from None
 
 
 class Jobs:
@@ -49,18 +67,19 @@ class Jobs:
     ) -> Job:
         """Submit a train job; it is queued (or failed at once, with the reason, when its inputs
         cannot work). Follow it with :meth:`wait` or :meth:`follow`."""
-        spec = TrainSpec(
-            dataset=dataset,
-            target=target,
-            algorithm=algorithm,
-            params=params or {},
-            time_budget_s=time_budget_s,
-            gpus=gpus,
-            seed=seed,
-            split=SplitSpec.model_validate(split or {}),
-            model=model,
-            max_retries=max_retries,
-        )
+        with _as_invalid_request():
+            spec = TrainSpec(
+                dataset=dataset,
+                target=target,
+                algorithm=algorithm,
+                params=params or {},
+                time_budget_s=time_budget_s,
+                gpus=gpus,
+                seed=seed,
+                split=SplitSpec.model_validate(split or {}),
+                model=model,
+                max_retries=max_retries,
+            )
         return self._submit(spec.model_dump(mode="json"))
 
     def run_script(
@@ -76,14 +95,15 @@ class Jobs:
         ``lepton.save_model`` report to the job."""
         path = Path(script)
         blob = self._client.blobs.upload(path)
-        spec = ScriptSpec(
-            script_name=path.name,
-            script_digest=blob.digest,
-            dataset=dataset,
-            args=args or [],
-            gpus=gpus,
-            max_retries=max_retries,
-        )
+        with _as_invalid_request():
+            spec = ScriptSpec(
+                script_name=path.name,
+                script_digest=blob.digest,
+                dataset=dataset,
+                args=args or [],
+                gpus=gpus,
+                max_retries=max_retries,
+            )
         return self._submit(spec.model_dump(mode="json"))
 
     def _submit(self, spec: dict[str, Any]) -> Job:

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 
 from lepton.data import pii, profile, schema
 from lepton.data.columns import unknown_column
-from lepton.data.formats import Limits, detect_format, read_batches
+from lepton.data.formats import DEFAULT_BLOCK_SIZE, Limits, detect_format, read_batches
+from lepton.data.formats.delimited import MAX_RESTARTS, Retyped
 from lepton.errors import DataError
 from lepton.schemas import Column, PIIReport, Profile
 
@@ -48,11 +49,29 @@ def ingest(
     fmt: str | None = None,
     target: str | None = None,
     limits: Limits | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
 ) -> Ingested:
     """Read ``source`` (named ``source_name`` by the user) into ``workdir/data.parquet``."""
     fmt = fmt or detect_format(source, source_name)
     table = workdir / "data.parquet"
-    rows = write_table(read_batches(source, fmt, source_name, limits or Limits()), table)
+    # CSV and TSV are parsed once, straight into Parquet (~0.9 s per 1,000,000 x 20 saved over
+    # settling the types in a pass of their own); a column that changes type deep in the file
+    # costs a fresh start with the wider type (rare: sparse columns that wake up late).
+    types: dict[str, pa.DataType] = {}
+    for _ in range(MAX_RESTARTS + 1):
+        try:
+            batches = read_batches(
+                source, fmt, source_name, limits or Limits(), one_pass=types, block_size=block_size
+            )
+            rows = write_table(batches, table)
+            break
+        except Retyped as e:
+            types = e.types
+    else:
+        raise DataError(
+            f"{source_name}: column types kept changing deep into the file",
+            fix="Put rows that show each column's type near the top, or push Parquet.",
+        )
     if rows == 0:
         raise DataError(
             f"{source_name} holds no rows",
@@ -68,7 +87,12 @@ def write_table(batches: Iterable[pa.RecordBatch], path: Path) -> int:
     try:
         for batch in batches:
             if writer is None:
-                writer = pq.ParquetWriter(path, batch.schema, compression="snappy")
+                # Dictionaries only for text: they make read_codes cheap for categories, while
+                # on numbers they cost ~0.2 s per 1,000,000 x 12 and save no space here.
+                text = [f.name for f in batch.schema if schema.is_string_type(f.type)]
+                writer = pq.ParquetWriter(
+                    path, batch.schema, compression="snappy", use_dictionary=text
+                )
             writer.write_batch(batch)
             rows += batch.num_rows
         if writer is None:  # no batch at all: an empty table with no columns

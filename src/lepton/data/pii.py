@@ -62,6 +62,30 @@ def _digits(values: pa.Array) -> pa.Array:
     return pc.replace_substring_regex(values, r"[^0-9]", "")
 
 
+def _digit_counts(values: pa.Array) -> npt.NDArray[np.int64]:
+    """ASCII digits in each value, counted on the UTF-8 bytes: 20 ms per 1,000,000 phone
+    numbers, against 300 ms to strip the rest with a regex and measure what is left."""
+    values = values.cast(pa.large_string())
+    counts = np.zeros(len(values), dtype=np.int64)
+    data = values.buffers()[2]
+    if data is None or len(values) == 0:
+        return counts
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int64)
+    offsets = offsets[values.offset : values.offset + len(values) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8)
+    # 65,536 values at a time: reduceat widens its input to int64, 8 bytes per byte of text.
+    for lo in range(0, len(values), 65_536):
+        bounds = offsets[lo : lo + 65_537]
+        text = raw[bounds[0] : bounds[-1]]
+        digits = (text >= ord("0")) & (text <= ord("9"))
+        # reduceat sums [start_i, start_i+1): an empty value would get its neighbour's digits.
+        filled = bounds[1:] > bounds[:-1]
+        if filled.any():
+            out = counts[lo : lo + len(filled)]
+            out[filled] = np.add.reduceat(digits, bounds[:-1][filled] - bounds[0], dtype=np.int64)
+    return counts
+
+
 def _luhn(values: pa.Array) -> _Mask:
     """The Luhn checksum of each value's digits (at most 19), vectorised over a digit matrix."""
     if len(values) == 0:
@@ -89,7 +113,7 @@ def _phone_check(v: pa.Array) -> _Mask:
     # E.164 allows 15 digits at most, and the shortest plans (+CC and 6 digits) make 8; national
     # forms are 10 or 11 digits (US 555-123-4567, 1-555-..., UK 020 7946 0958), so that
     # 046-454-286 or 01-2345-678 stay unflagged.
-    n = np.asarray(pc.utf8_length(_digits(v)).to_numpy(zero_copy_only=False))
+    n = _digit_counts(v)
     plus = np.asarray(pc.starts_with(v, "+").to_numpy(zero_copy_only=False))
     return np.where(plus, (n >= 8) & (n <= 15), (n >= 10) & (n <= 11))
 
@@ -119,6 +143,9 @@ class _Pattern:
     reason: str
     regex: str
     check: Callable[[pa.Array], _Mask] | None = None
+    # The value group alone, anchored: a value that is nothing but the match needs no
+    # extraction (RE2 submatches cost ~1 s per 1,000,000 values; a match ~0.1 s).
+    whole: str | None = None
 
 
 _EMAIL = _Pattern(
@@ -136,6 +163,9 @@ _NUMBERED = (
         r"|(?:^|[^\w.+\-])(?P<v2>(?:1[ .\-])?(?:\([2-9]\d{2}\)|[2-9]\d{2})[ .\-]?\d{3}[ .\-]\d{4})(?:$|[^\w.\-])"
         r"|(?:^|[^\w.+\-])(?P<v3>\(?0\d{1,4}\)?[ \-]\d{3,4}[ \-]?\d{3,4})(?:$|[^\w.\-])",
         _phone_check,
+        r"^(?:\+[1-9]\d{0,2}(?:[ .\-]?\(?\d{1,4}\)?){2,6}"
+        r"|(?:1[ .\-])?(?:\([2-9]\d{2}\)|[2-9]\d{2})[ .\-]?\d{3}[ .\-]\d{4}"
+        r"|\(?0\d{1,4}\)?[ \-]\d{3,4}[ \-]?\d{3,4})$",
     ),
     _Pattern(
         PIIKind.payment_card,
@@ -313,9 +343,27 @@ def _run(
         return idx, []
     if pattern.check is None:
         return idx, _extract(values.take(idx[:_EXAMPLE_POOL]), pattern).to_pylist()
-    found = _extract(values.take(idx), pattern)  # checksums need every match
-    ok = pattern.check(found)
-    return idx[ok], found.filter(pa.array(ok)).slice(0, _EXAMPLE_POOL).to_pylist()
+    matched = _take(values, idx)
+    whole = (
+        _matches(matched, pattern.whole)
+        if pattern.whole is not None
+        else np.zeros(len(idx), dtype=bool)
+    )
+    kept: list[npt.NDArray[np.intp]] = []
+    shown: list[tuple[npt.NDArray[np.intp], pa.Array]] = []  # each part's first matches
+    for part in (whole, ~whole):
+        if not part.any():
+            continue
+        some = matched if part.all() else matched.filter(pa.array(part))
+        # Checksums need every match: the whole value where it is one, else RE2's extraction.
+        value = some if part is whole else _extract(some, pattern)
+        ok = pattern.check(value)
+        kept.append(idx[part][ok])
+        shown.append((kept[-1][:_EXAMPLE_POOL], value.filter(pa.array(ok))[:_EXAMPLE_POOL]))
+    hits = np.sort(np.concatenate(kept))
+    at = np.argsort(np.concatenate([i for i, _ in shown]))[:_EXAMPLE_POOL]
+    first = pa.concat_arrays([v for _, v in shown]).take(pa.array(at))
+    return hits, first.to_pylist()
 
 
 def _extract(values: pa.Array, pattern: _Pattern) -> pa.Array:

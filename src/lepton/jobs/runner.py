@@ -235,6 +235,8 @@ def run_script(tracker: Tracker, spec: ScriptSpec) -> dict[str, Any]:
                     f"the script exited with status {exc.code}",
                     fix=f"see lepton job logs {tracker.job_id}",
                 ) from None
+        finally:
+            sys.path.remove(tmp)
     registered = getattr(tracker, "registered", None)
     return {"model": registered.ref} if registered is not None else {}
 

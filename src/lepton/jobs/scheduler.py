@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,8 @@ from lepton.server.state import ServerState
 from lepton.store.models import JobRow, TokenRow, utcnow
 
 __all__ = ["Scheduler", "job_log_path"]
+
+log = logging.getLogger("lepton.jobs")
 
 
 def job_log_path(home: Path, job_id: str) -> Path:
@@ -46,6 +49,7 @@ class Scheduler:
         self.interval_s = interval_s
         self.clock = clock
         self._wake: asyncio.Event | None = None
+        self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def wake(self) -> None:
@@ -58,7 +62,10 @@ class Scheduler:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         while True:
-            await asyncio.to_thread(self.reconcile_once)
+            try:
+                await asyncio.to_thread(self.reconcile_once)
+            except Exception:  # one bad pass (fork refused, DB locked) must not end scheduling
+                log.exception("job scheduler pass failed; trying again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
             self._wake.clear()
@@ -76,18 +83,18 @@ class Scheduler:
             )
             for job in queued:
                 gpus = _spec_gpus(job)
+                if gpus > self.executor.gpu_slots:  # can never run here: say so at once
+                    self._finish(
+                        session,
+                        job,
+                        JobState.failed,
+                        f"the job asks for {gpus} GPUs; this machine has {self.executor.gpu_slots}",
+                        "submit it again with fewer --gpus, or on a machine with GPUs",
+                    )
+                    continue
                 if busy_cpu >= self.executor.cpu_slots:
                     break
                 if gpus > self.executor.gpu_slots - busy_gpu:
-                    if gpus > self.executor.gpu_slots:
-                        self._finish(
-                            session,
-                            job,
-                            JobState.failed,
-                            f"the job asks for {gpus} GPUs; this machine has "
-                            f"{self.executor.gpu_slots}",
-                            "submit it again with fewer --gpus, or on a machine with GPUs",
-                        )
                     continue
                 self._start(session, job)
                 busy_cpu += 1
@@ -97,7 +104,8 @@ class Scheduler:
         """Whether the job's process still runs; handles the ones that ended."""
         if job.pid is None:
             return False
-        if job.cancel_requested:
+        if job.cancel_requested and (job.id, job.pid) not in self._signalled:
+            self._signalled.add((job.id, job.pid))
             self.executor.cancel(job.id, job.pid)
         process = self.executor.status(job.id, job.pid)
         if process.alive:
@@ -166,6 +174,7 @@ class Scheduler:
         job.finished_at = utcnow()
         job.pid = None
         job.error_message, job.error_fix = message, fix or None
+        self._log(job, f"--- {state.value}" + (f": {message}" if message else "") + " ---")
         self._revoke(session, job)
         session.commit()
 

@@ -24,11 +24,11 @@ import pyarrow.csv as pacsv  # type: ignore[import-untyped, unused-ignore]
 from lepton.data.formats.sniffer import Header, find_bad_utf8, find_ragged_row, read_header
 from lepton.errors import DataError
 
-__all__ = ["read_delimited"]
+__all__ = ["MAX_RESTARTS", "Retyped", "read_delimited"]
 
 # Each restart re-reads the file up to the value that broke; 32 covers a table whose sparse
 # columns all wake up late without letting a pathological file loop for long.
-_MAX_RESTARTS = 32
+MAX_RESTARTS = 32
 _CONVERSION = re.compile(
     r"In CSV column #(\d+): CSV conversion error to ([^:]+): invalid value '(.*)'$", re.DOTALL
 )
@@ -103,7 +103,7 @@ def _explain(error: Exception, src: _Source) -> DataError:
 def _settle_types(src: _Source) -> dict[str, pa.DataType]:
     """First pass: read everything, widening types until every value fits."""
     types: dict[str, pa.DataType] = {}
-    for _ in range(_MAX_RESTARTS + 1):
+    for _ in range(MAX_RESTARTS + 1):
         try:
             reader = _open(src, types)
             schema = reader.schema
@@ -130,8 +130,63 @@ def _settle_types(src: _Source) -> dict[str, pa.DataType]:
     )
 
 
+class Retyped(Exception):  # a signal to read again, not an error
+    """A column needed a wider type after batches of the narrower one were handed out: discard
+    them and read again with ``types``."""
+
+    def __init__(self, types: dict[str, pa.DataType]) -> None:
+        super().__init__(f"column types changed: {types}")
+        self.types = types
+
+
+def _settled(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A column with no values so far is typed null; string is what such a column holds."""
+    if not any(pa.types.is_null(t) for t in batch.schema.types):
+        return batch
+    schema = pa.schema(
+        [f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in batch.schema]
+    )
+    return batch.cast(schema)
+
+
+def _one_pass(src: _Source, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+    """Parse once, yielding as it goes; widen and start over while nothing was yielded, raise
+    `Retyped` once something was."""
+    types = dict(types)
+    for _ in range(MAX_RESTARTS + 1):
+        yielded = False
+        try:
+            reader = _open(src, types)
+            if any(pa.types.is_binary(f.type) for f in reader.schema):
+                bad = find_bad_utf8(src.path)
+                if bad is not None:
+                    raise bad.error(src.name)
+            for batch in reader:
+                yield _settled(batch)
+                yielded = True
+            return
+        except (pa.ArrowInvalid, UnicodeDecodeError) as e:
+            widened = _widened(e, src.header.names)
+            if widened is None or types.get(widened[0]) == widened[1]:
+                raise _explain(e, src) from e
+            types[widened[0]] = widened[1]
+            if yielded:
+                raise Retyped(types) from None
+    raise DataError(
+        f"{src.name}: column types kept changing deep into the file ({len(types)} columns "
+        "changed after the first rows)",
+        fix="Put rows that show each column's type near the top, or push Parquet with "
+        "explicit types.",
+    )
+
+
 def read_delimited(
-    path: Path, source_name: str, *, delimiter: str | None, block_size: int
+    path: Path,
+    source_name: str,
+    *,
+    delimiter: str | None,
+    block_size: int,
+    types: dict[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Batches of a CSV (``delimiter=None`` sniffs ``,`` ``;`` ``|`` or tab) or a TSV (tab).
 
@@ -140,6 +195,9 @@ def read_delimited(
             line. All are found before the first batch is yielded.
     """
     src = _Source(path, source_name, read_header(path, source_name, delimiter), block_size)
+    if types is not None:  # the caller discards what it had on an error, or on `Retyped`
+        yield from _one_pass(src, types)
+        return
     types = _settle_types(src)
     try:
         yield from _open(src, types)

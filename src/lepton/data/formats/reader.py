@@ -21,12 +21,18 @@ __all__ = ["read_batches"]
 
 
 def _read(
-    path: Path, fmt: str, source_name: str, limits: Limits, block_size: int
+    path: Path,
+    fmt: str,
+    source_name: str,
+    limits: Limits,
+    block_size: int,
+    types: dict[str, pa.DataType] | None,
 ) -> Iterator[pa.RecordBatch]:
-    if fmt == "csv":
-        return read_delimited(path, source_name, delimiter=None, block_size=block_size)
-    if fmt == "tsv":
-        return read_delimited(path, source_name, delimiter="\t", block_size=block_size)
+    if fmt in ("csv", "tsv"):
+        delimiter = None if fmt == "csv" else "\t"
+        return read_delimited(
+            path, source_name, delimiter=delimiter, block_size=block_size, types=types
+        )
     if fmt == "parquet":
         return read_parquet(path, source_name)
     if fmt == "jsonl":
@@ -57,6 +63,7 @@ def read_batches(
     limits: Limits = Limits(),  # frozen, so one shared default is safe
     *,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    one_pass: dict[str, pa.DataType] | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of the canonical table of the file at ``path``, streamed.
 
@@ -72,6 +79,9 @@ def read_batches(
         limits: Ceilings on archives and images.
         block_size: Bytes per block for CSV, TSV and JSON Lines, and the batch size target
             for npz.
+        one_pass: For CSV and TSV, parse once with these column types (``{}``: inferred),
+            handing batches out as they come; errors then surface mid-way, and a column that
+            needs a wider type raises `Retyped` with the types to read again with.
 
     Raises:
         DataError: The file cannot be read as ``fmt``; the message names the line or entry.
@@ -85,7 +95,7 @@ def read_batches(
         raise DataError(f"{source_name} is empty (0 bytes)", fix="Push a file that holds data.")
     schema: pa.Schema | None = None
     rows = 0
-    for batch in _read(path, fmt, source_name, limits, block_size):
+    for batch in _read(path, fmt, source_name, limits, block_size, one_pass):
         if batch.num_rows == 0:
             continue
         if schema is None:
