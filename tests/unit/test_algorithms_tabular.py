@@ -24,7 +24,8 @@ from lepton.algorithms.metrics import (
     regression_metrics,
 )
 from lepton.algorithms.persist import is_allowed_type, load_sklearn, save_sklearn
-from lepton.algorithms.sklearn_model import SklearnModel, SklearnTabular
+from lepton.algorithms.sklearn_model import SklearnModel
+from lepton.algorithms.tabular import SklearnTabular
 from lepton.errors import InvalidRequest
 
 FAST = {

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lepton.algorithms.base import Param, ParamValue, Task
-from lepton.algorithms.sklearn_model import MAX_CORES, SklearnTabular, growth
+from lepton.algorithms.sklearn_model import MAX_CORES
+from lepton.algorithms.tabular import SklearnTabular, growth
 
 __all__ = ["RandomForest"]
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from lepton.algorithms.base import Param, ParamValue, Task
-from lepton.algorithms.sklearn_model import SklearnTabular
+from lepton.algorithms.tabular import SklearnTabular
 
 __all__ = ["LinearRegression", "LogisticRegression"]
 

