@@ -35,6 +35,8 @@ def train(
     time_budget: str = typer.Option("5m", help="Wall-clock budget, e.g. 90s, 5m, 1h."),
     gpus: int = typer.Option(0, min=0, help="GPUs to use."),
     seed: int = typer.Option(0, help="Seed of the split and the training."),
+    validation: float = typer.Option(0.1, min=0, max=0.9, help="Share of rows for validation."),
+    test: float = typer.Option(0.1, min=0.01, max=0.9, help="Share of rows for the test."),
     model: str = typer.Option(None, help="Register the model under this name [default: dataset]."),
     detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
 ) -> None:
@@ -50,6 +52,12 @@ def train(
         time_budget_s=parse_duration(time_budget, "--time-budget"),
         gpus=gpus,
         seed=seed,
+        split={
+            "train": 1 - validation - test,
+            "validation": validation,
+            "test": test,
+            "seed": seed,
+        },
         model=model,
     )
     _after_submit(client, job, detach)

@@ -68,7 +68,7 @@ def show(
             [
                 (
                     row.get("algorithm"),
-                    f"{row.get('score', float('nan')):.4f}",
+                    f"{row.get('val_score', float('nan')):.4f}",
                     f"{row.get('fit_seconds', 0):.1f}",
                 )
                 for row in v.leaderboard[:10]
