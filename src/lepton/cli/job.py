@@ -144,14 +144,13 @@ def list_(
         print_json(jobs)
         return
     table(
-        ["id", "state", "dataset", "algorithm", "created (UTC)", "result"],
+        ["id", "state", "dataset", "algorithm", "result"],
         [
             (
                 j.id,
                 j.state.value,
                 j.dataset_version,
                 getattr(j.spec, "algorithm", "script"),
-                when(j.created_at),
                 (j.result or {}).get("model") or (j.error.message[:40] if j.error else None),
             )
             for j in jobs

@@ -77,7 +77,7 @@ def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
     sys.stdout.write(json.dumps(payload, indent=2) + "\n")
 
 
-_WHOLE = frozenset({"id", "resource", "name", "latest", "dataset"})
+_WHOLE = frozenset({"id", "resource", "name", "latest", "dataset", "state"})
 """Columns whose values users copy into the next command: never folded mid-word."""
 
 
