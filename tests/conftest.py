@@ -133,6 +133,12 @@ def admin_token(api: TestClient, started: Started) -> str:
     return started.first.token
 
 
+@pytest.fixture(scope="session")
+def platform_class() -> type[Platform]:
+    """The ``Platform`` helper itself, for modules that build a longer-lived one."""
+    return Platform
+
+
 @pytest.fixture
 def platform(api: TestClient, admin_token: str) -> Platform:
     return Platform(api=api, admin=admin_token)
