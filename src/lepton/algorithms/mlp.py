@@ -28,7 +28,14 @@ from lepton.algorithms.base import (
     Task,
     TrainData,
 )
-from lepton.algorithms.torch_utils import load_net, pick_device, save_net, seed_everything, train
+from lepton.algorithms.torch_utils import (
+    SMALL_OPS_THREADS,
+    load_net,
+    pick_device,
+    save_net,
+    seed_everything,
+    train,
+)
 from lepton.errors import InvalidRequest
 
 __all__ = ["MLP", "MLPModel", "encode", "fit_encoding"]
@@ -80,14 +87,22 @@ def encode(df: pd.DataFrame, enc: Mapping[str, Any]) -> np.ndarray:
     for col, cats in enc["categorical"].items():
         values = df[col].astype(str).where(df[col].notna(), None).to_numpy()
         parts.append((values[:, None] == np.asarray(cats, dtype=object)[None, :]).astype(float))
-    return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(df), 0), np.float32)
+    return (
+        np.concatenate(parts, axis=1).astype(np.float32)
+        if parts
+        else np.zeros((len(df), 0), np.float32)
+    )
 
 
 def build(config: Mapping[str, Any]) -> nn.Module:
     layers: list[nn.Module] = []
     width = int(config["n_inputs"])
     for _ in range(int(config["layers"])):
-        layers += [nn.Linear(width, int(config["hidden"])), nn.ReLU(), nn.Dropout(float(config["dropout"]))]
+        layers += [
+            nn.Linear(width, int(config["hidden"])),
+            nn.ReLU(),
+            nn.Dropout(float(config["dropout"])),
+        ]
         width = int(config["hidden"])
     layers.append(nn.Linear(width, int(config["n_outputs"])))
     return nn.Sequential(*layers)
@@ -105,20 +120,24 @@ class MLPModel(Model):
         self.device = next(net.parameters()).device
 
     def outputs(self, X: Any) -> np.ndarray:
-        x = torch.from_numpy(encode(frame(X, self.config["encoding"]["columns"]), self.config["encoding"]))
+        x = torch.from_numpy(
+            encode(frame(X, self.config["encoding"]["columns"]), self.config["encoding"])
+        )
         with torch.no_grad():
-            return self.net(x.to(self.device)).cpu().numpy()
+            return np.asarray(self.net(x.to(self.device)).cpu().numpy())
 
     def predict_proba(self, X: Any) -> np.ndarray | None:
         if self.task != Task.classification:
             return None
-        return torch.softmax(torch.from_numpy(self.outputs(X)), 1).numpy()
+        return np.asarray(torch.softmax(torch.from_numpy(self.outputs(X)), 1).numpy())
 
     def predict(self, X: Any) -> np.ndarray:
         out = self.outputs(X)
         if self.task == Task.classification:
-            return np.asarray(self.classes)[out.argmax(1)]
-        return out[:, 0].astype(np.float64) * self.config["y_std"] + self.config["y_mean"]
+            return np.asarray(np.asarray(self.config["classes"])[out.argmax(1)])
+        return np.asarray(
+            out[:, 0].astype(np.float64) * self.config["y_std"] + self.config["y_mean"]
+        )
 
     def save(self, directory: Path) -> None:
         save_net(directory, self.net, self.config)
@@ -152,7 +171,7 @@ class MLP(Algorithm):
         device: str = "cpu",
     ) -> MLPModel:
         p = self.resolve(params)
-        dev = pick_device(device)
+        dev = pick_device(device, threads=SMALL_OPS_THREADS)
         seed_everything(seed)
         names = list(data.feature_names)
         train_df = frame(data.X_train, names)
@@ -173,7 +192,9 @@ class MLP(Algorithm):
             y_mean, y_std = float(y_raw.mean()), float(y_raw.std()) or 1.0
 
             def target(y: Any) -> Tensor:
-                return torch.tensor((np.asarray(y, dtype=np.float64) - y_mean) / y_std).float()[:, None]
+                return torch.tensor((np.asarray(y, dtype=np.float64) - y_mean) / y_std).float()[
+                    :, None
+                ]
 
             config.update(classes=None, n_outputs=1, y_mean=y_mean, y_std=y_std)
         x = torch.from_numpy(encode(train_df, enc)).to(dev)

@@ -28,6 +28,7 @@ from lepton.algorithms.base import Callbacks
 from lepton.errors import InvalidRequest
 
 __all__ = [
+    "SMALL_OPS_THREADS",
     "LoopState",
     "cosine_lr",
     "load_net",
@@ -41,15 +42,21 @@ __all__ = [
 WEIGHTS, CONFIG = "weights.safetensors", "config.json"
 # 50: at ~20-200 ms a batch on 2 cores, a cancelled job notices within seconds, not an epoch.
 STOP_CHECK_EVERY = 50
+# 1 thread for nets made of small matmuls (MLPs, RNNs): measured on the shared 2-core box, an
+# MLP step (128 units, batch 128) costs 1.2 ms of CPU on one thread and 4.8 ms on two, an LSTM
+# step over 104 time steps 16 ms against 480 ms; waking a second thread costs more than it saves.
+SMALL_OPS_THREADS = 1
 
 
-def pick_device(requested: str) -> torch.device:
-    """``cuda`` when asked for and present, else the CPU (with one thread per usable core)."""
+def pick_device(requested: str, threads: int | None = None) -> torch.device:
+    """``cuda`` when asked for and present, else the CPU with ``threads`` intra-op threads
+    (default: one per usable core, at most 8)."""
     if requested.startswith("cuda") and torch.cuda.is_available():
         return torch.device(requested)
-    # 8: small convs and MLPs stop scaling past ~8 threads; on the 2-core box this is 2.
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, min(8, cores or 1))
+    if threads is None:
+        # 8: small convs stop scaling past ~8 threads; on the 2-core box this is 2.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        threads = max(1, min(8, cores or 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.device("cpu")
@@ -104,16 +111,16 @@ def train(
     callbacks: Callbacks,
     seed: int,
     tag: Mapping[str, Any],
-    monitor: str = "val_loss",
+    monitor: str | None = "val_loss",
     patience: int = 0,
 ) -> LoopState:
     """Run up to ``epochs`` epochs; return the state (the net holds the best weights seen).
 
     ``batches(gen)`` yields one epoch of batches, drawing all its randomness (shuffling,
     augmentation) from ``gen`` so a resumed run replays exactly. ``evaluate`` returns the
-    validation metrics; the epoch with the lowest ``monitor`` wins, and ``patience`` > 0 stops
-    after that many epochs without improvement. ``tag`` (algorithm and params) is stored in each
-    checkpoint and must match on resume.
+    validation metrics; the epoch with the lowest ``monitor`` wins (None: the last epoch does),
+    and ``patience`` > 0 stops after that many epochs without improvement. ``tag`` (algorithm
+    and params) is stored in each checkpoint and must match on resume.
     """
     gen = torch.Generator().manual_seed(seed)
     state = LoopState()
@@ -130,7 +137,7 @@ def train(
                 group["lr"] = lr_at(state.step)
             loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             state.step += 1
             total, count = total + float(loss.detach()), count + 1
@@ -144,11 +151,12 @@ def train(
                 metrics.update(evaluate())
         state.history.append(metrics)
         callbacks.log(state.epoch, **metrics)
-        if monitor in metrics and metrics[monitor] < state.best:
-            state.best, state.best_epoch = metrics[monitor], state.epoch
-            state.best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        if patience and state.epoch - state.best_epoch >= patience:
-            state.stopped = True
+        if monitor is not None and monitor in metrics:
+            if metrics[monitor] < state.best:
+                state.best, state.best_epoch = metrics[monitor], state.epoch
+                state.best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            if patience and state.epoch - state.best_epoch >= patience:
+                state.stopped = True
         callbacks.checkpoint(checkpoint(state, net, optimizer, gen, tag))
         state.stopped = state.stopped or callbacks.should_stop()
     if state.best_weights is not None:
@@ -177,7 +185,7 @@ def checkpoint(
                 scalars[f"{index}.{key}"] = value
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.loop"] = gen.get_state()
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         for i, rng in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = rng
     meta = {
@@ -186,6 +194,7 @@ def checkpoint(
         "step": state.step,
         "best": state.best if math.isfinite(state.best) else None,
         "best_epoch": state.best_epoch,
+        "early_stopped": state.stopped,  # set by patience; a resumed run then trains no more
         "history": state.history,
         "param_groups": opt["param_groups"],
         "opt_scalars": scalars,
@@ -234,6 +243,7 @@ def restore(
         best=math.inf if meta["best"] is None else meta["best"],
         best_epoch=meta["best_epoch"],
         best_weights=best or None,
+        stopped=meta["early_stopped"],
         history=meta["history"],
     )
 
