@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import safetensors.torch
 from sklearn.datasets import make_classification, make_regression
 
 from lepton.algorithms.base import Algorithm, InputKind, Model, NullCallbacks, Task, TrainData
@@ -192,6 +193,34 @@ def test_a_stopped_run_resumes_from_its_checkpoint_and_ends_where_an_unbroken_ru
     np.testing.assert_array_equal(resumed.predict(X), unbroken.predict(X))
 
 
+def test_checkpoints_are_safetensors_with_json_metadata() -> None:
+    callbacks = StopAfter(epochs=1)
+    fit("cnn", callbacks)
+    tensors = safetensors.torch.load(callbacks.checkpoints[0])  # raises on anything else
+    assert {"rng.torch", "rng.loop"} <= set(tensors)
+    assert any(name.startswith("opt.") for name in tensors)  # AdamW's moments travel too
+
+
+def test_mlp_stops_early_and_keeps_its_best_epoch() -> None:
+    data = tabular(Task.classification)
+    callbacks = NullCallbacks()
+    params = {"epochs": 200, "lr": 0.05, "batch_size": 32}
+    model = MLP().fit(data, params, callbacks)
+    losses = [m["val_loss"] for _, m in callbacks.logged]
+    best = int(np.argmin(losses))
+    assert len(losses) == best + 1 + 10 < 200  # 10 epochs of patience past the best
+    proba = model.predict_proba(data.X_val)
+    assert proba is not None
+    truth = (np.asarray(data.y_val) == "yes").astype(int)
+    cross_entropy = -np.mean(np.log(proba[np.arange(len(truth)), truth]))
+    assert cross_entropy == pytest.approx(losses[best], rel=1e-4)  # the best weights came back
+    # A job killed after it stopped early resumes as finished: no more epochs.
+    again = NullCallbacks(resume_state=callbacks.checkpoints[-1])
+    resumed = MLP().fit(data, params, again)
+    assert again.logged == []
+    np.testing.assert_array_equal(resumed.predict_proba(data.X_val), proba)
+
+
 def test_resuming_with_other_parameters_is_refused() -> None:
     first = StopAfter(epochs=1)
     fit("mlp-classification", first, epochs=5)
@@ -239,10 +268,15 @@ def test_defaults_resolve_and_declare_their_kind() -> None:
     assert GRUForecaster().resolve({"hidden": "32"})["hidden"] == 32
 
 
-def test_cnn_refuses_images_of_another_size() -> None:
+def test_cnn_refuses_images_of_another_size_and_images_too_small() -> None:
     model, _, _ = trained("cnn")
     with pytest.raises(InvalidRequest, match="12, 12"):
         model.predict(np.zeros((3, 28, 28), np.uint8))
+    tiny = TrainData(
+        Task.classification, InputKind.image, np.zeros((4, 6, 6), np.uint8), [0, 1] * 2
+    )
+    with pytest.raises(InvalidRequest, match="at least 8x8"):
+        CNN().fit(tiny, {}, NullCallbacks())
 
 
 def test_forecaster_forecasts_any_history_and_fills_gaps() -> None:

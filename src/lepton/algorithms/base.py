@@ -27,6 +27,7 @@ __all__ = [
     "Model",
     "NullCallbacks",
     "Param",
+    "ParamValue",
     "Task",
     "TrainData",
 ]
@@ -194,8 +195,8 @@ class Model(ABC):
 
     @abstractmethod
     def predict(self, X: Any) -> np.ndarray:
-        """Labels (classification), values (regression), or the next ``len(X)`` steps
-        (forecasting, where ``X`` is the history)."""
+        """Labels (classification), values (regression), or, for forecasting, the ``len(X)``
+        steps after the history the model was trained on (only ``len(X)`` is used)."""
 
     def predict_proba(self, X: Any) -> np.ndarray | None:
         """Class probabilities in ``classes`` order, or None when the model has none."""

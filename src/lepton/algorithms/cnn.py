@@ -5,7 +5,9 @@ dropout and a linear head. Trained with AdamW on a one-cycle schedule (warmup, c
 and light augmentation (random rotation, scale and shift, done with ``affine_grid``).
 
 On MNIST's 10,000 test digits split 8,000/2,000 (stratified, seed 0), the defaults reach
-~99.4% on the 2,000 after about XX s of training on 2 CPU cores.
+99.35-99.45% on the 2,000 (seeds 0-2) after ~60 s of training on one thread of the 2-core box.
+Ablations on seed 0 (99.45%): no label smoothing 99.15%, no warmup 99.30%, no augmentation
+99.35%.
 """
 
 from __future__ import annotations
@@ -42,14 +44,16 @@ from lepton.errors import InvalidRequest
 
 __all__ = ["CNN", "CNNModel"]
 
-# Augmentation: up to 10 degrees of rotation, 10% of scale and 2 px of shift. Digits survive
-# these unchanged in meaning; larger rotations start to turn 6s into 9s' neighbours.
+# Augmentation: up to 10 degrees of rotation, 10% of scale and 2 px of shift, the range of
+# handwriting's own slant and size; a digit stays the same digit under it.
 ROTATE_DEG, SCALE, SHIFT_PX = 10.0, 0.10, 2.0
-# 0.1: label smoothing keeps the net from over-trusting 8,000 images; ~+0.1% on MNIST.
+# 0.1: label smoothing keeps the net from over-trusting 8,000 images (+0.3% on MNIST, seed 0).
 SMOOTHING = 0.1
 PREDICT_BATCH = 512
-# Channels-last: oneDNN's conv kernels want NHWC; a training step of the 32-wide net on 128
-# digits took 165 ms against 298 ms in the default layout on 2 cores.
+# 8: three 2x2 poolings leave one pixel of an 8x8 image and nothing of a 7x7 one.
+MIN_SIDE = 8
+# Channels-last: oneDNN's conv kernels want NHWC; a training step of the default net on 64
+# digits costs 40 ms of CPU against 60 ms in the default layout (one thread).
 CHANNELS_LAST = torch.channels_last
 
 
@@ -89,6 +93,23 @@ def as_nchw(X: Any, shape: tuple[int, int, int] | None = None) -> Tensor:
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     # A copy: the caller's array may be read-only (np.frombuffer), which torch warns about.
     return torch.from_numpy(np.array(arr.transpose(0, 3, 1, 2), order="C", copy=True))
+
+
+def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 images, on the 0-1 scale.
+
+    In chunks of 1,024 images: a float copy of the whole set would be 4x its uint8 size.
+    """
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for i in range(0, len(images), 1024):
+        chunk = images[i : i + 1024].double() / 255
+        total += chunk.sum((0, 2, 3))
+        squares += (chunk * chunk).sum((0, 2, 3))
+    n = max(1, images.numel() // images.shape[1])
+    mean = total / n
+    std = (squares / n - mean * mean).clamp_min(1e-6).sqrt()
+    return mean.tolist(), std.tolist()
 
 
 def augment(x: Tensor, gen: torch.Generator) -> Tensor:
@@ -168,12 +189,18 @@ class CNN(Algorithm):
         dev = pick_device(device)
         seed_everything(seed)
         images = as_nchw(data.X_train)
+        if min(images.shape[2:]) < MIN_SIDE:
+            raise InvalidRequest(
+                f"images are {images.shape[2]}x{images.shape[3]} pixels; the CNN needs at least "
+                f"{MIN_SIDE}x{MIN_SIDE}",
+                fix="upscale the images, or use a tabular algorithm on the pixels",
+            )
         classes = (
             list(data.classes) if data.classes else sorted(set(np.asarray(data.y_train).tolist()))
         )
         index = {c: i for i, c in enumerate(classes)}
         labels = torch.tensor([index[v] for v in np.asarray(data.y_train).tolist()])
-        pixels = images.float() / 255
+        mean, std = channel_stats(images)
         config: dict[str, Any] = {
             "format": 1,
             "channels": p["channels"],
@@ -182,10 +209,9 @@ class CNN(Algorithm):
             "shape": list(images.shape[1:]),
             "n_classes": len(classes),
             "classes": classes,
-            "mean": pixels.mean((0, 2, 3)).tolist(),
-            "std": pixels.std((0, 2, 3)).clamp_min(1e-3).tolist(),
+            "mean": mean,
+            "std": std,
         }
-        del pixels
         # Module.to takes memory_format at runtime; torch's stubs leave it out.
         net = build(config).to(dev, memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
         model = CNNModel(net, config)
@@ -229,7 +255,7 @@ class CNN(Algorithm):
             epochs=int(p["epochs"]),
             batches=batches,
             loss_of=loss_of,
-            # 15% warmup: AdamW at 4e-3 from random BatchNorm statistics diverges without it.
+            # 15% warmup, then cosine to ~0 (one-cycle); without the warmup MNIST lost 0.15%.
             lr_at=cosine_lr(float(p["lr"]), steps, warmup=0.15),
             evaluate=evaluate,
             callbacks=callbacks,

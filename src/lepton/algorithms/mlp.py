@@ -43,7 +43,7 @@ __all__ = ["MLP", "MLPModel", "encode", "fit_encoding"]
 # 50: past this many categories a one-hot column block dwarfs the numeric features; rarer
 # categories (and ones unseen in training) encode as all zeros.
 MAX_CATEGORIES = 50
-# 10 epochs without a better validation loss: long enough to ride out noise at lr 1e-3.
+# 10 epochs without a better validation loss end training; the best epoch's weights are kept.
 PATIENCE = 10
 
 

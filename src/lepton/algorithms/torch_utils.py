@@ -50,13 +50,16 @@ SMALL_OPS_THREADS = 1
 
 def pick_device(requested: str, threads: int | None = None) -> torch.device:
     """``cuda`` when asked for and present, else the CPU with ``threads`` intra-op threads
-    (default: one per usable core, at most 8)."""
+    (default: one per usable core but one, at most 8)."""
     if requested.startswith("cuda") and torch.cuda.is_available():
         return torch.device(requested)
     if threads is None:
-        # 8: small convs stop scaling past ~8 threads; on the 2-core box this is 2.
+        # One core left to the rest of the machine: torch's OpenMP threads spin-wait, and a team
+        # that spans every core collapses when anything else runs. On the 2-core box, 3 CNN
+        # epochs on 8,000 digits took 8 s on 2 threads idle but 66-72 s beside other jobs;
+        # 15 s on 1 thread either way. 8: small convs stop scaling past ~8 threads.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        threads = max(1, min(8, cores or 1))
+        threads = max(1, min(8, (cores or 1) - 1))
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.device("cpu")
