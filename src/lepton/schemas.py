@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lepton.enums import JobState, Outcome, Role
+
 __all__ = [
     "API_VERSION",
     "API_VERSION_HEADER",
@@ -22,6 +24,7 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "Health",
+    "JobState",
     "Outcome",
     "Role",
     "Status",
@@ -44,23 +47,6 @@ SCOPE_PATTERN = r"^(job|deployment):[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class Role(StrEnum):
-    """What a workspace token may do: read, read and write, or also manage tokens and audit."""
-
-    admin = "admin"
-    editor = "editor"
-    viewer = "viewer"
-
-
-class Outcome(StrEnum):
-    """How a mutating request ended."""
-
-    success = "success"
-    denied = "denied"
-    rejected = "rejected"
-    failed = "failed"
 
 
 class ErrorDetail(_Model):
@@ -388,16 +374,6 @@ class TransformRequest(_Model):
 
 
 # --- Jobs -----------------------------------------------------------------------------------
-
-
-class JobState(StrEnum):
-    """queued → running → succeeded | failed | cancelled (a died attempt goes back to queued)."""
-
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
 
 
 TERMINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lepton.cli.output import parse_since, print_json, table, when
-from lepton.schemas import Outcome
+from lepton.enums import Outcome
 
 
 def audit(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lepton.cli.output import console, print_json, table, when
 from lepton.errors import InvalidRequest
-from lepton.schemas import DatasetVersionDetail
+
+if TYPE_CHECKING:
+    from lepton.schemas import DatasetVersionDetail
 
 app = typer.Typer(help="Versioned datasets with profiles and PII scans.", no_args_is_help=True)
 

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from lepton.cli.output import console, parse_duration, print_json, table, when
+from lepton.enums import JobState
 from lepton.errors import InvalidRequest, LeptonError, ServerError
-from lepton.schemas import Job, JobState
+
+if TYPE_CHECKING:
+    from lepton.schemas import Job
 
 app = typer.Typer(help="Jobs: follow, inspect and cancel training runs.", no_args_is_help=True)
 

@@ -21,11 +21,13 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 from lepton.errors import (
     AuthenticationError,
@@ -70,7 +72,7 @@ def fail(exc: LeptonError) -> NoReturn:
 
 def print_json(data: BaseModel | Sequence[BaseModel]) -> None:
     """Machine-readable output for ``--json``."""
-    if isinstance(data, BaseModel):
+    if hasattr(data, "model_dump"):
         payload: Any = data.model_dump(mode="json")
     else:
         payload = [item.model_dump(mode="json") for item in data]

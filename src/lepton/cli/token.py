@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from lepton.cli.output import console, parse_duration, print_json, table, when
-from lepton.schemas import Role
+from lepton.enums import Role
 
 app = typer.Typer(help="Tokens of your workspace (admins only).", no_args_is_help=True)
 
