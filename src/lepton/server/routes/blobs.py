@@ -9,7 +9,6 @@ without its bytes or a partial object.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
@@ -17,37 +16,25 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from lepton.errors import InvalidRequest, NotFound, PayloadTooLarge
+from lepton.errors import InvalidRequest, NotFound
 from lepton.schemas import Blob
 from lepton.server.auth import Principal, require
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.state import ServerState, db_session, get_state
+from lepton.server.transfer import UPLOAD_BODY, body_chunks, stream_blob
 from lepton.store.blobs import BlobWriter
 from lepton.store.models import BlobRow, utcnow
 
 router = APIRouter(prefix="/api/v1/blobs", tags=["blobs"], responses=ERROR_RESPONSES)
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 
 
 def _view(row: BlobRow) -> Blob:
     return Blob(digest=row.digest, size=row.size, created_at=row.created_at)
 
 
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the limit of {limit} bytes",
-        fix="split the data, or raise LEPTON_MAX_UPLOAD_BYTES on the server",
-    )
-
-
-@router.post("", name="blob.upload", status_code=201, openapi_extra=_UPLOAD_BODY)
+@router.post("", name="blob.upload", status_code=201, openapi_extra=UPLOAD_BODY)
 async def upload_blob(
     request: Request,
     principal: Principal = Depends(require("write")),
@@ -66,18 +53,9 @@ async def receive_blob(
     """Stream the request body into the blob store (size-limited) and, with ``record``, list it
     among the caller's workspace blobs. Without it the caller must reference the digest itself
     (a job's checkpoint), so erasing it when replaced is possible."""
-    limit = state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
-    received = 0
     with state.blobs.writer() as writer:
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > limit:
-                raise _too_large(limit)
-            if chunk:
-                await run_in_threadpool(writer.write, chunk)
+        async for chunk in body_chunks(request, state.settings.max_upload_bytes):
+            await run_in_threadpool(writer.write, chunk)
         return await run_in_threadpool(_commit, state, principal, writer, record)
 
 
@@ -139,9 +117,4 @@ def download_blob(
             f"blob {digest} does not exist in workspace '{principal.workspace}'",
             fix="list the workspace's blobs with GET /api/v1/blobs",
         )
-    chunks: Iterator[bytes] = state.blobs.open(digest)
-    return StreamingResponse(
-        chunks,
-        media_type="application/octet-stream",
-        headers={"Content-Length": str(row.size), "ETag": f'"{digest}"'},
-    )
+    return stream_blob(state, digest, row.size)

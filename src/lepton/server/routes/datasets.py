@@ -12,7 +12,7 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from lepton.errors import NotFound, PayloadTooLarge
+from lepton.errors import NotFound
 from lepton.schemas import (
     DATASET_NAME_PATTERN,
     AnonymizeStep,
@@ -50,6 +50,7 @@ from lepton.server.catalog import (
 )
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.state import ServerState, db_session, get_state
+from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, body_chunks, stream_blob
 from lepton.store.models import DatasetRow, DatasetVersionRow, SplitRow
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
@@ -59,16 +60,6 @@ DatasetName = Annotated[
 ]
 VersionParam = Annotated[str, PathParam(description="`3`, `v3` or `latest`.", max_length=12)]
 Format = Literal["csv", "tsv", "parquet", "jsonl", "npz", "idx", "image-folder"]
-
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
-_BYTES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}
-}
 
 
 def _workdir(state: ServerState) -> Path:
@@ -81,7 +72,7 @@ def _workdir(state: ServerState) -> Path:
     "/{dataset_name}/versions",
     name="dataset.push",
     status_code=201,
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=UPLOAD_BODY,
     responses={200: {"model": DatasetVersionDetail, "description": "Identical content exists."}},
 )
 async def push_version(
@@ -99,20 +90,12 @@ async def push_version(
     """Push a new version from the raw request body. Content already stored as a version of
     this dataset returns that version (HTTP 200, `created: false`)."""
     request.state.audit_resource = f"dataset/{dataset_name}"
-    limit = state.settings.max_upload_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
     work = _workdir(state)
     try:
         source = work / "source"
         hasher = hashlib.sha256()
-        received = 0
         with source.open("wb") as f:
-            async for chunk in request.stream():
-                received += len(chunk)
-                if received > limit:
-                    raise _too_large(limit)
+            async for chunk in body_chunks(request, state.settings.max_upload_bytes):
                 hasher.update(chunk)
                 await run_in_threadpool(f.write, chunk)
         detail = await run_in_threadpool(
@@ -132,13 +115,6 @@ async def push_version(
         response.status_code = 200
     request.state.audit_resource = f"dataset/{detail.ref}"
     return detail
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"the upload is larger than the limit of {limit} bytes",
-        fix="split the data, or raise LEPTON_MAX_UPLOAD_BYTES on the server",
-    )
 
 
 def _ingest(
@@ -260,20 +236,11 @@ def delete_version_route(
     return view
 
 
-def _stream(state: ServerState, digest: str, size: int | None = None) -> StreamingResponse:
-    headers = {"ETag": f'"{digest}"'}
-    if size is not None:
-        headers["Content-Length"] = str(size)
-    return StreamingResponse(
-        state.blobs.open(digest), media_type="application/octet-stream", headers=headers
-    )
-
-
 @router.get(
     "/{dataset_name}/versions/{version}/source",
     name="dataset.pull",
     response_class=StreamingResponse,
-    responses=_BYTES,
+    responses=BYTES_RESPONSE,
 )
 def pull_source(
     dataset_name: DatasetName,
@@ -284,14 +251,14 @@ def pull_source(
 ) -> StreamingResponse:
     """The exact bytes that were pushed (the ETag is their sha256)."""
     _, row = get_version(session, principal, dataset_name, version)
-    return _stream(state, row.source_digest, row.source_size)
+    return stream_blob(state, row.source_digest, row.source_size)
 
 
 @router.get(
     "/{dataset_name}/versions/{version}/data",
     name="dataset.data",
     response_class=StreamingResponse,
-    responses=_BYTES,
+    responses=BYTES_RESPONSE,
 )
 def pull_table(
     dataset_name: DatasetName,
@@ -302,7 +269,7 @@ def pull_table(
 ) -> StreamingResponse:
     """The canonical table as Parquet."""
     _, row = get_version(session, principal, dataset_name, version)
-    return _stream(state, row.data_digest)
+    return stream_blob(state, row.data_digest)
 
 
 @router.post(
@@ -393,7 +360,7 @@ def _split_view(row: SplitRow) -> Split:
     "/{dataset_name}/versions/{version}/splits/{split_digest}",
     name="dataset.split_assignment",
     response_class=StreamingResponse,
-    responses=_BYTES,
+    responses=BYTES_RESPONSE,
 )
 def split_assignment(
     dataset_name: DatasetName,
@@ -414,4 +381,4 @@ def split_assignment(
             f"{dataset_name}@v{row.version} has no split {split_digest}",
             fix="create it with POST .../splits (lepton dataset split)",
         )
-    return _stream(state, found.digest)
+    return stream_blob(state, found.digest)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
@@ -47,6 +47,7 @@ from lepton.server.model_catalog import register_version, version_view
 from lepton.server.routes.blobs import receive_blob
 from lepton.server.routes.models import check_artifact
 from lepton.server.state import ServerState, db_session, get_state
+from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, stream_blob
 from lepton.store.models import (
     BlobRow,
     DatasetRow,
@@ -60,15 +61,6 @@ from lepton.store.models import (
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 JobId = Annotated[str, PathParam(description="Job id.", max_length=32)]
-_BYTES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The bytes."}
-}
-_UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
 _LOG_CHUNK = 256 * 1024  # bytes of log per answer: a follow loop asks again for the rest
 
 
@@ -321,10 +313,6 @@ def log_metrics(
     session.commit()
 
 
-def _stream(state: ServerState, digest: str) -> StreamingResponse:
-    return StreamingResponse(state.blobs.open(digest), media_type="application/octet-stream")
-
-
 def _job_dataset(session: Session, job: JobRow) -> DatasetVersionRow:
     row = session.get(DatasetVersionRow, job.dataset_version_id) if job.dataset_version_id else None
     if row is None:
@@ -345,7 +333,9 @@ def job_dataset(
     return detail_view(session, dataset, row)
 
 
-@router.get("/{job_id}/data", name="job.data", response_class=StreamingResponse, responses=_BYTES)
+@router.get(
+    "/{job_id}/data", name="job.data", response_class=StreamingResponse, responses=BYTES_RESPONSE
+)
 def job_data(
     job_id: JobId,
     principal: Principal = Depends(require("read", scope="job")),
@@ -353,10 +343,12 @@ def job_data(
     state: ServerState = Depends(get_state),
 ) -> StreamingResponse:
     """The job's dataset version as Parquet."""
-    return _stream(state, _job_dataset(session, _get(session, principal, job_id)).data_digest)
+    return stream_blob(state, _job_dataset(session, _get(session, principal, job_id)).data_digest)
 
 
-@router.get("/{job_id}/split", name="job.split", response_class=StreamingResponse, responses=_BYTES)
+@router.get(
+    "/{job_id}/split", name="job.split", response_class=StreamingResponse, responses=BYTES_RESPONSE
+)
 def job_split(
     job_id: JobId,
     principal: Principal = Depends(require("read", scope="job")),
@@ -367,11 +359,14 @@ def job_split(
     job = _get(session, principal, job_id)
     spec = TrainSpec.model_validate_json(job.spec_json)
     split = ensure_split(state, _job_dataset(session, job), spec.split)
-    return _stream(state, split.digest)
+    return stream_blob(state, split.digest)
 
 
 @router.get(
-    "/{job_id}/script", name="job.script", response_class=StreamingResponse, responses=_BYTES
+    "/{job_id}/script",
+    name="job.script",
+    response_class=StreamingResponse,
+    responses=BYTES_RESPONSE,
 )
 def job_script(
     job_id: JobId,
@@ -382,10 +377,10 @@ def job_script(
     job = _get(session, principal, job_id)
     if job.kind != "script":
         raise NotFound(f"job {job_id} is a {job.kind} job; it has no script", fix="")
-    return _stream(state, ScriptSpec.model_validate_json(job.spec_json).script_digest)
+    return stream_blob(state, ScriptSpec.model_validate_json(job.spec_json).script_digest)
 
 
-@router.put("/{job_id}/checkpoint", name="job.checkpoint_put", openapi_extra=_UPLOAD_BODY)
+@router.put("/{job_id}/checkpoint", name="job.checkpoint_put", openapi_extra=UPLOAD_BODY)
 async def put_checkpoint(
     job_id: JobId,
     request: Request,
@@ -416,7 +411,7 @@ async def put_checkpoint(
     "/{job_id}/checkpoint",
     name="job.checkpoint_get",
     response_class=StreamingResponse,
-    responses=_BYTES,
+    responses=BYTES_RESPONSE,
 )
 def get_checkpoint(
     job_id: JobId,
@@ -428,11 +423,11 @@ def get_checkpoint(
     job = _get(session, principal, job_id)
     if job.checkpoint_digest is None:
         raise NotFound(f"job {job_id} has no checkpoint yet", fix="")
-    return _stream(state, job.checkpoint_digest)
+    return stream_blob(state, job.checkpoint_digest)
 
 
 @router.post(
-    "/{job_id}/artifacts", name="job.upload_artifact", status_code=201, openapi_extra=_UPLOAD_BODY
+    "/{job_id}/artifacts", name="job.upload_artifact", status_code=201, openapi_extra=UPLOAD_BODY
 )
 async def upload_artifact(
     job_id: JobId,
