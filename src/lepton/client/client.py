@@ -7,8 +7,12 @@ against any ``httpx.Client`` (tests use Starlette's in-process ``TestClient``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +21,7 @@ from lepton._version import __version__
 from lepton.credentials import read_credentials
 from lepton.errors import (
     APIVersionMismatch,
+    BlobIntegrityError,
     ConnectionFailed,
     LeptonError,
     ServerError,
@@ -25,7 +30,10 @@ from lepton.errors import (
 from lepton.schemas import API_VERSION, API_VERSION_HEADER, Health, Status
 from lepton.settings import Settings
 
-__all__ = ["Client"]
+__all__ = ["CHUNK", "Client", "Progress"]
+
+CHUNK = 1 << 20  # 1 MiB: large enough to amortise per-chunk overhead, small enough to stream
+Progress = Callable[[int], None]
 
 
 class Client:
@@ -173,6 +181,37 @@ class Client:
             yield response
         finally:
             response.close()
+
+    def download(
+        self,
+        path: str,
+        target: Path,
+        *,
+        digest: str | None = None,
+        progress: Progress | None = None,
+    ) -> Path:
+        """Stream ``GET path`` into ``target``. The file appears only once it is complete and,
+        when ``digest`` is given, only if its bytes hash to it."""
+        hasher = hashlib.sha256()
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as f, self.stream("GET", path) as response:
+                for chunk in response.iter_bytes(CHUNK):
+                    if digest is not None:
+                        hasher.update(chunk)
+                    f.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+            if digest is not None and hasher.hexdigest() != digest:
+                raise BlobIntegrityError(
+                    f"downloaded bytes hash to {hasher.hexdigest()}, not {digest}",
+                    fix="retry; if it fails again the stored copy is damaged",
+                )
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
 
 
 def _check_version(response: httpx.Response) -> None:

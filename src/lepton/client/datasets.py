@@ -7,18 +7,18 @@ first (one entry at a time), and downloads are written to disk as they arrive.
 from __future__ import annotations
 
 import builtins
-import hashlib
 import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lepton.errors import BlobIntegrityError, InvalidRequest
+from lepton.client.client import CHUNK, Progress
+from lepton.errors import InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
     Dataset,
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
     from lepton.client.client import Client
 
 __all__ = ["Datasets"]
-
-_CHUNK = 1 << 20
-Progress = Callable[[int], None]
 
 
 def default_name(path: Path) -> str:
@@ -113,11 +110,11 @@ class Datasets:
     ) -> Path:
         """Write the exact pushed bytes to ``path`` (verified against their sha256)."""
         version = self.get(ref)
-        return self._download(
+        return self._client.download(
             f"/api/v1/datasets/{version.dataset}/versions/{version.version}/source",
             Path(path),
-            version.source_digest,
-            progress,
+            digest=version.source_digest,
+            progress=progress,
         )
 
     def to_pandas(self, ref: str) -> pd.DataFrame:
@@ -126,11 +123,10 @@ class Datasets:
 
         version = self.get(ref)
         with tempfile.TemporaryDirectory(prefix="lepton-pull-") as tmp:
-            path = self._download(
+            path = self._client.download(
                 f"/api/v1/datasets/{version.dataset}/versions/{version.version}/data",
                 Path(tmp) / "data.parquet",
-                version.data_digest,
-                None,
+                digest=version.data_digest,
             )
             return pq.read_table(path).to_pandas()
 
@@ -193,11 +189,10 @@ class Datasets:
 
         name, version = parse_ref(ref)
         with tempfile.TemporaryDirectory(prefix="lepton-split-") as tmp:
-            path = self._download(
+            path = self._client.download(
                 f"/api/v1/datasets/{name}/versions/{version}/splits/{split.digest}",
                 Path(tmp) / "split.npy",
-                split.digest,
-                None,
+                digest=split.digest,
             )
             assignment: np.ndarray = np.load(path, allow_pickle=False)
             return assignment
@@ -216,31 +211,10 @@ class Datasets:
                 "DELETE", f"/api/v1/datasets/{name}", params={"force": "true" if force else None}
             )
 
-    def _download(self, path: str, target: Path, digest: str, progress: Progress | None) -> Path:
-        hasher = hashlib.sha256()
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f, self._client.stream("GET", path) as response:
-                for chunk in response.iter_bytes(_CHUNK):
-                    hasher.update(chunk)
-                    f.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-            if hasher.hexdigest() != digest:
-                raise BlobIntegrityError(
-                    f"downloaded bytes hash to {hasher.hexdigest()}, not {digest}",
-                    fix="retry; if it fails again the stored copy is damaged",
-                )
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
-
 
 def _chunks(path: Path, progress: Progress | None) -> Iterator[bytes]:
     with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
+        while chunk := f.read(CHUNK):
             if progress:
                 progress(len(chunk))
             yield chunk

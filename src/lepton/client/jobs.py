@@ -177,11 +177,10 @@ class Models:
     def pull(self, ref: str, path: str | os.PathLike[str]) -> Path:
         """Download the packed model (a zip of safe files) to ``path``, verified."""
         version = self.get(ref)
-        return self._client.datasets._download(
+        return self._client.download(
             f"/api/v1/models/{version.model}/versions/{version.version}/artifact",
             Path(path),
-            version.artifact_digest,
-            None,
+            digest=version.artifact_digest,
         )
 
     def load(self, ref: str) -> Any:

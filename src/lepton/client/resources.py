@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from lepton.client.client import CHUNK
 from lepton.errors import BlobIntegrityError
 from lepton.schemas import (
     AuditEvent,
@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from lepton.client.client import Client
 
 __all__ = ["Audit", "Blobs", "Tokens", "Workspaces"]
-
-_CHUNK = 1 << 20  # 1 MiB: large enough to amortise per-chunk overhead, small enough to stream
 
 
 class _Namespace:
@@ -138,7 +136,7 @@ class Blobs(_Namespace):
         to ``digest``."""
         hasher = hashlib.sha256()
         with self._client.stream("GET", f"/api/v1/blobs/{digest}") as response:
-            for chunk in response.iter_bytes(_CHUNK):
+            for chunk in response.iter_bytes(CHUNK):
                 hasher.update(chunk)
                 yield chunk
         if hasher.hexdigest() != digest:
@@ -153,19 +151,9 @@ class Blobs(_Namespace):
 
     def download(self, digest: str, path: str | os.PathLike[str]) -> Path:
         """Write a blob to ``path``, verified; the file appears only when it is complete."""
-        target = Path(path)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in self.open(digest):
-                    f.write(chunk)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return target
+        return self._client.download(f"/api/v1/blobs/{digest}", Path(path), digest=digest)
 
 
 def _read_chunks(f: IO[bytes]) -> Iterator[bytes]:
-    while chunk := f.read(_CHUNK):
+    while chunk := f.read(CHUNK):
         yield chunk

@@ -104,13 +104,6 @@ def _finish(
     return 0 if state == "succeeded" else 1
 
 
-def _download(client: Client, path: str, target: Path) -> Path:
-    with target.open("wb") as f, client.stream("GET", path) as response:
-        for chunk in response.iter_bytes(1 << 20):
-            f.write(chunk)
-    return target
-
-
 def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> dict[str, Any]:
     """Fetch the data and split, train (or run AutoML), evaluate on the test split, register."""
     import pyarrow.parquet as pq
@@ -123,7 +116,7 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
     )
     with tempfile.TemporaryDirectory(prefix="lepton-job-") as tmp:
         frame = pq.read_table(
-            _download(client, f"/api/v1/jobs/{job.id}/data", Path(tmp) / "d")
+            client.download(f"/api/v1/jobs/{job.id}/data", Path(tmp) / "d")
         ).to_pandas()
         assignment = np.load(
             io.BytesIO(client.request("GET", f"/api/v1/jobs/{job.id}/split").content),
@@ -224,7 +217,7 @@ def run_script(tracker: Tracker, spec: ScriptSpec) -> dict[str, Any]:
     ``lepton.save_model`` inside it report to this job."""
     with tempfile.TemporaryDirectory(prefix="lepton-script-") as tmp:
         script = Path(tmp) / Path(spec.script_name).name
-        _download(tracker.client, f"/api/v1/jobs/{tracker.job_id}/script", script)
+        tracker.client.download(f"/api/v1/jobs/{tracker.job_id}/script", script)
         sys.argv = [str(script), *spec.args]
         sys.path.insert(0, tmp)
         try:

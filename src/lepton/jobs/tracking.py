@@ -136,13 +136,9 @@ class Tracker:
         import pyarrow.parquet as pq
 
         with tempfile.TemporaryDirectory(prefix="lepton-data-") as tmp:
-            path = Path(tmp) / "data.parquet"
-            with (
-                path.open("wb") as f,
-                self.client.stream("GET", f"/api/v1/jobs/{self.job_id}/data") as response,
-            ):
-                for chunk in response.iter_bytes(1 << 20):
-                    f.write(chunk)
+            path = self.client.download(
+                f"/api/v1/jobs/{self.job_id}/data", Path(tmp) / "data.parquet"
+            )
             return pq.read_table(path).to_pandas()
 
 
