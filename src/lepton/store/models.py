@@ -28,6 +28,8 @@ __all__ = [
     "DatasetVersionRow",
     "JobMetricRow",
     "JobRow",
+    "ModelAliasRow",
+    "ModelEvaluationRow",
     "ModelRow",
     "ModelVersionRow",
     "SplitRow",
@@ -247,7 +249,8 @@ class ModelVersionRow(Base):
     flavour: Mapped[str] = mapped_column(String(16))
     algorithm: Mapped[str] = mapped_column(String(64))
     task: Mapped[str] = mapped_column(String(32))
-    artifact_digest: Mapped[str] = mapped_column(String(64))
+    artifact_digest: Mapped[str | None] = mapped_column(String(64))
+    """Cleared when the version is deleted, so its bytes can be erased."""
     signature_json: Mapped[str] = mapped_column(Text)
     metrics_json: Mapped[str] = mapped_column(Text)
     params_json: Mapped[str] = mapped_column(Text)
@@ -255,5 +258,42 @@ class ModelVersionRow(Base):
     environment_json: Mapped[str | None] = mapped_column(Text)
     dataset_version_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_versions.id"))
     job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+    description: Mapped[str | None] = mapped_column(Text)
+    """The intended use, in the user's words; the model card quotes it."""
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.id", name="fk_model_versions_parent_id")
+    )
+    """The version this one was derived from (an optimised or fine-tuned variant)."""
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """A deleted version stays as a tombstone: its number is never reused, lineage stays whole."""
+    deleted_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class ModelAliasRow(Base):
+    """A movable name for one version of a model (``production``); moving it is one UPDATE."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(63), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class ModelEvaluationRow(Base):
+    """Metrics, slices and plot digests of a model version on a dataset: the held-out split at
+    training time, or an ``evaluate`` job."""
+
+    __tablename__ = "model_evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    dataset_version_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    split: Mapped[str | None] = mapped_column(String(16))
+    result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32))

@@ -140,6 +140,7 @@ def model_artifact(
 ) -> StreamingResponse:
     """The packed model (a zip of safetensors/skops files and JSON; no pickle)."""
     _, row = get_model_version(session, principal, model_name, version)
+    assert row.artifact_digest is not None  # get_model_version never answers a deleted one
     return StreamingResponse(
         state.blobs.open(row.artifact_digest),
         media_type="application/zip",
