@@ -26,12 +26,15 @@ __all__ = [
     "BlobRow",
     "DatasetRow",
     "DatasetVersionRow",
+    "DeploymentRow",
     "JobMetricRow",
     "JobRow",
     "ModelAliasRow",
     "ModelEvaluationRow",
     "ModelRow",
     "ModelVersionRow",
+    "PhotonRow",
+    "ReplicaRow",
     "SplitRow",
     "TokenRow",
     "UTCDateTime",
@@ -297,3 +300,82 @@ class ModelEvaluationRow(Base):
     result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class PhotonRow(Base):
+    """An immutable packaged service: a zip of source files and a manifest, never a pickle.
+    Pushing the same bytes under the same name again returns the existing version."""
+
+    __tablename__ = "photons"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name", "version", name="uq_photons_version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    version: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    """Blob of the package (sha256 of the zip): its content address."""
+    size: Mapped[int] = mapped_column(BigInteger)
+    entry: Mapped[str] = mapped_column(String(256))
+    manifest_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class DeploymentRow(Base):
+    """Desired state of a served model version or photon; the supervisor converges to it."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name", name="uq_deployments_workspace_name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    model_version_id: Mapped[str | None] = mapped_column(ForeignKey("model_versions.id"))
+    """Lineage: the model version served (None for a photon)."""
+    photon_id: Mapped[str | None] = mapped_column(ForeignKey("photons.id"))
+    source_ref: Mapped[str] = mapped_column(String(160))
+    """What the user asked for (``heart@production``), kept to show beside the resolved version."""
+    replicas: Mapped[int] = mapped_column(Integer)
+    max_batch_size: Mapped[int] = mapped_column(Integer)
+    max_wait_ms: Mapped[float] = mapped_column(Float)
+    timeout_s: Mapped[float] = mapped_column(Float)
+    public: Mapped[bool] = mapped_column(default=False)
+    token_id: Mapped[str | None] = mapped_column(String(32))
+    """The ``deployment:<id>`` inference token; None when public."""
+    port: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    """``active``, or ``deleting`` until the supervisor has drained every replica."""
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    """Bumped by an update; replicas of older generations are replaced one by one."""
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class ReplicaRow(Base):
+    """Observed state of one replica process, written by the supervisor only."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    """``starting``, ``ready``, ``draining`` or ``crashed``."""
+    pid: Mapped[int | None] = mapped_column(Integer)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    """Crashes since it was last stable: the exponent of the restart backoff."""
+    last_error: Mapped[str | None] = mapped_column(Text)
+    restart_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    log_offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Bytes of the replica's own output already copied into the deployment's log."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
