@@ -294,8 +294,10 @@ class ModelEvaluationRow(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     model_version_id: Mapped[str] = mapped_column(ForeignKey("model_versions.id"), index=True)
-    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
-    dataset_version_id: Mapped[str | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    dataset_version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL")
+    )
     split: Mapped[str | None] = mapped_column(String(16))
     result_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

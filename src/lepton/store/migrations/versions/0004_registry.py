@@ -48,8 +48,13 @@ def upgrade() -> None:
         sa.Column(
             "model_version_id", sa.String(32), sa.ForeignKey("model_versions.id"), nullable=False
         ),
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id")),
-        sa.Column("dataset_version_id", sa.String(32), sa.ForeignKey("dataset_versions.id")),
+        # SET NULL: deleting a dataset version or a job keeps the evaluation, without the link.
+        sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="SET NULL")),
+        sa.Column(
+            "dataset_version_id",
+            sa.String(32),
+            sa.ForeignKey("dataset_versions.id", ondelete="SET NULL"),
+        ),
         sa.Column("split", sa.String(16)),
         sa.Column("result_json", sa.Text(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
