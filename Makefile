@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit integration e2e bench clean
+.PHONY: run test check lint typecheck unit integration e2e bench bench-peers clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,20 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
+
+# The serving peers (LitServe, BentoML, Ray Serve) clash with the main pins, so they live in a
+# venv of their own; `make test` never installs them.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+$(BENCH_STAMP): pyproject.toml constraints-bench.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	echo '*' > $(BENCH_VENV)/.gitignore
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -c constraints-bench.txt -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+bench-peers: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
