@@ -415,7 +415,20 @@ class ScriptSpec(_Model):
     )
 
 
-JobSpec = Annotated[TrainSpec | ScriptSpec, Field(discriminator="kind")]
+class EvaluateSpec(_Model):
+    kind: Literal["evaluate"] = Field(default="evaluate", description="Evaluate a model version.")
+    model: str = Field(max_length=140, description="Model reference: `name@N`, `@latest`, `@alias`.")
+    dataset: str = Field(description="Dataset reference to evaluate on, `name@vN`.")
+    target: str | None = Field(default=None, description="Target column; the model's if absent.")
+    slices: list[str] = Field(
+        default_factory=list, max_length=20, description="Columns to report metrics per value of."
+    )
+    max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
+        default=1, description="Retries after the job's process dies."
+    )
+
+
+JobSpec = Annotated[TrainSpec | ScriptSpec | EvaluateSpec, Field(discriminator="kind")]
 
 
 class JobCreate(_Model):
@@ -482,6 +495,12 @@ class ModelRegister(_Model):
     metrics: dict[str, float] = Field(default_factory=dict, description="Held-out metrics.")
     params: dict[str, Any] = Field(default_factory=dict, description="Training parameters.")
     leaderboard: list[dict[str, Any]] = Field(default_factory=list, description="AutoML runs.")
+    description: str | None = Field(
+        default=None, max_length=20_000, description="Intended use, in the author's words."
+    )
+    parent: str | None = Field(
+        default=None, max_length=140, description="`name@N` this version was derived from."
+    )
 
 
 class ModelVersion(_Model):
@@ -500,6 +519,9 @@ class ModelVersion(_Model):
     job: str | None = Field(description="Lineage: the job that trained it.")
     environment: dict[str, str] | None = Field(description="Package versions at training.")
     created_at: datetime = Field(description="Registered (UTC).")
+    description: str | None = Field(default=None, description="Intended use (user-supplied).")
+    parent: str | None = Field(default=None, description="Lineage: `name@N` it derives from.")
+    aliases: list[str] = Field(default_factory=list, description="Aliases pointing at it.")
 
 
 class Model(_Model):
@@ -507,3 +529,53 @@ class Model(_Model):
     created_at: datetime = Field(description="Created (UTC).")
     versions: int = Field(description="Number of versions.")
     latest: ModelVersion | None = Field(description="The newest version.")
+    aliases: dict[str, int] = Field(default_factory=dict, description="Alias → version number.")
+
+
+MODEL_ALIAS_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+"""Aliases start with a letter, so `3`, `v3` and version numbers never read as one."""
+
+
+class ModelAliasSet(_Model):
+    version: str = Field(max_length=12, description="Version number to point at (`3` or `v3`).")
+
+
+class ModelVersionUpdate(_Model):
+    description: str | None = Field(
+        default=None, max_length=20_000, description="Intended use, in the author's words."
+    )
+
+
+class EvaluationRecord(_Model):
+    model_version: str = Field(max_length=140, description="`name@N` evaluated.")
+    split: str | None = Field(default=None, description="`test` for the held-out split.")
+    result: dict[str, Any] = Field(description="Metrics, per-class, slices, plot digests.")
+
+
+class Evaluation(_Model):
+    id: str = Field(description="Evaluation id.")
+    model_version: str = Field(description="`name@N` evaluated.")
+    dataset_version: str | None = Field(description="`name@vN` it was evaluated on.")
+    split: str | None = Field(description="`test` for the held-out split at training, else None.")
+    job: str | None = Field(description="The job that computed it.")
+    result: dict[str, Any] = Field(description="Metrics, per-class, slices, plot digests.")
+    created_at: datetime = Field(description="Recorded (UTC).")
+
+
+class LineageNode(_Model):
+    id: str = Field(description="`kind:ref`, unique in the graph.")
+    kind: str = Field(description="`dataset_version`, `job`, `model_version` or `deployment`.")
+    ref: str = Field(description="Human reference (`heart@v1`, `heart@3`, a job id).")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="What to show.")
+
+
+class LineageEdge(_Model):
+    source: str = Field(description="Node id upstream.")
+    target: str = Field(description="Node id downstream.")
+    relation: str = Field(description="`derived`, `input`, `produced`, `parent`, `serves`.")
+
+
+class Lineage(_Model):
+    root: str = Field(description="The node asked about.")
+    nodes: list[LineageNode] = Field(description="Every node, sorted by id.")
+    edges: list[LineageEdge] = Field(description="Every edge, sorted.")

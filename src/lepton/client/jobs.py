@@ -184,14 +184,16 @@ class Models:
         )
 
     def load(self, ref: str) -> Any:
-        """Load a registered model of the built-in library into this process (no unpickling)."""
+        """Load a registered model into this process (no unpickling): a
+        :class:`~lepton.registry.flavours.LoadedModel` with ``predict`` and, for classifiers,
+        ``predict_proba``, whatever flavour it was registered in."""
         import tempfile
 
-        from lepton.algorithms.registry import get_algorithm
-        from lepton.registry.artifacts import read_config, unpack
+        from lepton.registry.artifacts import unpack
+        from lepton.registry.flavours import load_model
 
+        version = self.get(ref)
         with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
-            archive = self.pull(ref, Path(tmp) / "model.zip")
+            archive = self.pull(version.ref, Path(tmp) / "model.zip")
             directory = unpack(archive, Path(tmp) / "model")
-            config = read_config(directory)
-            return get_algorithm(str(config["algorithm"])).load(directory)
+            return load_model(directory, signature=version.signature)

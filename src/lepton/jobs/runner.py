@@ -25,7 +25,7 @@ from lepton.client import Client
 from lepton.errors import LeptonError
 from lepton.jobs import tracking
 from lepton.jobs.tracking import Tracker
-from lepton.schemas import DatasetVersionDetail, Job, ScriptSpec, TrainSpec
+from lepton.schemas import DatasetVersionDetail, EvaluateSpec, Job, ScriptSpec, TrainSpec
 
 if TYPE_CHECKING:
     from lepton.algorithms.base import Model, TrainData
@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(job.spec, TrainSpec):
             result = run_train(client, tracker, job, job.spec)
+        elif isinstance(job.spec, EvaluateSpec):
+            from lepton.registry.evaluator import run_evaluate
+
+            result = run_evaluate(client, job, job.spec)
         else:
             result = run_script(tracker, job.spec)
     except LeptonError as exc:
@@ -165,6 +169,11 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
             name=spec.model,
         )
     print(f"registered {registered.ref}", flush=True)
+    from lepton.registry.evaluator import record_evaluation, test_split_evaluation
+
+    held_out = test_split_evaluation(model, data, problem.target)
+    if held_out is not None:  # the card's evaluation section, without an extra job
+        record_evaluation(client, job.id, registered.ref, *held_out, split="test")
     return {"model": registered.ref, "metrics": metrics, "algorithm": algorithm}
 
 

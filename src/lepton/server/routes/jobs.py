@@ -25,6 +25,9 @@ from lepton.schemas import (
     TERMINAL_STATES,
     Blob,
     DatasetVersionDetail,
+    EvaluateSpec,
+    Evaluation,
+    EvaluationRecord,
     Job,
     JobCreate,
     JobError,
@@ -43,7 +46,13 @@ from lepton.schemas import (
 from lepton.server.auth import Principal, require
 from lepton.server.catalog import detail_view, ensure_split, get_version
 from lepton.server.errors import ERROR_RESPONSES
-from lepton.server.model_catalog import register_version, version_view
+from lepton.server.model_catalog import (
+    check_evaluate,
+    job_model_version,
+    record_job_evaluation,
+    register_version,
+    version_view,
+)
 from lepton.server.routes.blobs import receive_blob
 from lepton.server.routes.models import check_artifact
 from lepton.server.state import ServerState, db_session, get_state
@@ -124,6 +133,8 @@ def submit_job(
         version_id = row.id
         if isinstance(spec, TrainSpec):
             problem = _check_train(spec, row)
+        elif isinstance(spec, EvaluateSpec):
+            spec, problem = check_evaluate(session, principal, spec, row)
     if isinstance(spec, ScriptSpec):
         blob = session.get(BlobRow, (principal.workspace_id, spec.script_digest))
         if blob is None:
@@ -472,6 +483,45 @@ def register_model(
     )
     request.state.audit_resource = f"model/{model.name}@{row.version}"
     return version_view(session, model, row)
+
+
+@router.get("/{job_id}/model", name="job.model")
+def job_model(
+    job_id: JobId,
+    principal: Principal = Depends(require("read", scope="job")),
+    session: Session = Depends(db_session, scope="function"),
+) -> ModelVersion:
+    """The model version an evaluate job evaluates."""
+    model, row = job_model_version(session, principal, _get(session, principal, job_id))
+    return version_view(session, model, row)
+
+
+@router.get(
+    "/{job_id}/model/artifact",
+    name="job.model_artifact",
+    response_class=StreamingResponse,
+    responses=BYTES_RESPONSE,
+)
+def job_model_artifact(
+    job_id: JobId,
+    principal: Principal = Depends(require("read", scope="job")),
+    session: Session = Depends(db_session, scope="function"),
+    state: ServerState = Depends(get_state),
+) -> StreamingResponse:
+    """The packed model an evaluate job evaluates."""
+    _, row = job_model_version(session, principal, _get(session, principal, job_id))
+    return stream_blob(state, row.artifact_digest or "")
+
+
+@router.post("/{job_id}/evaluation", name="job.record_evaluation", status_code=201)
+def record_evaluation(
+    job_id: JobId,
+    body: EvaluationRecord,
+    principal: Principal = Depends(require("write", scope="job")),
+    session: Session = Depends(db_session, scope="function"),
+) -> Evaluation:
+    """Attach an evaluation (metrics, slices, uploaded plot digests) to the job's model."""
+    return record_job_evaluation(session, principal, _running(session, principal, job_id), body)
 
 
 def _default_model_name(session: Session, job: JobRow) -> str:
