@@ -1,0 +1,138 @@
+"""The background sample that SHAP values are measured against, summarised by k-means.
+
+A SHAP base value is the model's average answer over a background sample, and each
+attribution says how far one feature moves the answer away from it. Keeping the training data
+for that is wasteful: k-means on the (scaled, one-hot encoded) rows summarises it into ``k``
+representatives, each weighted by its cluster's share of the rows. The representatives are real
+training rows (the one nearest each centroid, a medoid), not centroids: a centroid of one-hot
+columns is not a category, and a real row is a valid input for every model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lepton.errors import InvalidRequest
+
+__all__ = ["DEFAULT_K", "Background", "summarise_background"]
+
+DEFAULT_K = 100
+"""Representatives kept per model version: linear and tree SHAP use them all (microseconds a
+row); the model-agnostic explainer takes a sub-summary (see ``permutation.BACKGROUND_ROWS``)."""
+
+# 20: categories one-hot encoded per column for clustering; rarer ones share the zero vector.
+_TOP_CATEGORIES = 20
+
+
+@dataclass(frozen=True)
+class Background:
+    """Representative input rows (in the user's columns) and their weights (summing to 1)."""
+
+    rows: pd.DataFrame
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        if len(self.rows) == 0 or len(self.rows) != len(self.weights):
+            raise InvalidRequest(
+                f"a background needs rows and one weight per row; got {len(self.rows)} rows and "
+                f"{len(self.weights)} weights",
+                fix="build it with summarise_background(training_rows)",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        """Columns, records and weights as plain JSON, to store with a model version."""
+        records = self.rows.astype(object).where(self.rows.notna(), None)
+        return {
+            "columns": [str(c) for c in self.rows.columns],
+            "rows": records.to_numpy().tolist(),
+            "weights": [float(w) for w in self.weights],
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Background:
+        """The inverse of :meth:`to_json` (numeric columns come back as numbers)."""
+        try:
+            frame = pd.DataFrame(raw["rows"], columns=raw["columns"]).infer_objects()
+            weights = np.asarray(raw["weights"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidRequest(
+                f"a stored background is malformed ({exc})",
+                fix="store Background.to_json() as it was written",
+            ) from None
+        return cls(frame, weights / weights.sum())
+
+    def limit(self, k: int, seed: int = 0) -> Background:
+        """At most ``k`` representatives: this one, or a k-means summary of it."""
+        if len(self.rows) <= k:
+            return self
+        return summarise_background(self.rows, k, seed=seed, weights=self.weights)
+
+
+def summarise_background(
+    X: Any, k: int = DEFAULT_K, *, seed: int = 0, weights: np.ndarray | None = None
+) -> Background:
+    """``k`` weighted representatives of the rows ``X`` (a DataFrame or a 2-D array).
+
+    With ``k`` rows or fewer, every row is kept with equal weight. Otherwise k-means (seeded, so
+    the same data and seed give the same background) runs on standardised numbers (missing ones
+    at the median) and one-hot categories, and each cluster is represented by its medoid.
+    """
+    frame = X if isinstance(X, pd.DataFrame) else _frame(X)
+    if k < 1:
+        raise InvalidRequest(f"k={k} representatives were asked for", fix="pass k >= 1")
+    n = len(frame)
+    if n == 0:
+        raise InvalidRequest(
+            "the background sample has no rows", fix="pass training rows, e.g. 100 or more"
+        )
+    given = np.full(n, 1.0 / n) if weights is None else np.asarray(weights, dtype=np.float64)
+    if n <= k:
+        return Background(frame.reset_index(drop=True), given / given.sum())
+    from sklearn.cluster import KMeans
+
+    points = _numeric(frame)
+    # n_init=3: three seeded restarts; k-means++ alone occasionally strands a cluster.
+    km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(points, sample_weight=given)
+    chosen, shares = [], []
+    for cluster in range(k):
+        members = np.flatnonzero(km.labels_ == cluster)
+        if len(members) == 0:
+            continue
+        gaps = ((points[members] - km.cluster_centers_[cluster]) ** 2).sum(axis=1)
+        chosen.append(members[int(np.argmin(gaps))])
+        shares.append(given[members].sum())
+    share = np.asarray(shares)
+    return Background(frame.iloc[chosen].reset_index(drop=True), share / share.sum())
+
+
+def _frame(X: Any) -> pd.DataFrame:
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise InvalidRequest(
+            f"a background is a table of rows; got an array of shape {arr.shape}",
+            fix="pass a DataFrame or a 2-D array of training rows",
+        )
+    return pd.DataFrame(arr, columns=[f"x{i}" for i in range(arr.shape[1])])
+
+
+def _numeric(frame: pd.DataFrame) -> np.ndarray:
+    """The rows as numbers for clustering: z-scored numerics, one-hot top categories."""
+    parts: list[np.ndarray] = []
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(
+            column.dtype
+        ):
+            values = column.astype(np.float64)
+            values = values.fillna(values.median() if values.notna().any() else 0.0).to_numpy()
+            std = values.std()
+            parts.append(((values - values.mean()) / (std if std > 1e-12 else 1.0))[:, None])
+        else:
+            text = column.astype(str).where(column.notna(), "").to_numpy()
+            top = pd.Series(text).value_counts().index[:_TOP_CATEGORIES].to_numpy()
+            parts.append((text[:, None] == top[None, :]).astype(np.float64))
+    return np.concatenate(parts, axis=1)
