@@ -482,6 +482,132 @@ class JobFinish(_Model):
     result: dict[str, Any] | None = Field(default=None, description="Outputs.")
 
 
+# --- Deployments and photons --------------------------------------------------------------
+
+DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+"""Lower-case letters, digits and dashes: fits a host name and a URL path."""
+
+
+class ReplicaState(StrEnum):
+    starting = "starting"
+    ready = "ready"
+    draining = "draining"
+    crashed = "crashed"
+
+
+class DeploymentState(StrEnum):
+    starting = "starting"
+    ready = "ready"
+    updating = "updating"
+    degraded = "degraded"
+    failing = "failing"
+    deleting = "deleting"
+
+
+class DeploymentCreate(_Model):
+    name: Annotated[str, Field(pattern=DEPLOYMENT_NAME_PATTERN)] | None = Field(
+        default=None, description="Deployment name; the model's or photon's name by default."
+    )
+    model: str | None = Field(
+        default=None,
+        max_length=140,
+        description="Model reference: `heart`, `heart@3`, `heart@production`.",
+    )
+    photon: str | None = Field(
+        default=None,
+        max_length=140,
+        description="Photon reference: `name`, `name@2`, or its sha256.",
+    )
+    replicas: Annotated[int, Field(ge=1, le=32)] = Field(
+        default=1, description="Replica processes."
+    )
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
+        default=64, description="Most requests one model call takes at once."
+    )
+    max_wait_ms: Annotated[float, Field(ge=0, le=1000)] = Field(
+        default=0, description="How long a batch may wait to fill; 0: never wait."
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=30, description="Longest a request may run once taken."
+    )
+    public: bool = Field(
+        default=False, description="Serve without a token. Off by default: a token is minted."
+    )
+
+
+class DeploymentUpdate(_Model):
+    replicas: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        default=None, description="Scale to this many replicas (no restart)."
+    )
+    model: str | None = Field(
+        default=None, max_length=140, description="Serve this model version instead (rolls)."
+    )
+    photon: str | None = Field(
+        default=None, max_length=140, description="Serve this photon instead (rolls)."
+    )
+    max_batch_size: Annotated[int, Field(ge=1, le=4096)] | None = Field(
+        default=None, description="New batch size (rolls)."
+    )
+    max_wait_ms: Annotated[float, Field(ge=0, le=1000)] | None = Field(
+        default=None, description="New batch wait (rolls)."
+    )
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(
+        default=None, description="New request timeout (rolls)."
+    )
+
+
+class Replica(_Model):
+    id: str = Field(description="Replica id; its output is tagged with it in the logs.")
+    generation: int = Field(description="Deployment generation it serves.")
+    state: ReplicaState = Field(description="starting, ready, draining or crashed.")
+    pid: int | None = Field(description="Process id while it runs.")
+    restarts: int = Field(description="Times it was started again after a crash.")
+    last_error: str | None = Field(description="How it last ended, with its last output.")
+    restart_at: datetime | None = Field(description="When a crashed replica starts again (UTC).")
+    started_at: datetime | None = Field(description="Last started (UTC).")
+    ready_at: datetime | None = Field(description="Last became ready (UTC).")
+
+
+class Deployment(_Model):
+    name: str = Field(description="Deployment name.")
+    id: str = Field(description="Deployment id; its inference token is scoped to it.")
+    url: str = Field(description="Where the replicas answer: POST {url}/predict.")
+    public: bool = Field(description="True when anyone may call it without a token.")
+    state: DeploymentState = Field(description="Summary of the replicas against the desired state.")
+    source: Literal["model", "photon"] = Field(description="What it serves.")
+    model: str | None = Field(description="Model version served, `name@N`.")
+    photon: str | None = Field(description="Photon served, `name@N`.")
+    requested: str = Field(description="The reference as given (`heart@production`).")
+    replicas: int = Field(description="Desired replicas.")
+    ready_replicas: int = Field(description="Replicas of the current generation that are ready.")
+    generation: int = Field(description="Bumped by each update that restarts replicas.")
+    max_batch_size: int = Field(description="Most requests per model call.")
+    max_wait_ms: float = Field(description="Batch wait.")
+    timeout_s: float = Field(description="Request timeout.")
+    token_id: str | None = Field(description="Id of the inference token; None when public.")
+    error: str | None = Field(description="Why it cannot serve, when it cannot.")
+    replica_states: list[Replica] = Field(description="Each replica, as last observed.")
+    created_at: datetime = Field(description="Created (UTC).")
+    updated_at: datetime = Field(description="Last changed (UTC).")
+
+
+class DeploymentCreated(Deployment):
+    token: str | None = Field(
+        description="The inference token, shown only in this answer; None when public."
+    )
+
+
+class Photon(_Model):
+    name: str = Field(description="Photon name.")
+    version: int = Field(description="Version number, from 1.")
+    ref: str = Field(description="`name@N`.")
+    digest: str = Field(description="sha256 of the package: its content address.")
+    size: int = Field(description="Package size in bytes.")
+    entry: str = Field(description="`file.py:Class` the replica serves.")
+    manifest: dict[str, Any] = Field(description="The package's manifest.json.")
+    created_at: datetime = Field(description="Pushed (UTC).")
+
+
 # --- Models ---------------------------------------------------------------------------------
 
 

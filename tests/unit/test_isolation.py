@@ -138,6 +138,34 @@ def _make_split(platform: Platform, tenant: Tenant) -> str:
     return digest
 
 
+def _make_deployment(platform: Platform, tenant: Tenant) -> str:
+    # In-process apps run no supervisor: the deployment is recorded, nothing starts.
+    name = f"{tenant.name}-serve"
+    r = platform.api.post(
+        "/api/v1/deployments",
+        json={"name": name, "model": f"{tenant.name}-model"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 201, r.text
+    return name
+
+
+def _make_photon(platform: Platform, tenant: Tenant) -> str:
+    import io
+    import zipfile
+
+    name = f"{tenant.name}-photon"
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w") as archive:
+        archive.writestr("manifest.json", f'{{"name": "{name}", "entry": "svc.py:Svc"}}')
+        archive.writestr("svc.py", "class Svc:\n    pass\n")
+    r = platform.api.post(
+        "/api/v1/photons", content=packed.getvalue(), headers=tenant.headers("admin")
+    )
+    assert r.status_code == 201, r.text
+    return name
+
+
 RESOURCES: dict[str, Resource] = {
     "workspace_name": Resource(lambda platform, tenant: tenant.name, missing="no-such-ws"),
     "token_id": Resource(_make_token, missing="0123456789abcdef"),
@@ -148,6 +176,8 @@ RESOURCES: dict[str, Resource] = {
     "split_digest": Resource(_make_split, missing="0" * 64),
     "job_id": Resource(_make_job, missing="0123456789ab"),
     "model_name": Resource(_make_model, missing="no-such-model"),
+    "deployment_name": Resource(_make_deployment, missing="no-such-deployment"),
+    "photon_name": Resource(_make_photon, missing="no-such-photon"),
 }
 """Path-parameter name -> how to make one in a workspace. A new parameter needs an entry here."""
 

@@ -77,6 +77,7 @@ class Client:
         self._owns_http = http is None
 
         from lepton.client.datasets import Datasets
+        from lepton.client.deployments import Deployments, Photons
         from lepton.client.jobs import Jobs, Models
         from lepton.client.resources import Audit, Blobs, Tokens, Workspaces
 
@@ -87,6 +88,8 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
+        self.deployments = Deployments(self)
+        self.photons = Photons(self)
 
     def __repr__(self) -> str:
         return f"Client(url={self.url!r})"
@@ -98,7 +101,8 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the connection pool (only if this client created it)."""
+        """Close the connection pools (the control plane's only if this client created it)."""
+        self.deployments.close()
         if self._owns_http:
             self._http.close()
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["Executor", "Launch", "ProcessState"]
+__all__ = ["Executor", "Launch", "ProcessState", "ReplicaExecutor", "ReplicaLaunch"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,28 @@ class Executor(Protocol):
 
     def attach(self, job_id: str, handle: int) -> bool:
         """After a control-plane restart: True when ``handle`` is still this job's runner."""
+
+
+@dataclass(frozen=True)
+class ReplicaLaunch:
+    """Everything an executor needs to start one serving replica (``python -m lepton.serving``)."""
+
+    args: tuple[str, ...]
+    """Command-line arguments of the replica (``--port``, ``--model-dir``, ...)."""
+    env: Mapping[str, str]
+    """Variables added to a clean environment (the accepted token hashes)."""
+    log_path: Path
+    marker: str
+    """A string on the replica's command line that only this deployment's replicas carry (its
+    working folder), so a pid is recognised as its replica after a control-plane restart."""
+
+
+class ReplicaExecutor(Protocol):
+    def start_replica(self, launch: ReplicaLaunch) -> int:
+        """Start a replica; returns a handle (the pid for the local executor)."""
+
+    def replica_status(self, handle: int, marker: str) -> ProcessState:
+        """Whether the replica still runs (found again by ``marker`` after a restart)."""
+
+    def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
+        """SIGTERM (the replica drains), then SIGKILL after ``grace_s``."""

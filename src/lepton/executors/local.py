@@ -1,7 +1,9 @@
-"""The local executor: each attempt is a ``python -m lepton.jobs.runner`` subprocess.
+"""The local executor: each job attempt is a ``python -m lepton.jobs.runner`` subprocess, each
+serving replica a ``python -m lepton.serving`` one.
 
-Runners start in their own session, so they outlive a restart of the control plane; the new
-control plane finds them again by pid and by the job id on their command line.
+Both start in their own session, so they outlive a restart of the control plane; the new
+control plane finds them again by pid and by a marker on their command line (the job id, the
+deployment's working folder).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from lepton.executors.base import Launch, ProcessState
+from lepton.executors.base import Launch, ProcessState, ReplicaLaunch
 
 __all__ = ["LocalExecutor", "visible_gpus"]
 
@@ -106,3 +108,68 @@ class LocalExecutor:
         if child is not None and child.poll() is not None:
             return False
         return b"lepton.jobs.runner" in cmdline and job_id.encode() in cmdline
+
+    # --- serving replicas -------------------------------------------------------------------
+
+    def start_replica(self, launch: ReplicaLaunch) -> int:
+        # A clean environment: replicas may run a user's photon code, which must not see the
+        # control plane's LEPTON_* settings (database URL, encryption key, admin token).
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")}
+        env.update(launch.env)
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with launch.log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-u", "-m", "lepton.serving", *launch.args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,  # keeps serving across a control-plane restart
+            )
+        with self._lock:
+            self._children[process.pid] = process
+        return process.pid
+
+    def replica_status(self, handle: int, marker: str) -> ProcessState:
+        with self._lock:
+            child = self._children.get(handle)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return ProcessState(alive=True)
+            with self._lock:
+                self._children.pop(handle, None)
+            return ProcessState(alive=False, exit_code=code)
+        return ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
+
+    def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
+        if not self.replica_status(handle, marker).alive:
+            return
+        try:
+            os.killpg(handle, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        threading.Thread(
+            target=self._kill_replica_later, args=(handle, marker, grace_s), daemon=True
+        ).start()
+
+    def _kill_replica_later(self, handle: int, marker: str, grace_s: float) -> None:
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            if not self.replica_status(handle, marker).alive:
+                return
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(handle, signal.SIGKILL)
+
+
+def _runs(pid: int, *needles: bytes) -> bool:
+    """Whether process ``pid`` exists, is not a zombie, and its command line holds ``needles``."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    if "\nState:\tZ" in status:
+        return False
+    return all(needle in cmdline for needle in needles)

@@ -18,7 +18,7 @@ from lepton.schemas import API_VERSION, API_VERSION_HEADER
 from lepton.server.audit import AuditMiddleware
 from lepton.server.bootstrap import FirstStart, bootstrap
 from lepton.server.errors import error_response, install_error_handlers
-from lepton.server.routes import ROUTERS
+from lepton.server.routes import ROUTERS, deployments, photons
 from lepton.server.state import ServerState
 from lepton.settings import Settings
 from lepton.store.blobs import BlobStore
@@ -47,8 +47,9 @@ def create_app(
     run_jobs: bool = True,
 ) -> FastAPI:
     """The FastAPI app. Its lifespan opens the stores (unless ``state`` is already open), on
-    first start bootstraps, and starts the job scheduler (unless ``run_jobs`` is False, as in
-    in-process tests); ``on_start`` then hears what was opened and created."""
+    first start bootstraps, and starts the job scheduler and the deployment supervisor (unless
+    ``run_jobs`` is False, as in in-process tests); ``on_start`` then hears what was opened and
+    created."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,19 +58,26 @@ def create_app(
             state = await run_in_threadpool(open_state, settings)
         first = await run_in_threadpool(bootstrap, settings, state.sessions)
         app.state.lepton = state
-        task = None
+        tasks = []
         if run_jobs:
+            from lepton.deploy.supervisor import Supervisor
             from lepton.executors.local import LocalExecutor
             from lepton.jobs.scheduler import Scheduler
 
-            state.scheduler = Scheduler(state, LocalExecutor(cpu_slots=settings.job_slots))
-            task = asyncio.create_task(state.scheduler.run())
+            executor = LocalExecutor(cpu_slots=settings.job_slots)
+            state.scheduler = Scheduler(state, executor)
+            # Replicas keep serving when the control plane stops; the next start re-attaches.
+            app.state.supervisor = Supervisor(state, executor)
+            tasks = [
+                asyncio.create_task(state.scheduler.run()),
+                asyncio.create_task(app.state.supervisor.run()),
+            ]
         if on_start is not None:
             on_start(state, first)
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -86,7 +94,7 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
-    for router in ROUTERS:
+    for router in (*ROUTERS, deployments.router, photons.router):
         app.include_router(router)
     app.add_middleware(APIVersionMiddleware)
     app.add_middleware(AuditMiddleware)  # outermost: even a refused API version is audited

@@ -1,0 +1,315 @@
+"""``client.deployments`` and ``client.photons``: serve models and photons, call them.
+
+``predict`` and ``explain`` go straight to the replicas (inference never passes through the
+control plane), with the deployment's own token: the one ``create`` returned (remembered by
+this client), or one passed in.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from lepton.errors import ConfigError, ConnectionFailed, InvalidRequest, NotFound
+from lepton.schemas import (
+    Deployment,
+    DeploymentCreated,
+    DeploymentState,
+    LogChunk,
+    Photon,
+)
+
+if TYPE_CHECKING:
+    from lepton.client.client import Client
+
+__all__ = ["Deployments", "Photons"]
+
+
+class Deployments:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._tokens: dict[str, str] = {}
+        self._http: httpx.Client | None = None
+
+    def close(self) -> None:
+        """Close the connections to the replicas."""
+        if self._http is not None:
+            self._http.close()
+            self._http = None
+
+    def create(
+        self,
+        model: str | None = None,
+        *,
+        photon: str | None = None,
+        name: str | None = None,
+        replicas: int = 1,
+        max_batch_size: int = 64,
+        max_wait_ms: float = 0,
+        timeout_s: float = 30,
+        public: bool = False,
+        wait: bool = True,
+        wait_timeout_s: float = 300,
+    ) -> DeploymentCreated:
+        """Deploy a model version (``heart``, ``heart@3``, ``heart@production``) or a photon.
+        With ``wait`` (the default) returns once every replica is ready, or raises with the
+        reason it cannot start. The answer's ``token`` is the inference token: keep it, it is
+        not shown again."""
+        body = {
+            "name": name,
+            "model": model,
+            "photon": photon,
+            "replicas": replicas,
+            "max_batch_size": max_batch_size,
+            "max_wait_ms": max_wait_ms,
+            "timeout_s": timeout_s,
+            "public": public,
+        }
+        data = self._client.request("POST", "/api/v1/deployments", json=body).json()
+        created = DeploymentCreated.model_validate(data)
+        if created.token:
+            self._tokens[created.name] = created.token
+        if wait:
+            ready = self.wait(created.name, timeout_s=wait_timeout_s)
+            created = DeploymentCreated(**ready.model_dump(), token=created.token)
+        return created
+
+    def list(self) -> builtins.list[Deployment]:
+        data = self._client.request("GET", "/api/v1/deployments").json()
+        return [Deployment.model_validate(item) for item in data]
+
+    def get(self, name: str) -> Deployment:
+        data = self._client.request("GET", f"/api/v1/deployments/{name}").json()
+        return Deployment.model_validate(data)
+
+    def scale(self, name: str, replicas: int) -> Deployment:
+        """Run ``replicas`` replicas; those already serving keep serving."""
+        return self._patch(name, {"replicas": replicas})
+
+    def update(
+        self,
+        name: str,
+        *,
+        model: str | None = None,
+        photon: str | None = None,
+        replicas: int | None = None,
+        max_batch_size: int | None = None,
+        max_wait_ms: float | None = None,
+        timeout_s: float | None = None,
+    ) -> Deployment:
+        """Roll to a new model version, photon or batching: each new replica is ready before
+        an old one drains. Follow it with :meth:`wait`."""
+        body = {
+            "model": model,
+            "photon": photon,
+            "replicas": replicas,
+            "max_batch_size": max_batch_size,
+            "max_wait_ms": max_wait_ms,
+            "timeout_s": timeout_s,
+        }
+        return self._patch(name, {k: v for k, v in body.items() if v is not None})
+
+    def _patch(self, name: str, body: dict[str, Any]) -> Deployment:
+        data = self._client.request("PATCH", f"/api/v1/deployments/{name}", json=body).json()
+        return Deployment.model_validate(data)
+
+    def delete(self, name: str, *, wait: bool = True, timeout_s: float = 120) -> Deployment:
+        """Revoke the token and drain the replicas; with ``wait``, returns once they stopped."""
+        data = self._client.request("DELETE", f"/api/v1/deployments/{name}").json()
+        gone = Deployment.model_validate(data)
+        self._tokens.pop(name, None)
+        deadline = time.monotonic() + timeout_s
+        while wait:
+            try:
+                self.get(name)
+            except NotFound:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deployment {name} still has replicas after {timeout_s} s")
+            time.sleep(0.2)
+        return gone
+
+    def wait(self, name: str, *, timeout_s: float = 300, poll_s: float = 0.2) -> Deployment:
+        """Block until every replica of the current generation is ready.
+
+        Raises:
+            InvalidRequest: no replica could start (the message carries its error).
+            TimeoutError: still not ready after ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            deployment = self.get(name)
+            if deployment.state == DeploymentState.ready:
+                return deployment
+            if deployment.state == DeploymentState.failing:
+                raise InvalidRequest(
+                    f"deployment '{name}' cannot start: {deployment.error}",
+                    fix=f"read its log (lepton deployment logs {name}); fix it with "
+                    f"`lepton deployment update {name} ...` or remove it: "
+                    f"lepton deployment rm {name}",
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"deployment {name} is {deployment.state} after {timeout_s} s "
+                    f"({deployment.ready_replicas} of {deployment.replicas} replicas ready)"
+                )
+            time.sleep(poll_s)
+
+    def logs(self, name: str, offset: int = 0) -> LogChunk:
+        data = self._client.request(
+            "GET", f"/api/v1/deployments/{name}/logs", params={"offset": offset}
+        )
+        return LogChunk.model_validate(data.json())
+
+    def follow(self, name: str, *, poll_s: float = 0.5) -> Iterator[str]:
+        """Yield new log text until the deployment is deleted."""
+        offset = 0
+        while True:
+            try:
+                chunk = self.logs(name, offset)
+            except NotFound:
+                return
+            offset = chunk.offset
+            if chunk.text:
+                yield chunk.text
+            if chunk.complete:
+                return
+            if not chunk.text:
+                time.sleep(poll_s)
+
+    # --- inference, straight to the replicas ------------------------------------------------
+
+    def predict(
+        self,
+        name: str,
+        rows: builtins.list[dict[str, Any]] | None = None,
+        *,
+        columns: dict[str, builtins.list[Any]] | None = None,
+        inputs: Any = None,
+        token: str | None = None,
+    ) -> Any:
+        """``POST /predict`` on the deployment: give ``rows`` (a list of dicts), ``columns``
+        (a dict of lists) or ``inputs`` (an array in the signature's column order)."""
+        return self._call(name, "/predict", _payload(rows, columns, inputs), token)
+
+    def explain(
+        self,
+        name: str,
+        rows: builtins.list[dict[str, Any]] | None = None,
+        *,
+        columns: dict[str, builtins.list[Any]] | None = None,
+        inputs: Any = None,
+        token: str | None = None,
+    ) -> Any:
+        """``POST /explain``: feature attributions for the same inputs as :meth:`predict`."""
+        return self._call(name, "/explain", _payload(rows, columns, inputs), token)
+
+    def _call(self, name: str, path: str, body: dict[str, Any], token: str | None) -> Any:
+        from lepton.client.client import _error_from
+
+        deployment = self.get(name)
+        token = token or self._tokens.get(name)
+        if not deployment.public and token is None:
+            raise ConfigError(
+                f"deployment '{name}' needs its inference token",
+                fix="pass token=... (lepton deploy printed it), or deploy with public=True",
+            )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if self._http is None:
+            self._http = httpx.Client(timeout=deployment.timeout_s + 10)
+        try:
+            response = self._http.post(deployment.url + path, json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise ConnectionFailed(
+                f"cannot reach deployment '{name}' at {deployment.url}: {exc}",
+                fix=f"is it ready? lepton deployment show {name}",
+            ) from None
+        if response.status_code >= 400:
+            raise _error_from(response)
+        return response.json()
+
+
+def _payload(rows: Any, columns: Any, inputs: Any) -> dict[str, Any]:
+    given = {
+        k: v for k, v in (("rows", rows), ("columns", columns), ("inputs", inputs)) if v is not None
+    }
+    if len(given) != 1:
+        raise InvalidRequest(
+            "give exactly one of rows, columns and inputs",
+            fix="e.g. predict('heart', [{'age': 61, 'chol': 230}])",
+        )
+    return given
+
+
+class Photons:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def push(
+        self, path: str | os.PathLike[str], *, entry: str | None = None, name: str | None = None
+    ) -> Photon:
+        """Package a folder (``entry`` names ``file.py:Class`` in it) or ``file.py:Class`` (its
+        folder is packaged) and push it: source and manifest only, never a pickle."""
+        source, entry = _source(str(path), entry)
+        from lepton.photon.package import build_package
+
+        archive, _manifest = build_package(source, entry)
+        try:
+            return self.push_bytes(archive.read_bytes(), name=name)
+        finally:
+            archive.unlink(missing_ok=True)
+
+    def push_bytes(self, package: bytes, *, name: str | None = None) -> Photon:
+        """Push an already built package (a zip with ``manifest.json``)."""
+        data = self._client.request(
+            "POST", "/api/v1/photons", content=package, params={"name": name}
+        ).json()
+        return Photon.model_validate(data)
+
+    def list(self) -> builtins.list[Photon]:
+        data = self._client.request("GET", "/api/v1/photons").json()
+        return [Photon.model_validate(item) for item in data]
+
+    def get(self, ref: str) -> Photon:
+        """A photon by ``name`` (latest), ``name@N`` or its package's sha256."""
+        if len(ref) == 64 and all(c in "0123456789abcdef" for c in ref):
+            match = [p for p in self.list() if p.digest == ref]
+            if not match:
+                raise NotFound(f"no photon with digest {ref}", fix="lepton photon list")
+            return match[0]
+        name, _, version = ref.partition("@")
+        data = self._client.request(
+            "GET", f"/api/v1/photons/{name}", params={"version": version or "latest"}
+        ).json()
+        return Photon.model_validate(data)
+
+    def delete(self, name: str, *, version: str | None = None) -> builtins.list[Photon]:
+        """Delete a photon's versions (or one); refused while a deployment serves one."""
+        data = self._client.request(
+            "DELETE", f"/api/v1/photons/{name}", params={"version": version}
+        ).json()
+        return [Photon.model_validate(item) for item in data]
+
+
+def _source(path: str, entry: str | None) -> tuple[Path, str]:
+    """``DIR`` + ``entry``, or ``file.py:Class`` → (its folder, ``file.py:Class``)."""
+    if entry is None and ":" in path and not Path(path).is_dir():
+        file, _, cls = path.rpartition(":")
+        return Path(file).resolve().parent, f"{Path(file).name}:{cls}"
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ConfigError(
+            f"{path} is not a folder or FILE.py:Class",
+            fix="lepton photon push DIR -m app.py:MyPhoton",
+        )
+    if entry is None:
+        raise ConfigError(
+            f"which class in {path} serves? the entry is missing", fix="pass -m file.py:Class"
+        )
+    return folder, entry
