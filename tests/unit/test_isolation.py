@@ -127,6 +127,16 @@ def _make_model(platform: Platform, tenant: Tenant) -> str:
     return name
 
 
+def _make_alias(platform: Platform, tenant: Tenant) -> str:
+    r = platform.api.put(
+        f"/api/v1/models/{tenant.name}-model/aliases/live",
+        json={"version": "1"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 200, r.text
+    return "live"
+
+
 def _make_split(platform: Platform, tenant: Tenant) -> str:
     r = platform.api.post(
         f"/api/v1/datasets/{tenant.name}-data/versions/1/splits",
@@ -176,6 +186,10 @@ RESOURCES: dict[str, Resource] = {
     "split_digest": Resource(_make_split, missing="0" * 64),
     "job_id": Resource(_make_job, missing="0123456789ab"),
     "model_name": Resource(_make_model, missing="no-such-model"),
+    # Aliases are named per model, like versions: "live" names something only next to B's model.
+    "alias": Resource(_make_alias, missing="no-such-alias", distinctive=False),
+    "model_ref": Resource(lambda platform, tenant: f"{tenant.name}-model@1", missing="none@1"),
+    "dataset_ref": Resource(lambda platform, tenant: f"{tenant.name}-data@v1", missing="none@v1"),
     "deployment_name": Resource(_make_deployment, missing="no-such-deployment"),
     "photon_name": Resource(_make_photon, missing="no-such-photon"),
 }
@@ -185,6 +199,7 @@ CREATES_BY_NAME = frozenset({"dataset_push", "model_register"})
 """Operations whose path names a resource the caller creates in its own workspace if absent."""
 
 BODIES: dict[str, Any] = {
+    "model_alias_set": {"version": "1"},
     "dataset_transform": {"steps": [{"op": "drop", "columns": ["x"]}]},
     "dataset_split": {"train": 0.5, "validation": 0.0, "test": 0.5, "strategy": "random"},
     "job_register_model": {

@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from lepton.client.models import Models  # its home is client/models.py
 from lepton.errors import InvalidRequest
-from lepton.refs import parse_ref
 from lepton.schemas import (
     TERMINAL_STATES,
     Job,
     JobState,
     LogChunk,
     MetricPoint,
-    Model,
-    ModelVersion,
     ScriptSpec,
     SplitSpec,
     TrainSpec,
@@ -154,46 +152,3 @@ class Jobs:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job.state} after {timeout_s} s")
             time.sleep(poll_s)
-
-
-class Models:
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    def list(self) -> builtins.list[Model]:
-        data = self._client.request("GET", "/api/v1/models").json()
-        return [Model.model_validate(item) for item in data]
-
-    def get(self, ref: str) -> ModelVersion:
-        """A model version: ``heart`` (latest) or ``heart@3``."""
-        name, version = parse_ref(ref)
-        data = self._client.request("GET", f"/api/v1/models/{name}/versions/{version}").json()
-        return ModelVersion.model_validate(data)
-
-    def versions(self, name: str) -> builtins.list[ModelVersion]:
-        data = self._client.request("GET", f"/api/v1/models/{name}/versions").json()
-        return [ModelVersion.model_validate(item) for item in data]
-
-    def pull(self, ref: str, path: str | os.PathLike[str]) -> Path:
-        """Download the packed model (a zip of safe files) to ``path``, verified."""
-        version = self.get(ref)
-        return self._client.download(
-            f"/api/v1/models/{version.model}/versions/{version.version}/artifact",
-            Path(path),
-            digest=version.artifact_digest,
-        )
-
-    def load(self, ref: str) -> Any:
-        """Load a registered model into this process (no unpickling): a
-        :class:`~lepton.registry.flavours.LoadedModel` with ``predict`` and, for classifiers,
-        ``predict_proba``, whatever flavour it was registered in."""
-        import tempfile
-
-        from lepton.registry.artifacts import unpack
-        from lepton.registry.flavours import load_model
-
-        version = self.get(ref)
-        with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
-            archive = self.pull(version.ref, Path(tmp) / "model.zip")
-            directory = unpack(archive, Path(tmp) / "model")
-            return load_model(directory, signature=version.signature)

@@ -226,6 +226,7 @@ def set_alias(
 ) -> tuple[ModelRow, ModelVersionRow]:
     """Point ``alias`` at ``name@version``; moving an existing alias is one UPDATE, so a reader
     sees the old version or the new one, never neither."""
+    get_model(session, principal, name)  # an unknown model is a 404 before any other complaint
     if not _is_alias(alias):
         raise InvalidRequest(
             f"{alias!r} cannot be an alias: aliases start with a letter and hold a-z, 0-9, "

@@ -5,6 +5,7 @@ from lepton.server.routes import (
     blobs,
     datasets,
     jobs,
+    lineage,
     models,
     system,
     tokens,
@@ -20,4 +21,5 @@ ROUTERS = [
     datasets.router,
     jobs.router,
     models.router,
+    lineage.router,
 ]

@@ -1,4 +1,5 @@
-"""The model registry: list models, show versions, download artifacts."""
+"""The model registry: list models, show versions, download artifacts, register models trained
+elsewhere, aliases, descriptions, deletion, evaluations and model cards."""
 
 from __future__ import annotations
 
@@ -6,21 +7,34 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import StreamingResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lepton.errors import NotFound
-from lepton.schemas import DATASET_NAME_PATTERN, Model, ModelRegister, ModelVersion
+from lepton.schemas import (
+    DATASET_NAME_PATTERN,
+    Evaluation,
+    Model,
+    ModelAliasSet,
+    ModelRegister,
+    ModelVersion,
+    ModelVersionUpdate,
+)
 from lepton.server.auth import Principal, require
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.model_catalog import (
+    delete_alias,
+    delete_version,
+    evaluation_view,
+    evaluations_of,
     get_model,
     get_model_version,
     model_view,
     register_version,
+    set_alias,
     version_view,
 )
 from lepton.server.state import ServerState, db_session, get_state
@@ -29,7 +43,10 @@ from lepton.store.models import BlobRow, ModelRow, ModelVersionRow
 router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
 ModelName = Annotated[str, PathParam(description="Model name.", max_length=63)]
-ModelVersionParam = Annotated[str, PathParam(description="`3` or `latest`.", max_length=12)]
+ModelVersionParam = Annotated[
+    str, PathParam(description="`3`, `latest` or an alias (`production`).", max_length=63)
+]
+AliasParam = Annotated[str, PathParam(description="Alias name (`production`).", max_length=63)]
 _BYTES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {}}, "description": "The packed model."}
 }
@@ -108,7 +125,7 @@ def list_model_versions(
     model = get_model(session, principal, model_name)
     rows = session.scalars(
         select(ModelVersionRow)
-        .where(ModelVersionRow.model_id == model.id)
+        .where(ModelVersionRow.model_id == model.id, ModelVersionRow.deleted_at.is_(None))
         .order_by(ModelVersionRow.version)
     )
     return [version_view(session, model, row) for row in rows]
@@ -146,3 +163,130 @@ def model_artifact(
         media_type="application/zip",
         headers={"ETag": f'"{row.artifact_digest}"'},
     )
+
+
+@router.patch("/{model_name}/versions/{version}", name="model.version_update")
+def update_model_version(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    body: ModelVersionUpdate,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    session: Session = Depends(db_session, scope="function"),
+) -> ModelVersion:
+    """Set the intended-use text the model card quotes (the only field that may change)."""
+    model, row = get_model_version(session, principal, model_name, version)
+    row.description = body.description or None
+    session.commit()
+    request.state.audit_resource = f"model/{model.name}@{row.version}"
+    return version_view(session, model, row)
+
+
+@router.delete("/{model_name}/versions/{version}", name="model.version_delete", status_code=204)
+def delete_model_version(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    request: Request,
+    force: Annotated[bool, Query(description="Delete even while aliases point at it.")] = False,
+    principal: Principal = Depends(require("write")),
+    session: Session = Depends(db_session, scope="function"),
+    state: ServerState = Depends(get_state),
+) -> Response:
+    """Delete a version: refused while an alias (or a deployment) uses it, unless forced. Its
+    number is never reused; lineage keeps it as a deleted node."""
+    model, row = get_model_version(session, principal, model_name, version)
+    request.state.audit_resource = f"model/{model.name}@{row.version}"
+    delete_version(state, session, principal, model, row, force=force)
+    return Response(status_code=204)
+
+
+@router.get("/{model_name}/aliases/{alias}", name="model.alias")
+def get_model_alias(
+    model_name: ModelName,
+    alias: AliasParam,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> ModelVersion:
+    """The version an alias points at."""
+    model, row = get_model_version(session, principal, model_name, alias)
+    return version_view(session, model, row)
+
+
+@router.put("/{model_name}/aliases/{alias}", name="model.alias_set")
+def set_model_alias(
+    model_name: ModelName,
+    alias: AliasParam,
+    body: ModelAliasSet,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    session: Session = Depends(db_session, scope="function"),
+) -> ModelVersion:
+    """Point an alias at a version, creating or moving it in one step."""
+    model, row = set_alias(session, principal, model_name, body.version, alias)
+    request.state.audit_resource = f"model/{model.name}@{alias}"
+    return version_view(session, model, row)
+
+
+@router.delete("/{model_name}/aliases/{alias}", name="model.alias_delete", status_code=204)
+def delete_model_alias(
+    model_name: ModelName,
+    alias: AliasParam,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    session: Session = Depends(db_session, scope="function"),
+) -> Response:
+    delete_alias(session, principal, model_name, alias)
+    request.state.audit_resource = f"model/{model_name}@{alias}"
+    return Response(status_code=204)
+
+
+@router.get("/{model_name}/versions/{version}/evaluations", name="model.evaluations")
+def list_model_evaluations(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+) -> list[Evaluation]:
+    """Evaluations of a version, oldest first: the held-out split at training, then jobs."""
+    model, row = get_model_version(session, principal, model_name, version)
+    return [evaluation_view(session, model, row, e) for e in evaluations_of(session, row)]
+
+
+_CARD: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"text/markdown": {}, "text/html": {}},
+        "description": "The model card: Markdown with YAML front matter, or one HTML page.",
+    }
+}
+
+
+@router.get(
+    "/{model_name}/versions/{version}/card",
+    name="model.card",
+    response_class=PlainTextResponse,
+    responses=_CARD,
+)
+def model_card(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    format: Annotated[
+        str, Query(pattern="^(markdown|html)$", description="`markdown` or `html`.")
+    ] = "markdown",
+    principal: Principal = Depends(require("read")),
+    session: Session = Depends(db_session, scope="function"),
+    state: ServerState = Depends(get_state),
+) -> Response:
+    """The model card, generated from recorded facts only. A deleted version has none."""
+    from lepton.registry.card import render_html, render_markdown
+    from lepton.registry.facts import version_facts
+
+    model, row = get_model_version(session, principal, model_name, version)
+    facts = version_facts(session, model, row)
+    if format == "markdown":
+        return PlainTextResponse(render_markdown(facts), media_type="text/markdown")
+    images = {
+        digest: state.blobs.read_bytes(digest)
+        for evaluation in facts.get("evaluations", [])
+        for digest in evaluation.get("plots", {}).values()
+    }
+    return HTMLResponse(render_html(facts, images))

@@ -1,0 +1,346 @@
+"""Bringing your own model: a scikit-learn estimator or pipeline, a PyTorch module, or an ONNX
+file, written into a folder of safe files with its signature, ready to pack and register.
+
+The signature is inferred where the object tells it (``feature_names_in_``, ``n_features_in_``,
+``classes_``, the ONNX graph's input) and checked: the model is run on a zero row of the
+signature, and a signature that it refuses, or that contradicts what the model says about
+itself, is refused before anything is uploaded.
+
+PyTorch modules are exported to ONNX (``torch.onnx.export`` on an example batch of the
+signature's shape, with a dynamic batch axis). Safetensors would keep the weights but not the
+architecture, which is the author's Python code: loading it would mean importing that code in
+every serving replica. The ONNX graph is data, and ONNX Runtime runs it without any of it.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lepton.errors import InvalidRequest
+from lepton.registry.flavours import SIGNATURE_FILE, as_input, input_columns, load_model
+
+__all__ = ["Prepared", "prepare_model"]
+
+_ONNX_OPSET = 17  # supported by the pinned onnxruntime 1.2x and by the legacy torch exporter
+
+Prepared = tuple[str, str, str, dict[str, Any]]
+"""(flavour, algorithm, task, signature) of a prepared folder."""
+
+
+def prepare_model(obj: Any, directory: Path, signature: dict[str, Any] | None) -> Prepared:
+    """Write ``obj`` into the empty folder ``directory`` in a safe format, with ``config.json``
+    and ``signature.json``, and check that it loads back and predicts.
+
+    Raises:
+        InvalidRequest: an unsupported object, an unfitted estimator, or a signature that does
+            not match the model's real input.
+    """
+    if isinstance(obj, (str, PathLike)):
+        prepared = _onnx_file(Path(obj), directory, signature)
+    elif type(obj).__module__.startswith("sklearn") or _looks_like_sklearn(obj):
+        prepared = _sklearn(obj, directory, signature)
+    elif _is_torch_module(obj):
+        prepared = _torch(obj, directory, signature)
+    else:
+        raise InvalidRequest(
+            f"cannot register a {type(obj).__module__}.{type(obj).__name__}",
+            fix="register a scikit-learn estimator or pipeline, a torch.nn.Module, or the path "
+            "of an .onnx file",
+        )
+    sig = prepared[3]
+    (directory / SIGNATURE_FILE).write_text(json.dumps(sig, sort_keys=True), encoding="utf-8")
+    _check_loads(directory, sig)
+    return prepared
+
+
+def _looks_like_sklearn(obj: Any) -> bool:
+    return hasattr(obj, "fit") and hasattr(obj, "predict") and hasattr(obj, "get_params")
+
+
+def _is_torch_module(obj: Any) -> bool:
+    if not type(obj).__module__.startswith("torch") and "torch" not in _bases(obj):
+        return False
+    import torch
+
+    return isinstance(obj, torch.nn.Module)
+
+
+def _bases(obj: Any) -> str:
+    return " ".join(c.__module__ for c in type(obj).__mro__)
+
+
+def _mismatch(detail: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"the signature does not match the model's real input: {detail}",
+        fix="pass the signature the model was trained with, or leave it out to infer it",
+    )
+
+
+def _zero_row(signature: dict[str, Any]) -> Any:
+    """One row of zeros (empty strings for string columns) in the signature's form."""
+    inputs = signature.get("inputs")
+    if isinstance(inputs, list):
+        return [
+            {
+                str(c["name"]): "" if str(c.get("dtype", "")) in ("string", "object", "str") else 0
+                for c in inputs
+            }
+        ]
+    if isinstance(inputs, dict) and "shape" in inputs:
+        return np.zeros(
+            (1, *[int(d) for d in inputs["shape"]]), dtype=inputs.get("dtype", "float32")
+        )
+    raise InvalidRequest(
+        "the signature has no inputs: give {'inputs': [{'name': ..., 'dtype': ...}, ...]} for "
+        "named columns or {'inputs': {'shape': [...], 'dtype': 'float32'}}",
+        fix="pass signature= with the model's inputs",
+    )
+
+
+# --- scikit-learn --------------------------------------------------------------------------
+
+
+def _sklearn(obj: Any, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.validation import check_is_fitted
+
+    from lepton.algorithms.persist import save_sklearn
+
+    try:
+        check_is_fitted(obj)
+    except NotFittedError:
+        raise InvalidRequest(
+            f"the {type(obj).__name__} is not fitted", fix="call fit before registering it"
+        ) from None
+    except TypeError:  # not an estimator check_is_fitted knows: the zero-row run decides
+        pass
+    classes = [_plain(c) for c in obj.classes_] if hasattr(obj, "classes_") else None
+    task = "classification" if classes is not None else "regression"
+    names = [str(n) for n in obj.feature_names_in_] if hasattr(obj, "feature_names_in_") else None
+    width = int(obj.n_features_in_) if hasattr(obj, "n_features_in_") else None
+    if given is None:
+        if names is not None:
+            inputs: Any = [{"name": n} for n in names]
+        elif width is not None:
+            inputs = {"shape": [width], "dtype": "float64"}
+        else:
+            raise InvalidRequest(
+                f"the {type(obj).__name__} does not say what input it takes",
+                fix="pass signature={'inputs': [...]} when registering it",
+            )
+        signature: dict[str, Any] = {"inputs": inputs}
+    else:
+        signature = dict(given)
+        columns = input_columns(signature)
+        if names is not None and columns is not None and columns != names:
+            raise _mismatch(f"it was fitted on columns {names}, the signature names {columns}")
+        count = len(columns) if columns is not None else _width(signature)
+        if width is not None and count is not None and count != width:
+            raise _mismatch(f"it was fitted on {width} features, the signature has {count}")
+    outputs = dict(signature.get("outputs", {}))
+    if classes is not None:
+        if "classes" in outputs and [str(c) for c in outputs["classes"]] != [
+            str(c) for c in classes
+        ]:
+            raise _mismatch(f"its classes are {classes}, the signature says {outputs['classes']}")
+        outputs["classes"] = classes
+    outputs["task"] = task
+    signature["outputs"] = outputs
+    try:
+        obj.predict(as_input(_zero_row(signature), signature, "sklearn"))
+    except InvalidRequest:
+        raise
+    except Exception as exc:  # whatever the estimator raises on input it cannot take
+        raise _mismatch(
+            f"predicting one zero row failed with {type(exc).__name__}: {exc}"
+        ) from None
+    save_sklearn(obj, directory / "model.skops")
+    cls = f"{type(obj).__module__}.{type(obj).__name__}"
+    _write_config(directory, {"class": cls, "flavour": "sklearn"})
+    return "sklearn", type(obj).__name__, task, signature
+
+
+def _width(signature: dict[str, Any]) -> int | None:
+    inputs = signature.get("inputs")
+    if isinstance(inputs, dict) and isinstance(inputs.get("shape"), list) and inputs["shape"]:
+        return int(np.prod(inputs["shape"]))
+    return None
+
+
+# --- PyTorch -------------------------------------------------------------------------------
+
+
+def _torch(module: Any, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    import torch
+
+    signature: dict[str, Any] = (
+        dict(given) if given is not None else {"inputs": _torch_inputs(module)}
+    )
+    columns = input_columns(signature)
+    if columns is not None:  # named columns reach the net as one float row in that order
+        signature["inputs"] = [{"name": c, "dtype": "float32"} for c in columns]
+        shape = [len(columns)]
+    else:
+        width = _width(signature)
+        if width is None:
+            raise _mismatch("give {'inputs': {'shape': [...], 'dtype': 'float32'}}")
+        shape = [int(d) for d in signature["inputs"]["shape"]]
+        signature["inputs"] = {"shape": shape, "dtype": "float32"}
+    example = torch.zeros((1, *shape), dtype=torch.float32)
+    module = module.eval()
+    try:
+        with torch.no_grad():
+            expected = module(example)
+    except Exception as exc:  # the module refuses a batch of the signature's shape
+        raise _mismatch(
+            f"running the module on a zero batch of shape {[1, *shape]} failed with "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(expected, torch.Tensor) or expected.ndim != 2:
+        raise InvalidRequest(
+            "the module must return one tensor of shape [batch, outputs]",
+            fix="wrap it so forward returns logits (classes) or one value per row (regression)",
+        )
+    outputs = dict(signature.get("outputs", {}))
+    classes = outputs.get("classes")
+    if classes is not None and len(classes) != expected.shape[1]:
+        raise _mismatch(
+            f"it returns {expected.shape[1]} scores, the signature lists {len(classes)} classes"
+        )
+    if classes is None and expected.shape[1] != 1:
+        raise InvalidRequest(
+            f"the module returns {expected.shape[1]} scores per row but the signature names no "
+            "classes",
+            fix="pass signature={'inputs': ..., 'outputs': {'classes': [...]}} for a classifier",
+        )
+    task = "classification" if classes is not None else "regression"
+    outputs["task"] = task
+    signature["outputs"] = outputs
+    path = directory / "model.onnx"
+    with warnings.catch_warnings():
+        # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
+        # onnxscript (not a dependency); it still exports plain modules exactly.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            opset_version=_ONNX_OPSET,
+        )
+    cls = f"{type(module).__module__}.{type(module).__qualname__}"
+    _write_config(directory, {"class": cls, "flavour": "onnx", "source": "torch", "task": task})
+    _check_same(path, example.numpy(), expected.numpy())
+    return "onnx", type(module).__name__, task, signature
+
+
+def _torch_inputs(module: Any) -> dict[str, Any]:
+    """The input width of a module whose first layer says it (``Linear.in_features``)."""
+    for layer in module.modules():
+        if hasattr(layer, "in_features"):
+            return {"shape": [int(layer.in_features)], "dtype": "float32"}
+    raise InvalidRequest(
+        f"cannot tell what input a {type(module).__name__} takes",
+        fix="pass signature={'inputs': {'shape': [...], 'dtype': 'float32'}}",
+    )
+
+
+def _check_same(path: Path, example: np.ndarray, expected: np.ndarray) -> None:
+    from lepton.registry.flavours import onnx_session
+
+    session = onnx_session(path)
+    got = session.run(None, {session.get_inputs()[0].name: example})[0]
+    if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+        raise InvalidRequest(
+            "the ONNX export of the module computes something else than the module",
+            fix="export it yourself with torch.onnx.export and register the .onnx file",
+        )
+
+
+# --- ONNX files ----------------------------------------------------------------------------
+
+
+def _onnx_file(path: Path, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    import shutil
+
+    from lepton.registry.flavours import onnx_session
+
+    if path.suffix.lower() != ".onnx":
+        raise InvalidRequest(
+            f"{path.name} is not an .onnx file",
+            fix="pass a model object, or the path of an .onnx file",
+        )
+    target = directory / "model.onnx"
+    shutil.copyfile(path, target)
+    session = onnx_session(target)  # refuses a pickle or anything ONNX Runtime cannot read
+    first = session.get_inputs()[0]
+    dims = list(first.shape[1:])
+    static = [int(d) if isinstance(d, int) else None for d in dims]
+    if given is None:
+        if None in static:
+            raise InvalidRequest(
+                f"the ONNX input {first.name!r} has open dimensions {dims}",
+                fix="pass signature={'inputs': {'shape': [...], 'dtype': 'float32'}}",
+            )
+        signature: dict[str, Any] = {"inputs": {"shape": static, "dtype": "float32"}}
+    else:
+        signature = dict(given)
+        columns = input_columns(signature)
+        shape = [len(columns)] if columns is not None else signature.get("inputs", {}).get("shape")
+        if (
+            not isinstance(shape, list)
+            or len(shape) != len(static)
+            or any(s is not None and int(g) != s for g, s in zip(shape, static, strict=True))
+        ):
+            raise _mismatch(
+                f"the graph takes [N, {', '.join(map(str, dims))}], the signature {shape}"
+            )
+        if columns is None:
+            signature["inputs"] = {"shape": [int(d) for d in shape], "dtype": "float32"}
+    outputs = dict(signature.get("outputs", {}))
+    task = "classification" if outputs.get("classes") else "regression"
+    outputs["task"] = task
+    signature["outputs"] = outputs
+    columns = input_columns(signature)
+    width = [len(columns)] if columns is not None else list(signature["inputs"]["shape"])
+    example = np.zeros((1, *width), dtype=np.float32)
+    try:
+        result = session.run(None, {first.name: example})[0]
+    except Exception as exc:  # onnxruntime's own error types
+        raise _mismatch(
+            f"running the graph on a zero row failed: {str(exc).splitlines()[0]}"
+        ) from None
+    classes = outputs.get("classes")
+    if classes and (np.ndim(result) != 2 or np.shape(result)[1] != len(classes)):
+        raise _mismatch(
+            f"the graph returns shape {list(np.shape(result))}, not one score per class"
+        )
+    _write_config(directory, {"class": path.name, "flavour": "onnx", "task": task})
+    return "onnx", path.stem, task, signature
+
+
+# --- shared --------------------------------------------------------------------------------
+
+
+def _write_config(directory: Path, config: dict[str, Any]) -> None:
+    (directory / "config.json").write_text(json.dumps(config, sort_keys=True), encoding="utf-8")
+
+
+def _check_loads(directory: Path, signature: dict[str, Any]) -> None:
+    """Load the folder as a registry client will, so a model that would not load (a type off the
+    skops allow-list) is refused now rather than at its first use."""
+    model = load_model(directory, signature)
+    model.predict(_zero_row(signature))
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
