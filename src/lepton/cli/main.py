@@ -9,7 +9,9 @@ import typer
 
 from lepton.cli import audit as audit_cmd
 from lepton.cli import dataset as dataset_cmd
+from lepton.cli import evaluate as evaluate_cmd
 from lepton.cli import job as job_cmd
+from lepton.cli import lineage as lineage_cmd
 from lepton.cli import model as model_cmd
 from lepton.cli import token as token_cmd
 from lepton.cli import workspace as workspace_cmd
@@ -31,6 +33,8 @@ app.command("run")(job_cmd.run)
 app.add_typer(job_cmd.app, name="job")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(model_cmd.algorithms, name="algorithms")
+app.command("evaluate")(evaluate_cmd.evaluate)
+app.command("lineage")(lineage_cmd.lineage)
 app.add_typer(token_cmd.app, name="token")
 app.command("audit")(audit_cmd.audit)
 
