@@ -1,4 +1,5 @@
-"""``lepton model list|show|pull`` and ``lepton algorithms list|show``."""
+"""``lepton model list|show|pull|rm|alias|describe|compare|card`` and
+``lepton algorithms list|show``."""
 
 from __future__ import annotations
 
@@ -41,13 +42,14 @@ def list_(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
 
 @app.command()
 def show(
-    ref: str = typer.Argument(..., help="NAME or NAME@N."),
+    ref: str = typer.Argument(..., help="NAME, NAME@N or NAME@ALIAS."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A model version: metrics, parameters, lineage and the AutoML leaderboard."""
+    """A model version: metrics, evaluations, parameters, lineage and the AutoML leaderboard."""
     from lepton.client import Client
 
-    v = Client().models.get(ref)
+    client = Client()
+    v = client.models.get(ref)
     if json:
         print_json(v)
         return
@@ -55,11 +57,36 @@ def show(
         f"[bold]{v.ref}[/]: {v.algorithm} ({v.flavour}), {v.task}, trained on "
         f"{v.dataset_version or '-'} by job {v.job or '-'}, {when(v.created_at)} UTC"
     )
+    if v.aliases:
+        console.print("aliases: " + ", ".join(v.aliases))
+    if v.parent:
+        console.print(f"derived from: {v.parent}")
+    if v.description:
+        console.print(f"intended use: {v.description}")
     table(
         ["metric", "value"],
         [(k, f"{val:.4f}") for k, val in v.metrics.items()],
         title="test metrics",
     )
+    for evaluation in client.models.evaluations(v.ref):
+        where = evaluation.dataset_version or "a deleted dataset"
+        title = f"{'held-out test split of ' if evaluation.split == 'test' else ''}{where}"
+        metrics = evaluation.result.get("metrics", {})
+        table(
+            ["metric", "value"],
+            [(k, f"{val:.4f}") for k, val in sorted(metrics.items())],
+            title=f"evaluation on {title} ({evaluation.result.get('rows', '?')} rows)",
+        )
+        for column, parts in sorted(evaluation.result.get("slices", {}).items()):
+            names = sorted({k for part in parts for k in part["metrics"]})[:4]
+            table(
+                ["value", "rows", *names],
+                [
+                    (part["value"], part["rows"], *(_fmt(part["metrics"].get(n)) for n in names))
+                    for part in parts
+                ],
+                title=f"by {column}",
+            )
     if v.params:
         console.print("params: " + ", ".join(f"{k}={val}" for k, val in v.params.items()))
     if v.leaderboard:
@@ -90,6 +117,102 @@ def pull(
     target = output or Path(f"{version.model}-{version.version}.zip")
     client.models.pull(version.ref, target)
     console.print(f"Wrote {target}.")
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+@app.command("rm")
+def rm(
+    ref: str = typer.Argument(..., help="NAME@N (or NAME@ALIAS)."),
+    force: bool = typer.Option(False, "--force", help="Delete even while aliases point at it."),
+) -> None:
+    """Delete a model version. Its number is never reused; lineage keeps it as deleted."""
+    from lepton.client import Client
+
+    client = Client()
+    version = client.models.get(ref)
+    client.models.delete(version.ref, force=force)
+    console.print(f"Deleted {version.ref}.")
+
+
+@app.command()
+def alias(
+    ref: str = typer.Argument(..., help="NAME@N to point at (NAME alone with --delete)."),
+    name: str = typer.Argument(..., help="Alias, e.g. production."),
+    delete: bool = typer.Option(False, "--delete", help="Remove the alias instead."),
+) -> None:
+    """Point an alias at a version (moving it if it exists): NAME@ALIAS then works everywhere."""
+    from lepton.client import Client
+    from lepton.refs import parse_ref
+
+    client = Client()
+    model, _ = parse_ref(ref)
+    if delete:
+        client.models.delete_alias(model, name)
+        console.print(f"Removed alias {model}@{name}.")
+        return
+    version = client.models.alias(ref, name)
+    console.print(f"{model}@{name} now points at {version.ref}.")
+
+
+@app.command()
+def describe(
+    ref: str = typer.Argument(..., help="NAME@N."),
+    text: str = typer.Argument(..., help="The intended use, as the model card should quote it."),
+) -> None:
+    """Set the intended-use text of a version (its model card quotes it)."""
+    from lepton.client import Client
+
+    version = Client().models.describe(ref, text)
+    console.print(f"Described {version.ref}. See the card: lepton model card {version.ref}")
+
+
+@app.command()
+def compare(
+    refs: list[str] = typer.Argument(..., help="Two or more versions: heart@2 heart@3."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Versions side by side: metrics, the parameters that differ, the data."""
+    import json as json_lib
+
+    from lepton.client import Client
+
+    result = Client().models.compare(refs)
+    if json:
+        console.print_json(json_lib.dumps(result))
+        return
+    versions = result["versions"]
+    rows: list[tuple[object, ...]] = [("algorithm", *result["algorithms"])]
+    rows += [("dataset", *(d or "-" for d in result["datasets"]))]
+    rows += [(name, *map(_fmt, values)) for name, values in result["metrics"].items()]
+    rows += [(f"param {name}", *map(_fmt, values)) for name, values in result["params"].items()]
+    table(["", *versions], rows, title="comparison")
+    if result["same_params"]:
+        console.print("same in all: " + ", ".join(result["same_params"]))
+
+
+@app.command()
+def card(
+    ref: str = typer.Argument(..., help="NAME, NAME@N or NAME@ALIAS."),
+    output: Path = typer.Option(None, "-o", "--output", help="Write the Markdown here."),
+    html: Path = typer.Option(None, "--html", help="Also write the card as one HTML page."),
+) -> None:
+    """The model card, from recorded facts only: Markdown with Hugging Face YAML front matter."""
+    from lepton.client import Client
+
+    client = Client()
+    text = client.models.card(ref)
+    if output is None and html is None:
+        typer.echo(text, nl=False)
+        return
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"Wrote {output}.")
+    if html is not None:
+        html.write_text(client.models.card(ref, format="html"), encoding="utf-8")
+        console.print(f"Wrote {html}.")
 
 
 @algorithms.command("list")
