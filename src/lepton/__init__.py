@@ -29,6 +29,14 @@ from lepton.errors import (
 if TYPE_CHECKING:
     from lepton.client import Client
     from lepton.jobs.tracking import load_dataset, log, save_model
+    from lepton.photon import (
+        File,
+        JPEGResponse,
+        Photon,
+        PNGResponse,
+        StreamingResponse,
+        WAVResponse,
+    )
 
 __all__ = [
     "APIVersionMismatch",
@@ -39,13 +47,19 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "DataError",
+    "File",
     "InvalidRequest",
+    "JPEGResponse",
     "LeptonError",
     "NotFound",
+    "PNGResponse",
     "PayloadTooLarge",
     "PermissionDenied",
+    "Photon",
     "ServerError",
     "ServiceUnavailable",
+    "StreamingResponse",
+    "WAVResponse",
     "__version__",
     "load_dataset",
     "log",
@@ -54,6 +68,12 @@ __all__ = [
 
 _LAZY = {
     "Client": "lepton.client",
+    "File": "lepton.photon",
+    "JPEGResponse": "lepton.photon",
+    "PNGResponse": "lepton.photon",
+    "Photon": "lepton.photon",
+    "StreamingResponse": "lepton.photon",
+    "WAVResponse": "lepton.photon",
     "load_dataset": "lepton.jobs.tracking",
     "log": "lepton.jobs.tracking",
     "save_model": "lepton.jobs.tracking",

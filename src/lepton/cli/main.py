@@ -13,6 +13,7 @@ from lepton.cli import evaluate as evaluate_cmd
 from lepton.cli import job as job_cmd
 from lepton.cli import lineage as lineage_cmd
 from lepton.cli import model as model_cmd
+from lepton.cli import photon as photon_cmd
 from lepton.cli import token as token_cmd
 from lepton.cli import workspace as workspace_cmd
 from lepton.cli.output import console, fail, print_json, table
@@ -33,6 +34,7 @@ app.command("run")(job_cmd.run)
 app.add_typer(job_cmd.app, name="job")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(model_cmd.algorithms, name="algorithms")
+app.add_typer(photon_cmd.app, name="photon")
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("lineage")(lineage_cmd.lineage)
 app.add_typer(token_cmd.app, name="token")

@@ -1,0 +1,344 @@
+"""The built-in photon for registered models: ``POST /predict``, ``POST /explain`` and, through
+:mod:`lepton.serving.v2`, the Open Inference Protocol.
+
+A request's body is decoded on the worker thread, inside the batch (the event loop only reads
+bytes and sends bytes); the batch's rows are joined into one frame, the model runs once, and
+each caller gets its own slice, already encoded. A body that does not fit the signature fails
+only its own caller (422); a model that raises fails only its own batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from lepton.errors import InvalidRequest, LeptonError, NotFound
+from lepton.serving.app import JSON, Reply, Request, Route
+from lepton.serving.batcher import Batcher
+from lepton.serving.inputs import Chunk, InputSpec, decode_image, decode_json
+from lepton.serving.metrics import Metrics
+
+__all__ = [
+    "Explainer",
+    "ModelService",
+    "ServedModel",
+    "load_served_model",
+]
+
+
+class ServedModel(Protocol):
+    """What the runtime needs of a loaded model (``lepton.registry.flavours.LoadedModel``)."""
+
+    signature: dict[str, Any]
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def classes(self) -> list[Any] | None: ...
+
+    def predict(self, X: Any) -> np.ndarray: ...
+
+    def predict_proba(self, X: Any) -> np.ndarray: ...
+
+
+class Explainer(Protocol):
+    """The seam for ``lepton.explain``: attributions for the rows of ``X`` as JSON-able data."""
+
+    def explain(self, X: Any) -> Any: ...
+
+
+@dataclass
+class _Builtin:
+    """A built-in algorithm's model with its signature (used until the registry's loader)."""
+
+    model: Any
+    signature: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return str(self.model.task)
+
+    @property
+    def classes(self) -> list[Any] | None:
+        classes = self.model.classes
+        return list(classes) if classes is not None else None
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model.predict(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return np.asarray(self.model.predict_proba(X))
+
+
+def load_served_model(directory: Path) -> ServedModel:
+    """Load the model in ``directory``: the registry's loader when present, else the built-in
+    algorithm library's own (the one switch to flip when the registry lands everywhere)."""
+    if not (directory / "config.json").is_file():
+        raise InvalidRequest(
+            f"{directory} holds no model (no config.json)", fix="pass the folder of a saved model"
+        )
+    try:
+        flavours = importlib.import_module("lepton.registry.flavours")
+    except ModuleNotFoundError:
+        flavours = None
+    if flavours is not None and hasattr(flavours, "load_model"):
+        loaded: ServedModel = flavours.load_model(directory)
+        if loaded.signature:
+            return loaded
+        loaded.signature = _signature_from_config(directory)
+        return loaded
+    from lepton.algorithms.registry import get_algorithm
+    from lepton.registry.artifacts import read_config
+
+    config = read_config(directory)
+    model = get_algorithm(str(config["algorithm"])).load(directory)
+    path = directory / "signature.json"
+    signature = (
+        json.loads(path.read_text()) if path.is_file() else _signature_from_config(directory)
+    )
+    return _Builtin(model, signature)
+
+
+def _signature_from_config(directory: Path) -> dict[str, Any]:
+    """A signature from a built-in model's ``config.json`` (its columns and their roles)."""
+    config = json.loads((directory / "config.json").read_text())
+    schema = config.get("schema") or {}
+    roles = {c: "float64" for c in schema.get("numeric", [])}
+    roles |= {c: "datetime64[ns]" for c in schema.get("datetime", [])}
+    roles |= {c: "object" for c in schema.get("categorical", [])}
+    names = schema.get("order") or config.get("feature_names") or list(roles)
+    inputs = [{"name": n, "dtype": roles.get(n, "object")} for n in names]
+    outputs = {"task": config.get("task"), "classes": config.get("classes")}
+    return {"inputs": inputs, "outputs": outputs} if inputs else {"outputs": outputs}
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One request for the worker: how to decode it and how to encode its answer."""
+
+    decode: Callable[[], Chunk]
+    encode: Callable[[Any, Any], Reply]
+
+
+class ModelService:
+    """A loaded model served over HTTP.
+
+    Args:
+        model: the loaded model.
+        name: the model's name in the V2 protocol.
+        explainer: a factory called on the first ``/explain`` (None: explanations are off).
+    """
+
+    def __init__(
+        self,
+        model: ServedModel,
+        *,
+        name: str,
+        explainer: Callable[[ServedModel], Explainer | None] | None = None,
+    ) -> None:
+        self.model = model
+        self.name = name
+        self.spec = InputSpec.from_signature(model.signature or {})
+        self.classifier = model.task == "classification" and bool(model.classes)
+        self.classes = list(model.classes or [])
+        self._class_array = np.asarray(self.classes, dtype=object)
+        self._explainer_factory = explainer
+        self._explainer: Explainer | None = None
+
+    # -- the batch -----------------------------------------------------------------------
+
+    def frame(self, chunks: Sequence[Chunk]) -> Any:
+        """The rows of ``chunks`` as one model input."""
+        if self.spec.columns:
+            import pandas as pd
+
+            if self.spec.numeric:
+                matrix = (
+                    chunks[0].rows if len(chunks) == 1 else np.concatenate([c.rows for c in chunks])
+                )
+                return pd.DataFrame(matrix, columns=list(self.spec.columns), copy=False)
+            return pd.DataFrame(
+                {c: [v for chunk in chunks for v in chunk.rows[c]] for c in self.spec.columns}
+            )
+        if self.spec.shape is not None:
+            return chunks[0].rows if len(chunks) == 1 else np.concatenate([c.rows for c in chunks])
+        rows: list[Any] = []
+        for chunk in chunks:
+            rows.extend(chunk.rows if isinstance(chunk.rows, list) else [chunk.rows])
+        return rows
+
+    def infer(self, X: Any) -> tuple[Any, Any]:
+        """Labels (or values) and probabilities (or None) for ``X``, as lists."""
+        if self.classifier:
+            proba = np.asarray(self.model.predict_proba(X), dtype=np.float64)
+            labels = self._class_array[np.argmax(proba, axis=1)]
+            return labels.tolist(), proba
+        values = np.asarray(self.model.predict(X))
+        return values.tolist(), None
+
+    def run_batch(self, jobs: list[_Job]) -> list[Any]:
+        """Decode each request (a bad one fails alone), run the model once, split, encode."""
+        results: list[Any] = [None] * len(jobs)
+        good: list[int] = []
+        chunks: list[Chunk] = []
+        for i, job in enumerate(jobs):
+            try:
+                chunks.append(job.decode())
+                good.append(i)
+            except LeptonError as exc:
+                results[i] = exc
+        if not chunks:
+            return results
+        try:
+            labels, proba = self.infer(self.frame(chunks))
+        except LeptonError as exc:
+            if len(chunks) > 1:  # a mixed batch: rerun alone so only the bad input fails
+                for i, chunk in zip(good, chunks, strict=True):
+                    results[i] = self._alone(jobs[i], chunk)
+                return results
+            results[good[0]] = exc
+            return results
+        start = 0
+        for i, chunk in zip(good, chunks, strict=True):
+            end = start + chunk.n
+            results[i] = jobs[i].encode(
+                labels[start:end], None if proba is None else proba[start:end]
+            )
+            start = end
+        return results
+
+    def _alone(self, job: _Job, chunk: Chunk) -> Any:
+        try:
+            labels, proba = self.infer(self.frame([chunk]))
+        except LeptonError as exc:
+            return exc
+        return job.encode(labels, proba)
+
+    # -- /predict ------------------------------------------------------------------------
+
+    def predict_job(self, request: Request) -> _Job:
+        body = request.body
+        kind = request.content_type.split(b";", 1)[0].strip().lower()
+        if kind.startswith(b"image/"):
+            return _Job(lambda: self._image_chunk([(b"body", body)]), self._encode_predict)
+        if kind == b"multipart/form-data":
+            raise InvalidRequest("this route takes JSON", fix="send images to /predict")
+
+        def decode() -> Chunk:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise InvalidRequest(
+                    f"the body is not JSON ({exc})",
+                    fix="send a JSON object with rows, columns or inputs",
+                ) from None
+            return decode_json(self.spec, doc)
+
+        return _Job(decode, self._encode_predict)
+
+    def _image_chunk(self, files: list[tuple[bytes, bytes]]) -> Chunk:
+        images = [decode_image(self.spec, content, name.decode()) for name, content in files]
+        return Chunk(np.stack(images), len(images))
+
+    def _encode_predict(self, labels: Any, proba: Any) -> Reply:
+        if proba is None:
+            return Reply(
+                200, orjson.dumps({"predictions": labels}, option=orjson.OPT_SERIALIZE_NUMPY)
+            )
+        body = {"predictions": labels, "probabilities": proba, "classes": self.classes}
+        return Reply(200, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY))
+
+    async def _files(self, request: Request) -> list[tuple[bytes, bytes]]:
+        from starlette.datastructures import UploadFile
+        from starlette.requests import Request as StarletteRequest
+
+        form = await StarletteRequest(request.scope, request.receive_again()).form()
+        files = [
+            (key.encode(), await value.read())
+            for key, value in form.multi_items()
+            if isinstance(value, UploadFile)
+        ]
+        await form.close()
+        if not files:
+            raise InvalidRequest("the form holds no file", fix="attach images as file parts")
+        return files
+
+    def routes(self, batcher: Batcher) -> list[Route]:
+        async def predict(request: Request) -> Any:
+            if request.content_type.startswith(b"multipart/form-data"):
+                files = await self._files(request)
+                job = _Job(lambda: self._image_chunk(files), self._encode_predict)
+            else:
+                job = self.predict_job(request)
+            return await batcher.submit(job)
+
+        async def explain(request: Request) -> Reply:
+            explainer = await asyncio.to_thread(self.explainer)
+            if explainer is None:
+                raise NotFound(
+                    "explanations are not enabled on this deployment",
+                    fix="deploy with explanations enabled, or call /predict",
+                )
+            X = await asyncio.to_thread(lambda: self.frame([self.predict_job(request).decode()]))
+            result = await asyncio.to_thread(explainer.explain, X)
+            return Reply(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), JSON)
+
+        return [
+            Route("POST", "/predict", "predict", predict, batcher=batcher),
+            Route("POST", "/explain", "explain", explain),
+        ]
+
+    def explainer(self) -> Explainer | None:
+        """The explainer, made on first use (explainers import heavy libraries)."""
+        if self._explainer is None and self._explainer_factory is not None:
+            self._explainer = self._explainer_factory(self.model)
+        return self._explainer
+
+    def batcher(self, *, metrics: Metrics, **options: Any) -> Batcher:
+        return Batcher(
+            self.run_batch,
+            name=self.name,
+            on_batch=metrics.batch_recorder("predict"),
+            **options,
+        )
+
+    def openapi(self) -> dict[str, Any]:
+        body = {
+            "type": "object",
+            "description": "rows, columns or inputs; validated against the model's signature",
+            "properties": {
+                "rows": {"type": "array", "items": {"type": "object"}},
+                "columns": {"type": "object"},
+                "inputs": {"type": "array"},
+            },
+        }
+        op = {
+            "requestBody": {"content": {"application/json": {"schema": body}}},
+            "responses": {"200": {"description": "predictions (and probabilities)"},
+                          "422": {"description": "the input does not fit the signature"}},
+        }  # fmt: skip
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.name, "version": "1"},
+            "paths": {"/predict": {"post": op}, "/explain": {"post": op}},
+            "x-signature": self.model.signature,
+        }
+
+
+def find_explainer(model: ServedModel) -> Explainer | None:
+    """``lepton.explain.explainer_for(model)`` once that module exists, else None."""
+    try:
+        module = importlib.import_module("lepton.explain")
+    except ModuleNotFoundError:
+        return None
+    factory = getattr(module, "explainer_for", None)
+    return factory(model) if factory is not None else None

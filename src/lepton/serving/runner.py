@@ -1,0 +1,232 @@
+"""Building a replica's app and serving it: the socket, uvicorn, the ready line, the drain.
+
+Order matters for replicas that share a port: the model (or photon) is loaded and ``init()``
+has run *before* the socket is bound, so with ``SO_REUSEPORT`` the kernel never hands a
+connection to a replica that is still loading. Then uvicorn (uvloop, httptools, no access log)
+serves on that socket, and ``ready http://HOST:PORT`` is printed once it accepts.
+
+On SIGTERM or SIGINT the replica drains: ``/readyz`` turns 503, the listening socket closes
+(new connections go to the other replicas), requests in flight finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from lepton.serving.app import ReplicaApp
+from lepton.serving.auth import TokenCheck, token_hash
+from lepton.serving.metrics import Metrics
+
+if TYPE_CHECKING:
+    from lepton.photon.photon import Photon
+    from lepton.serving.model import Explainer, ServedModel
+
+__all__ = [
+    "ReplicaConfig",
+    "bind",
+    "launch_photon",
+    "model_app",
+    "photon_app",
+    "serve",
+    "served_model_app",
+]
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """The knobs of ``python -m lepton.serving`` (``None``: the photon's own setting)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    reuse_port: bool = False
+    name: str | None = None
+    max_batch_size: int | None = None
+    max_wait_ms: float | None = None
+    timeout_s: float | None = None
+    max_queue: int = 1024
+    max_body_bytes: int = 64 * 1024**2
+    token_hashes: frozenset[str] | None = None
+    """Accepted token hashes; ``None`` serves without auth (``--public``)."""
+    drain_s: float = 30.0
+
+
+# 64: past this a batch of a small tabular model no longer gets cheaper per row on 2 cores
+# (158 µs at batch 1 vs 126 µs at 512 for a 32-feature logistic regression: the call overhead
+# is what batching amortises, and 64 rows already spread it to ~2.5 µs a row).
+DEFAULT_MODEL_BATCH = 64
+
+
+def model_app(directory: Path, config: ReplicaConfig) -> ReplicaApp:
+    """The built-in photon for the model saved in ``directory``."""
+    from lepton.serving.model import find_explainer, load_served_model
+
+    model = load_served_model(directory)
+    return served_model_app(
+        model, config, name=config.name or directory.resolve().name, explainer=find_explainer
+    )
+
+
+def served_model_app(
+    model: ServedModel,
+    config: ReplicaConfig,
+    *,
+    name: str,
+    explainer: Callable[[ServedModel], Explainer | None] | None = None,
+) -> ReplicaApp:
+    """The built-in photon for a loaded model (``/predict``, ``/explain``, ``/v2``)."""
+    from lepton.serving.model import ModelService
+    from lepton.serving.v2 import v2_routes
+
+    metrics = Metrics()
+    service = ModelService(model, name=name, explainer=explainer)
+    timeout = config.timeout_s or 60.0
+    batcher = service.batcher(
+        metrics=metrics,
+        max_batch_size=config.max_batch_size or DEFAULT_MODEL_BATCH,
+        max_wait_time=(config.max_wait_ms or 0.0) / 1000,
+        timeout=timeout,
+        max_queue=config.max_queue,
+    )
+    holder: list[ReplicaApp] = []
+    v2, fallback = v2_routes(service, batcher, lambda: bool(holder) and holder[0].ready)
+    app = ReplicaApp(
+        [*service.routes(batcher), *v2],
+        auth=TokenCheck(config.token_hashes),
+        max_body_bytes=config.max_body_bytes,
+        metrics=metrics,
+        fallback=fallback,
+        openapi=service.openapi(),
+    )
+    holder.append(app)
+    return app
+
+
+def photon_app(photon: Photon, config: ReplicaConfig) -> ReplicaApp:
+    """A user's photon, after its ``init()``."""
+    from lepton.serving.photon_app import Limits, photon_routes
+
+    photon.init()
+    metrics = Metrics()
+    limits = Limits(
+        max_batch_size=config.max_batch_size,
+        max_wait_time=config.max_wait_ms / 1000 if config.max_wait_ms is not None else None,
+        timeout=config.timeout_s,
+        max_queue=config.max_queue,
+    )
+    routes, document = photon_routes(photon, limits=limits, metrics=metrics)
+    return ReplicaApp(
+        routes,
+        auth=TokenCheck(config.token_hashes),
+        max_body_bytes=config.max_body_bytes,
+        metrics=metrics,
+        openapi=document,
+    )
+
+
+def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket; ``reuse_port`` lets several replicas share ``port``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from lepton.errors import ConfigError
+
+        raise ConfigError(
+            f"cannot listen on {host}:{port} ({exc.strerror})",
+            fix="pick a free port, or pass --reuse-port to share it with other replicas",
+        ) from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT, then drain and return."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            # uvicorn re-raises the signal after shutting down, which would end the process
+            # with -SIGTERM; a drained replica exits 0 instead.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            previous = {
+                s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)
+            }
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            app.draining = True
+            super().handle_exit(sig, frame)
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                shown = f"[{host}]" if ":" in host else host
+                print(f"ready http://{shown}:{port}", flush=True)
+
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_graceful_shutdown=int(drain_s),
+        backlog=2048,
+    )
+    Server(config).run(sockets=[sock])
+
+
+def launch_photon(
+    photon: Photon,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str | None = None,
+    public: bool = False,
+    **options: Any,
+) -> None:
+    """Serve ``photon`` in this process (``Photon.launch`` and ``lepton photon run``)."""
+    hashes: frozenset[str] | None = None
+    if not public:
+        if token is None:
+            token = secrets.token_urlsafe(24)
+            print(f"token: {token}  (send it as 'Authorization: Bearer <token>')", flush=True)
+        hashes = frozenset({token_hash(token)})
+    config = ReplicaConfig(host=host, port=port, token_hashes=hashes, **options)
+    app = photon_app(photon, config)
+    sock = bind(host, port, reuse_port=config.reuse_port)
+    serve(app, sock, drain_s=config.drain_s)
+
+
+def fail(message: str, fix: str = "") -> int:
+    """Print a load failure to stderr; the exit code for it."""
+    print(f"lepton.serving: {message}", file=sys.stderr)
+    if fix:
+        print(fix, file=sys.stderr)
+    return 2

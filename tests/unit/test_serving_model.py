@@ -1,0 +1,295 @@
+"""The built-in model photon in-process: /predict in its three shapes, 422s that name the field,
+failures that stay with their caller, /explain's seam, and the V2 protocol's JSON form."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import threading
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import httpx
+import numpy as np
+from PIL import Image
+
+from lepton.serving.runner import ReplicaConfig, served_model_app
+
+COLUMNS = [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "int64"}]
+
+
+class Linear:
+    """A classifier whose answer is easy to check: p(pos) = 1 if a + b > 0."""
+
+    task = "classification"
+    classes: ClassVar[list[str]] = ["neg", "pos"]
+
+    def __init__(self, signature: dict[str, Any] | None = None) -> None:
+        self.signature = signature or {"inputs": COLUMNS, "outputs": {"task": "classification"}}
+        self.calls: list[int] = []
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(self.classes, dtype=object)[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        self.calls.append(len(X))
+        self.entered.set()
+        assert self.gate.wait(30)
+        score = (X["a"].to_numpy(dtype=float) + X["b"].to_numpy(dtype=float) > 0).astype(float)
+        if np.isnan(X["a"].to_numpy(dtype=float)).any():
+            raise FloatingPointError("NaN reached the model")
+        return np.column_stack([1 - score, score])
+
+
+class Pixels:
+    """A regressor on 4x4 grey images: the mean pixel."""
+
+    task = "regression"
+    classes = None
+    signature: ClassVar[dict[str, Any]] = {
+        "inputs": {"shape": [4, 4], "dtype": "uint8"},
+        "outputs": {"task": "regression"},
+    }
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.asarray(X, dtype=float).reshape(len(X), -1).mean(axis=1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        raise AssertionError("a regressor has no probabilities")
+
+
+class Attributions:
+    def explain(self, X: Any) -> Any:
+        return {
+            "rows": [{"a": float(a), "b": float(b)} for a, b in zip(X["a"], X["b"], strict=True)]
+        }
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    model: Any, explainer: Any = None, **config: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    app = served_model_app(
+        model, ReplicaConfig(token_hashes=None, **config), name="heart", explainer=explainer
+    )
+    app.start(asyncio.get_running_loop())
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://replica"
+        ) as client:
+            yield client
+    finally:
+        model_gate = getattr(model, "gate", None)
+        if model_gate is not None:
+            model_gate.set()
+        app.stop()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def message(answer: httpx.Response) -> str:
+    text: str = answer.json()["error"]["message"]
+    return text
+
+
+def test_rows_columns_and_inputs_all_predict() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear()) as c:
+            return [
+                await c.post("/predict", json={"rows": [{"a": 1.5, "b": 0}, {"a": -3, "b": 1}]}),
+                await c.post("/predict", json={"columns": {"a": [1.5, -3], "b": [0, 1]}}),
+                await c.post("/predict", json={"inputs": [[1.5, 0], [-3, 1]]}),
+                await c.post("/predict", json={"inputs": [2, 2]}),
+            ]
+
+    rows, columns, inputs, one = run(scenario())
+
+    for answer in (rows, columns, inputs):
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {
+            "predictions": ["pos", "neg"],
+            "probabilities": [[0.0, 1.0], [1.0, 0.0]],
+            "classes": ["neg", "pos"],
+        }
+    assert one.json()["predictions"] == ["pos"]
+
+
+def test_wrong_shape_type_or_missing_column_is_422_naming_it() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear()) as c:
+            return [
+                await c.post("/predict", json={"rows": [{"a": 1.0}]}),
+                await c.post("/predict", json={"rows": [{"a": 1.0, "b": "seven"}]}),
+                await c.post("/predict", json={"rows": [{"a": 1.0, "b": 2, "c": 3}]}),
+                await c.post("/predict", json={"inputs": [[1.0, 2.0, 3.0]]}),
+                await c.post("/predict", json={"columns": {"a": [1.0, 2.0], "b": [1]}}),
+                await c.post("/predict", json={"columns": {"b": [1]}}),
+                await c.post("/predict", json=[1, 2]),
+                await c.post(
+                    "/predict", content=b"{oops", headers={"content-type": "application/json"}
+                ),
+            ]
+
+    answers = run(scenario())
+
+    assert all(a.status_code == 422 for a in answers), [a.text for a in answers]
+    missing, wrong_type, extra, wrong_shape, ragged, missing_col, not_object, garbled = answers
+    assert message(missing).startswith("rows[0] lacks column 'b'; the model takes: a, b")
+    assert message(wrong_type) == "column 'b' row 0: expected a number, got 'seven'"
+    assert message(extra).startswith("rows[0] has column 'c'")
+    assert message(wrong_shape).startswith("inputs row 0 has 3 values; the model takes 2: a, b")
+    assert "column 'b' has 1 values" in message(ragged)
+    assert message(missing_col).startswith("columns lack 'a'")
+    assert "rows, columns or inputs" in message(not_object)
+    assert message(garbled).startswith("the body is not JSON")
+
+
+def test_concurrent_callers_share_a_batch_and_each_gets_its_own_rows() -> None:
+    model = Linear()
+    model.gate.clear()
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(model) as c:
+            first = asyncio.ensure_future(c.post("/predict", json={"inputs": [[1, 1]]}))
+            assert await asyncio.to_thread(model.entered.wait, 30)
+            # Distinct inputs, one or two rows each; a bad one in the middle.
+            bodies = [{"inputs": [[i, 0]] * (1 + i % 2)} for i in range(-5, 6)]
+            bodies.insert(4, {"rows": [{"a": 1}]})
+            rest = [asyncio.ensure_future(c.post("/predict", json=b)) for b in bodies]
+            for _ in range(10_000):
+                metrics = (await c.get("/metrics")).text
+                if 'lepton_queue_depth{route="predict"} 13.0' in metrics:
+                    break
+                await asyncio.sleep(0)
+            model.gate.set()
+            return list(await asyncio.gather(first, *rest))
+
+    first, *answers = run(scenario())
+
+    assert first.json()["predictions"] == ["pos"]
+    bad = answers.pop(4)
+    assert bad.status_code == 422 and "lacks column 'b'" in message(bad)
+    for i, answer in zip(range(-5, 6), answers, strict=True):
+        expected = "pos" if i > 0 else "neg"
+        assert answer.json()["predictions"] == [expected] * (1 + i % 2), (i, answer.text)
+    assert model.calls[0] == 1 and model.calls[1] == sum(1 + i % 2 for i in range(-5, 6))
+
+
+def test_a_model_that_raises_fails_only_its_own_batch() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear()) as c:
+            return [
+                await c.post("/predict", json={"rows": [{"a": None, "b": 1}]}),
+                await c.post("/predict", json={"rows": [{"a": 1, "b": 1}]}),
+            ]
+
+    failed, fine = run(scenario())
+
+    assert failed.status_code == 500
+    assert "FloatingPointError: NaN reached the model" in message(failed)
+    assert fine.status_code == 200 and fine.json()["predictions"] == ["pos"]
+
+
+def test_explain_is_a_clean_404_until_an_explainer_is_wired() -> None:
+    async def scenario(explainer: Any) -> httpx.Response:
+        async with serve(Linear(), explainer=explainer) as c:
+            return await c.post("/explain", json={"rows": [{"a": 1.0, "b": 2}]})
+
+    off = run(scenario(None))
+    on = run(scenario(lambda model: Attributions()))
+
+    assert (
+        off.status_code == 404 and message(off) == "explanations are not enabled on this deployment"
+    )
+    assert on.status_code == 200 and on.json() == {"rows": [{"a": 1.0, "b": 2.0}]}
+
+
+def test_images_arrive_as_arrays_or_files() -> None:
+    def png(value: int, size: tuple[int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("L", size, value).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Pixels()) as c:
+            return [
+                await c.post("/predict", json={"inputs": [[[10] * 4] * 4, [[20] * 4] * 4]}),
+                await c.post("/predict", json={"inputs": [[[10] * 3] * 4]}),
+                await c.post("/predict", json={"inputs": [[[300] * 4] * 4]}),
+                await c.post(
+                    "/predict",
+                    files=[
+                        ("a", ("a.png", png(40, (4, 4)), "image/png")),
+                        ("b", ("b.png", png(80, (8, 8)), "image/png")),
+                    ],
+                ),
+                await c.post(
+                    "/predict", content=png(60, (4, 4)), headers={"content-type": "image/png"}
+                ),
+                await c.post("/predict", files={"a": ("a.png", b"not an image", "image/png")}),
+            ]
+
+    arrays, wrong_shape, overflow, files, raw, junk = run(scenario())
+
+    assert arrays.json() == {"predictions": [10.0, 20.0]}
+    assert wrong_shape.status_code == 422 and "shape [1, 4, 3]" in message(wrong_shape)
+    assert overflow.status_code == 422 and "uint8" in message(overflow)
+    assert files.json() == {"predictions": [40.0, 80.0]}  # the 8x8 one was resized
+    assert raw.json() == {"predictions": [60.0]}
+    assert junk.status_code == 422 and "not an image" in message(junk)
+
+
+def test_v2_protocol_in_json() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear()) as c:
+            tensor = {"name": "input", "datatype": "FP32", "shape": [2, 2], "data": [1, 1, -1, -1]}
+            by_column = [
+                {"name": "a", "datatype": "FP64", "shape": [1], "data": [5]},
+                {"name": "b", "datatype": "INT64", "shape": [1], "data": [0]},
+            ]
+            return [
+                await c.get("/v2/health/ready"),
+                await c.get("/v2/models/heart"),
+                await c.post("/v2/models/heart/infer", json={"id": "r1", "inputs": [tensor]}),
+                await c.post("/v2/models/heart/versions/1/infer", json={"inputs": by_column}),
+                await c.post("/v2/models/other/infer", json={"inputs": [tensor]}),
+                await c.post(
+                    "/v2/models/heart/infer", json={"inputs": [{**tensor, "shape": [3, 2]}]}
+                ),
+                await c.post("/v2/models/heart/infer", json={"inputs": [by_column[0]]}),
+            ]
+
+    ready, meta, infer, columns, other, short, missing = run(scenario())
+
+    assert ready.status_code == 200
+    assert meta.json()["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 2]}]
+    assert [o["name"] for o in meta.json()["outputs"]] == ["predictions", "probabilities"]
+    body = infer.json()
+    assert body["id"] == "r1" and body["model_name"] == "heart"
+    assert body["outputs"][0] == {
+        "name": "predictions",
+        "datatype": "BYTES",
+        "shape": [2],
+        "data": ["pos", "neg"],
+    }
+    assert body["outputs"][1]["shape"] == [2, 2] and body["outputs"][1]["data"] == [
+        0.0,
+        1.0,
+        1.0,
+        0.0,
+    ]
+    assert columns.json()["outputs"][0]["data"] == ["pos"]
+    assert other.status_code == 404 and other.json() == {
+        "error": "unknown model 'other'; this replica serves 'heart'"
+    }
+    assert (
+        short.status_code == 422
+        and "has 4 values; its shape [3, 2] needs 6" in short.json()["error"]
+    )
+    assert missing.status_code == 422 and "no input named 'b'" in missing.json()["error"]
