@@ -181,6 +181,16 @@ def test_a_forest_explains_probabilities_of_the_class_asked_for() -> None:
     np.testing.assert_allclose([r.output for r in explanation.rows], proba[:, 0], atol=1e-9)
 
 
+def test_a_class_missing_from_training_is_named_when_asked_for() -> None:
+    X, y = mixed(Task.classification)
+    data = TrainData(Task.classification, InputKind.tabular, X, y, classes=["maybe", "no", "yes"])
+    model = get_algorithm("hist_gradient_boosting").fit(data, {"max_iter": 20}, NullCallbacks())
+    explainer = explainer_for(model)
+    assert {r.target for r in explainer.explain(X.iloc[:5]).rows} <= {"no", "yes"}
+    with pytest.raises(InvalidRequest, match="class 'maybe' never appeared"):
+        explainer.explain(X.iloc[:5], target="maybe")
+
+
 def test_bad_inputs_get_clear_errors() -> None:
     explainer = explainer_for(fitted("random_forest", Task.classification))
     with pytest.raises(InvalidRequest, match="no column 'f5'"):

@@ -202,7 +202,7 @@ class _PipelineShap:
         served = proba if proba is not None else self.estimator.predict(transformed)[:, None]
         wanted = target_indices(self.classes, target, served.argmax(axis=1))
         est_classes = getattr(self.estimator, "classes_", None) if classify else None
-        cols, signs = class_columns(est_classes, wanted, attributions.shape[2])
+        cols, signs = class_columns(est_classes, wanted, attributions.shape[2], self.classes)
         picked = attributions[np.arange(len(cols)), :, cols] * signs[:, None]
         per_input = picked @ self.groups
         bases = base[cols] * signs

@@ -62,13 +62,17 @@ def target_indices(classes: Sequence[Any] | None, target: Any, predicted: np.nda
 
 
 def class_columns(
-    est_classes: Sequence[Any] | None, wanted: np.ndarray, n_outputs: int
+    est_classes: Sequence[Any] | None,
+    wanted: np.ndarray,
+    n_outputs: int,
+    labels: Sequence[Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the column of a raw model output (tree SHAP, decision function) and its sign.
 
     Classifiers label their outputs with the encoded classes they saw in training
     (``est_classes``). A binary log-odds model has one output, the log-odds of
-    ``est_classes[1]``; the other class's log-odds is its negation, hence the sign.
+    ``est_classes[1]``; the other class's log-odds is its negation, hence the sign. ``labels``
+    (the model's classes) name a missing class in the error.
     """
     n = len(wanted)
     if est_classes is None:
@@ -76,9 +80,10 @@ def class_columns(
     seen = [int(c) for c in est_classes]
     missing = sorted({int(w) for w in wanted} - set(seen))
     if missing:
+        name = repr(labels[missing[0]]) if labels is not None else f"number {missing[0]}"
         raise InvalidRequest(
-            f"class number {missing[0]} never appeared in this model's training data, so it has "
-            "no output to explain",
+            f"class {name} never appeared in this model's training data, so it has no output "
+            "to explain",
             fix="explain one of the classes the model was trained on",
         )
     positions = np.asarray([seen.index(int(w)) for w in wanted], dtype=np.int64)

@@ -85,7 +85,7 @@ class LinearTfidf:
         # computes, to ~1e-7, and the attributions add up to it to ~1e-15.
         raw = np.asarray(counts.astype(np.float64) @ self.coef.T) + self.intercept
         wanted = target_indices(self.classes, target, proba.argmax(axis=1))
-        cols, signs = class_columns(self.head.classes_, wanted, raw.shape[1])
+        cols, signs = class_columns(self.head.classes_, wanted, raw.shape[1], self.classes)
         out = Explanation(self.kind, self.method, self.output_space, additive=True)
         for i, text in enumerate(texts):
             words = self.words(text)
