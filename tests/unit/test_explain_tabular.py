@@ -8,6 +8,7 @@ come back in the user's columns.
 from __future__ import annotations
 
 import functools
+import json
 from typing import Any
 
 import numpy as np
@@ -262,6 +263,9 @@ def test_background_summary_keeps_real_rows_and_round_trips() -> None:
     restored = Background.from_json(orjson.loads(orjson.dumps(summary.to_json())))
     pd.testing.assert_frame_equal(restored.rows, summary.rows, check_dtype=False)
     np.testing.assert_allclose(restored.weights, summary.weights)
+    dated = X.assign(when=pd.date_range("2024-01-01", periods=len(X), freq="D"))
+    stored = json.loads(json.dumps(summarise_background(dated, 5).to_json()))
+    assert stored["rows"][0][-1].startswith("2024-") and len(stored["weights"]) == 5
     small = summarise_background(X.iloc[:5], 20)
     assert len(small.rows) == 5
     with pytest.raises(InvalidRequest, match="no rows"):

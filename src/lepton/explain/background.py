@@ -48,7 +48,7 @@ class Background:
         records = self.rows.astype(object).where(self.rows.notna(), None)
         return {
             "columns": [str(c) for c in self.rows.columns],
-            "rows": records.to_numpy().tolist(),
+            "rows": [[_plain(v) for v in row] for row in records.to_numpy().tolist()],
             "weights": [float(w) for w in self.weights],
         }
 
@@ -107,6 +107,15 @@ def summarise_background(
         shares.append(given[members].sum())
     share = np.asarray(shares)
     return Background(frame.iloc[chosen].reset_index(drop=True), share / share.sum())
+
+
+def _plain(value: Any) -> Any:
+    """A cell as a JSON value: dates as ISO text (the model's input reader parses them back)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (pd.Timestamp, pd.Timedelta)) or hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
 
 
 def _frame(X: Any) -> pd.DataFrame:
