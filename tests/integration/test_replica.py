@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import signal
 import socket
 import subprocess
@@ -23,7 +24,20 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import clean_env, free_port
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    # Loaded by path elsewhere, the integration conftest is not importable by name from every
+    # test run, so the two small helpers a replica needs are here.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")}
+    return env | {"PYTHONUNBUFFERED": "1"} | overrides
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
 
 TOKEN = "lep_0123456789abcdef_a-secret_with-underscores"
 SECRET_HASH = hashlib.sha256(TOKEN.split("_", 2)[2].encode()).hexdigest()
