@@ -237,7 +237,7 @@ def test_explanations_are_json_ready() -> None:
     assert data["kind"] == "tabular" and data["method"] == "tree_shap"
     assert data["output_space"] == "log_odds"
     row = data["rows"][0]
-    assert row["prediction"] in ("yes", "no") and row["class"] == row["prediction"]
+    assert row["prediction"] in ("yes", "no") and row["target"] == row["prediction"]
     assert row["names"] == [*FEATURES, "colour"] and len(row["attributions"]) == 7
     assert row["base_value"] + sum(row["attributions"]) == pytest.approx(row["output"], abs=1e-6)
 

@@ -61,9 +61,11 @@ class RowExplanation:
         return [(self.names[i], float(self.attributions[i])) for i in order]
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types, with the field names (an encoder that serialises the dataclass
+        itself, as orjson does, gives the same keys)."""
         out: dict[str, Any] = {
             "prediction": json_label(self.prediction),
-            "class": json_label(self.target),
+            "target": json_label(self.target),
             "output": float(self.output),
             "base_value": float(self.base_value),
             "attributions": np.asarray(self.attributions, dtype=np.float64).tolist(),
