@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check lint typecheck unit integration e2e bench bench-peers clean
+.PHONY: run test check lint typecheck unit integration e2e bench bench-peers bench-serving clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,9 @@ $(BENCH_STAMP): pyproject.toml constraints-bench.txt
 	touch $(BENCH_STAMP)
 
 bench-peers: $(BENCH_STAMP)
+
+bench-serving: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info
