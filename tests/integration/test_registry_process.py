@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from lepton import Client
+from lepton.errors import LeptonError
 from lepton.schemas import JobState
 from lepton.settings import Settings
 
@@ -31,6 +32,7 @@ LOADER = """
 import json, sys
 import numpy as np, pandas as pd
 from lepton import Client
+from lepton.errors import LeptonError
 ref, rows = sys.argv[1], pd.read_parquet(sys.argv[2])
 model = Client().models.load(ref)
 out = {"predict": np.asarray(model.predict(rows)).tolist()}
@@ -119,3 +121,23 @@ def test_models_brought_in_predict_the_same_in_another_process(
     np.testing.assert_allclose(np.asarray(there["predict"], dtype=np.float32), expected, rtol=1e-5)
     # The registered graph itself is exactly the same function here and there.
     assert there["predict"] == client.models.load("net@1").predict(rows).tolist()
+
+
+def test_a_damaged_stored_artifact_is_refused_on_load_and_nothing_is_written(
+    client: Client, module_server: ServerProcess, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    data = frame(60, 4)
+    model = LogisticRegression().fit(data[["x1", "x2"]], data["label"])
+    version = client.models.register("damaged", model)
+    [stored] = (module_server.home / "blobs").rglob(version.artifact_digest)
+    damaged = bytearray(stored.read_bytes())
+    damaged[-20] ^= 0xFF  # one flipped bit in the last encrypted chunk
+    stored.write_bytes(bytes(damaged))
+
+    with pytest.raises(LeptonError):
+        client.models.load("damaged@1")
+    with pytest.raises(LeptonError):
+        client.models.pull("damaged@1", tmp_path / "damaged.zip")
+    assert list(tmp_path.iterdir()) == []

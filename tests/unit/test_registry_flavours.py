@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from starlette.testclient import TestClient
 
 from lepton import Client
-from lepton.errors import InvalidRequest, LeptonError
+from lepton.errors import InvalidRequest, LeptonError, NotFound
 from lepton.registry.artifacts import pack, unpack
 from lepton.registry.byo import prepare_model
 from lepton.registry.flavours import load_model
@@ -298,3 +298,19 @@ def test_a_prepared_folder_loads_without_the_registry(
     loaded = load_model(tmp_path)
     assert loaded.signature["outputs"]["task"] == "classification"
     np.testing.assert_array_equal(loaded.predict(iris[0]), pipeline.predict(iris[0]))
+
+
+# --- artifacts whose bytes are not what was registered --------------------------------------
+
+
+def test_an_artifact_that_was_never_uploaded_registers_nothing(client: Client) -> None:
+    body = {
+        "artifact_digest": "0" * 64,
+        "flavour": "sklearn",
+        "algorithm": "x",
+        "task": "classification",
+        "signature": {},
+    }
+    with pytest.raises(NotFound, match="was not uploaded"):
+        client.request("POST", "/api/v1/models/ghost/versions", json=body)
+    assert client.models.list() == []

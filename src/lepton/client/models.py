@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from lepton.errors import InvalidRequest
+from lepton.errors import BlobIntegrityError, InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
     EvaluateSpec,
@@ -53,11 +53,22 @@ class Models:
         return [ModelVersion.model_validate(item) for item in data.json()]
 
     def pull(self, ref: str, path: str | os.PathLike[str]) -> Path:
-        """Download the packed model (a zip of safe files) to ``path``, verified."""
-        version = self.get(ref)
-        return self._client.download(
-            f"{_path(version.ref)}/artifact", Path(path), digest=version.artifact_digest
-        )
+        """Download the packed model (a zip of safe files) to ``path``, verified: the file
+        appears only whole and with the registered hash."""
+        return self._download(self.get(ref), Path(path))
+
+    def _download(self, version: ModelVersion, target: Path) -> Path:
+        import httpx
+
+        try:
+            return self._client.download(
+                f"{_path(version.ref)}/artifact", target, digest=version.artifact_digest
+            )
+        except httpx.HTTPError as exc:  # the server cut the stream: it could not verify it
+            raise BlobIntegrityError(
+                f"the artifact of {version.ref} could not be read whole ({exc})",
+                fix="retry; if it fails again the stored copy is damaged: register the model again",
+            ) from None
 
     def load(self, ref: str) -> LoadedModel:
         """Load a registered model into this process (no unpickling): a
@@ -68,11 +79,7 @@ class Models:
 
         version = self.get(ref)
         with tempfile.TemporaryDirectory(prefix="lepton-load-") as tmp:
-            archive = self._client.download(
-                f"{_path(version.ref)}/artifact",
-                Path(tmp) / "model.zip",
-                digest=version.artifact_digest,
-            )
+            archive = self._download(version, Path(tmp) / "model.zip")
             directory = unpack(archive, Path(tmp) / "model")
             return load_model(directory, signature=version.signature)
 
