@@ -14,20 +14,24 @@ from typing import Any
 import httpx
 import numpy as np
 import pandas as pd
+import pytest
 
 from lepton.algorithms.base import InputKind, NullCallbacks, Task, TrainData
 from lepton.algorithms.registry import get_algorithm
 from lepton.serving.runner import ReplicaConfig, model_app
 
 
-def saved_forest(directory: Path) -> pd.DataFrame:
+@pytest.fixture(scope="module")
+def forest(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """A random forest saved as a replica finds it, and its training rows."""
+    directory = tmp_path_factory.mktemp("forest")
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(200, 3)), columns=["age", "dose", "weight"])
     X["sex"] = rng.choice(["f", "m"], size=200)
     y = np.where(X["dose"] > 0, "responds", "does not")
     data = TrainData(Task.classification, InputKind.tabular, X, y)
     get_algorithm("random_forest").fit(data, {"n_estimators": 50}, NullCallbacks()).save(directory)
-    return X
+    return directory, X
 
 
 def explain(directory: Path, body: dict[str, Any]) -> httpx.Response:
@@ -44,10 +48,9 @@ def explain(directory: Path, body: dict[str, Any]) -> httpx.Response:
     return asyncio.run(scenario())
 
 
-def test_a_served_forest_explains_the_row_it_is_sent(tmp_path: Path) -> None:
-    X = saved_forest(tmp_path)
-    row = X.iloc[0].to_dict()
-    answer = explain(tmp_path, {"rows": [row]})
+def test_a_served_forest_explains_the_row_it_is_sent(forest: tuple[Path, pd.DataFrame]) -> None:
+    directory, X = forest
+    answer = explain(directory, {"rows": [X.iloc[0].to_dict()]})
     assert answer.status_code == 200, answer.text
     data = answer.json()
     assert data["method"] == "tree_shap" and data["output_space"] == "probability"
@@ -60,8 +63,8 @@ def test_a_served_forest_explains_the_row_it_is_sent(tmp_path: Path) -> None:
     assert names[top] == "dose"
 
 
-def test_a_row_missing_a_column_is_a_clear_4xx(tmp_path: Path) -> None:
-    X = saved_forest(tmp_path)
-    answer = explain(tmp_path, {"rows": [X.drop(columns="dose").iloc[0].to_dict()]})
+def test_a_row_missing_a_column_is_a_clear_4xx(forest: tuple[Path, pd.DataFrame]) -> None:
+    directory, X = forest
+    answer = explain(directory, {"rows": [X.drop(columns="dose").iloc[0].to_dict()]})
     assert 400 <= answer.status_code < 500, answer.text
     assert "dose" in answer.json()["error"]["message"]
