@@ -263,7 +263,7 @@ _CARD: dict[int | str, dict[str, Any]] = {
 @router.get(
     "/{model_name}/versions/{version}/card",
     name="model.card",
-    response_class=PlainTextResponse,
+    response_class=Response,
     responses=_CARD,
 )
 def model_card(
