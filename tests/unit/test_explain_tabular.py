@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import orjson
@@ -202,23 +202,45 @@ def test_bad_inputs_get_clear_errors() -> None:
         explainer.explain(table(3, 0), overlay=True)
     with pytest.raises(InvalidRequest, match="at most 1,000"):
         explainer.explain(table(1001, 0))
+
+
+class Brought:
+    """A model from elsewhere: named input columns and predictions, nothing to read inside."""
+
+    task, classes = "regression", None
+    signature: ClassVar[dict[str, Any]] = {"inputs": [{"name": "a"}, {"name": "b"}]}
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return np.asarray(X["a"] * 2 + X["b"], dtype=np.float64)
+
+
+def test_a_model_from_elsewhere_is_explained_against_its_background() -> None:
     with pytest.raises(InvalidRequest, match="needs a background") as caught:
-        explainer_for(fitted("mlp", Task.classification))
+        explainer_for(Brought())
     assert "summarise_background" in (caught.value.fix or "")
+    rows = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    explanation = explainer_for(Brought(), rows).explain([{"a": 3.0, "b": 1.0}])
+    row = explanation.rows[0]
+    assert explanation.method == "permutation_shap" and row.output == 7.0
+    # An additive model's SHAP values are exact from any permutation: 2 * (3 - 1.5), 1 - 0.5.
+    np.testing.assert_allclose(row.attributions, [3.0, 0.5], atol=1e-12)
 
 
-def test_linear_models_without_a_background_use_the_training_medians() -> None:
-    model = fitted("linear_regression", Task.regression)
-    X = table(10, 5)
-    explanation = explainer_for(model).explain(X)
+@pytest.mark.parametrize("name", ["linear_regression", "mlp"])
+def test_built_in_models_without_a_background_use_a_typical_row(name: str) -> None:
+    model = fitted(name, Task.regression)
+    explainer = explainer_for(model)  # what a replica does when no background was stored
+    explanation = explainer.explain(table(10, 5))
     for row in explanation.rows:
-        assert row.base_value + row.attributions.sum() == pytest.approx(row.output, abs=1e-9)
-    # The reference row is the training medians (and most frequent colour): explaining it
-    # gives the base value and nothing to attribute.
-    medians = mixed(Task.regression)[0][FEATURES].median().to_dict()
-    colour = mixed(Task.regression)[0]["colour"].mode()[0]
-    typical = explainer_for(model).explain([{**medians, "colour": colour}]).rows[0]
-    np.testing.assert_allclose(typical.attributions, 0.0, atol=1e-9)
+        assert row.base_value + row.attributions.sum() == pytest.approx(row.output, abs=1e-6)
+    # The reference row holds the training medians (and, for the pipeline, the most frequent
+    # colour; the MLP reads a missing colour as neutral): explaining it attributes nothing.
+    X = mixed(Task.regression)[0]
+    typical = X[FEATURES].median().to_dict()
+    typical["colour"] = X["colour"].mode()[0] if name == "linear_regression" else None
+    row = explainer.explain([typical]).rows[0]
+    np.testing.assert_allclose(row.attributions, 0.0, atol=1e-9)
+    assert row.base_value == pytest.approx(row.output, abs=1e-6)
 
 
 def test_permutation_explanations_repeat_exactly() -> None:

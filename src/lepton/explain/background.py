@@ -18,7 +18,7 @@ import pandas as pd
 
 from lepton.errors import InvalidRequest
 
-__all__ = ["DEFAULT_K", "Background", "summarise_background"]
+__all__ = ["DEFAULT_K", "Background", "reference_background", "summarise_background"]
 
 DEFAULT_K = 100
 """Representatives kept per model version: linear and tree SHAP use them all (microseconds a
@@ -145,3 +145,54 @@ def _numeric(frame: pd.DataFrame) -> np.ndarray:
             top = pd.Series(text).value_counts().index[:_TOP_CATEGORIES].to_numpy()
             parts.append((text[:, None] == top[None, :]).astype(np.float64))
     return np.concatenate(parts, axis=1)
+
+
+def reference_background(model: Any) -> Background | None:
+    """One typical input row read from a fitted built-in tabular model, the reference for SHAP
+    values when no background was stored (None when the model has none to read).
+
+    * scikit-learn pipelines: each number's training median and each category's most frequent
+      value, from the fitted imputers;
+    * the MLP: each number's training median; categories missing (the MLP encodes a missing
+      or unseen category as all zeros, its neutral input).
+
+    Attributions against one row are baseline Shapley values: still additive, measured from
+    that typical row rather than from the average over the training data.
+    """
+    config = getattr(model, "config", None)
+    if isinstance(config, dict) and isinstance(config.get("encoding"), dict):
+        encoding = config["encoding"]
+        numbers = {c: float(v[0]) for c, v in encoding.get("numeric", {}).items()}
+        columns = list(encoding["columns"])
+        frame = pd.DataFrame([[numbers.get(c) for c in columns]], columns=columns)
+        for col in columns:
+            if col in numbers:
+                frame[col] = frame[col].astype(np.float64)
+        return Background(frame, np.ones(1))
+    if getattr(model, "schema", None) is None:
+        return None
+    return _pipeline_reference(model)
+
+
+def _pipeline_reference(model: Any) -> Background | None:
+    from lepton.explain.tabular import split_pipeline
+
+    pre, _ = split_pipeline(model)
+    if pre is not None and len(getattr(pre, "steps", ())) == 1:
+        pre = pre[0]
+    values: dict[str, Any] = {}
+    for name, transformer, cols in getattr(pre, "transformers_", []):
+        if name == "remainder" or transformer == "drop":
+            continue
+        first = transformer.steps[0][1] if hasattr(transformer, "steps") else transformer
+        statistics = getattr(first, "statistics_", None)
+        if statistics is None or len(statistics) != len(cols):
+            return None
+        values.update(zip(cols, statistics, strict=True))
+    columns = list(model.schema.columns)
+    if any(c not in values for c in columns):
+        return None
+    frame = pd.DataFrame([[values[c] for c in columns]], columns=columns)
+    for col in model.schema.datetime:  # imputed as float seconds since 1970
+        frame[col] = pd.to_datetime(frame[col].astype(float), unit="s", utc=True)
+    return Background(frame, np.ones(1))

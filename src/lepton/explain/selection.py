@@ -13,7 +13,10 @@ forecasters                                none: refused with the reason
 =========================================  ===================================================
 
 Models wrapped by the registry's loader or the serving runtime are unwrapped to the built-in
-model they hold, so the exact explainers apply to them too.
+model they hold, so the exact explainers apply to them too. Without a stored background, the
+built-in tabular models are explained against one typical row read from the fitted model
+(``background.reference_background``), so ``/explain`` answers for every one of them; models
+from elsewhere need the background.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from typing import Any
 import numpy as np
 
 from lepton.errors import InvalidRequest
-from lepton.explain.background import DEFAULT_K, Background, summarise_background
+from lepton.explain.background import (
+    DEFAULT_K,
+    Background,
+    reference_background,
+    summarise_background,
+)
 from lepton.explain.explanation import Explainer
 
-__all__ = ["explainer_for", "reference_background", "unwrap"]
+__all__ = ["explainer_for", "unwrap"]
 
 _NEEDS_BACKGROUND = "pass background=summarise_background(training_rows), stored with the model"
 
@@ -46,8 +54,9 @@ def explainer_for(
             ``LoadedModel``, the serving runtime's model); other tabular models with
             ``predict``/``predict_proba`` are explained model-agnostically.
         background: training rows to measure attributions against: a :class:`Background`, or
-            a DataFrame / 2-D array (summarised to ``DEFAULT_K`` rows by k-means). Needed by
-            the linear and model-agnostic tabular explainers.
+            a DataFrame / 2-D array (summarised to ``DEFAULT_K`` rows by k-means). Used by the
+            linear and model-agnostic tabular explainers; without one, built-in models are
+            explained against a typical row read from the model, other models are refused.
         seed: fixes the permutations and the k-means summary, so answers repeat.
         baseline: ``black`` or ``blur``, the reference image of integrated gradients.
 
@@ -67,7 +76,8 @@ def explainer_for(
             fix="look at the forecast plot and the model's metrics instead",
         )
     if _is(inner, "lepton.algorithms.mlp", "MLPModel"):
-        return _permutation(inner, list(inner.config["encoding"]["columns"]), bg, seed)
+        names = list(inner.config["encoding"]["columns"])
+        return _permutation(inner, names, _or_reference(bg, inner), seed)
     if _is(inner, "lepton.algorithms.sklearn_model", "SklearnModel"):
         return _sklearn(inner, bg, seed)
     columns = _signature_columns(inner)
@@ -93,35 +103,6 @@ def unwrap(model: Any) -> Any:
     return model
 
 
-def reference_background(model: Any) -> Background | None:
-    """One typical row of a scikit-learn tabular pipeline, read from its fitted imputers: the
-    training median of each number and the most frequent value of each category. The fallback
-    reference for linear SHAP when no background was stored; None when it cannot be read."""
-    import pandas as pd
-
-    from lepton.explain.tabular import split_pipeline
-
-    pre, _ = split_pipeline(model)
-    if pre is not None and len(getattr(pre, "steps", ())) == 1:
-        pre = pre[0]
-    values: dict[str, Any] = {}
-    for name, transformer, cols in getattr(pre, "transformers_", []):
-        if name == "remainder" or transformer == "drop":
-            continue
-        first = transformer.steps[0][1] if hasattr(transformer, "steps") else transformer
-        statistics = getattr(first, "statistics_", None)
-        if statistics is None or len(statistics) != len(cols):
-            return None
-        values.update(zip(cols, statistics, strict=True))
-    columns = list(model.schema.columns)
-    if any(c not in values for c in columns):
-        return None
-    frame = pd.DataFrame([[values[c] for c in columns]], columns=columns)
-    for col in model.schema.datetime:  # imputed as float seconds since 1970
-        frame[col] = pd.to_datetime(frame[col].astype(float), unit="s", utc=True)
-    return Background(frame, np.ones(1))
-
-
 def _sklearn(model: Any, background: Background | None, seed: int) -> Explainer:
     from lepton.explain import tabular, text
 
@@ -134,11 +115,16 @@ def _sklearn(model: Any, background: Background | None, seed: int) -> Explainer:
     if readable is not None and tabular.is_tree(estimator):
         return tabular.TreeShap(model)
     if readable is not None and tabular.is_linear(estimator):
-        reference = background or reference_background(model)
+        reference = _or_reference(background, model)
         if reference is None:
             raise InvalidRequest("linear SHAP needs a background sample", fix=_NEEDS_BACKGROUND)
         return tabular.LinearShap(model, reference)
-    return _permutation(model, list(model.schema.columns), background, seed)
+    return _permutation(model, list(model.schema.columns), _or_reference(background, model), seed)
+
+
+def _or_reference(background: Background | None, model: Any) -> Background | None:
+    """The given background, else the model's own reference row (when it has one)."""
+    return background if background is not None else reference_background(model)
 
 
 def _permutation(model: Any, columns: list[str], bg: Background | None, seed: int) -> Explainer:
