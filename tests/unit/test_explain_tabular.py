@@ -77,6 +77,7 @@ def fitted(name: str, task: Task, data: str = "mixed") -> Model:
     return get_algorithm(name).fit(train, PARAMS[name], NullCallbacks(), seed=0)
 
 
+@functools.cache
 def background(data: str = "mixed") -> Background:
     X, _ = (mixed if data == "mixed" else sanity)(Task.classification)
     return summarise_background(X, 30, seed=0)
