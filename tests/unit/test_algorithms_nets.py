@@ -22,6 +22,7 @@ from lepton.algorithms.cnn import CNN
 from lepton.algorithms.mlp import MLP
 from lepton.algorithms.rnn import ForecastModel, GRUForecaster, LSTMForecaster
 from lepton.errors import InvalidRequest
+from lepton.registry.flavours import load_model
 
 
 @dataclass
@@ -164,6 +165,8 @@ def test_save_and_load_round_trip_writes_only_safetensors_and_json(
         "config.json",
         "weights.safetensors",
     ]
+    # The registry's loader (the SDK's and serving's) finds the algorithm in config.json.
+    assert load_model(tmp_path / "m").algorithm == CASES[case][0].name
     loaded = CASES[case][0].load(tmp_path / "m")
     X = data.X_test if data.task == Task.forecasting else data.X_val
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))

@@ -203,6 +203,7 @@ class CNN(Algorithm):
         mean, std = channel_stats(images)
         config: dict[str, Any] = {
             "format": 1,
+            "algorithm": self.name,
             "channels": p["channels"],
             "dropout": p["dropout"],
             "in_channels": images.shape[1],

@@ -177,7 +177,12 @@ class MLP(Algorithm):
         train_df = frame(data.X_train, names)
         enc = fit_encoding(train_df)
         classify = data.task == Task.classification
-        config: dict[str, Any] = {"format": 1, "task": data.task.value, "encoding": enc}
+        config: dict[str, Any] = {
+            "format": 1,
+            "algorithm": self.name,
+            "task": data.task.value,
+            "encoding": enc,
+        }
         config.update({k: p[k] for k in ("hidden", "layers", "dropout")})
         y_raw = np.asarray(data.y_train)
         if classify:

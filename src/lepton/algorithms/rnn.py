@@ -183,6 +183,7 @@ class Forecaster(Algorithm):
         spread = float(np.std(z))
         config: dict[str, Any] = {
             "format": 1,
+            "algorithm": self.name,
             "cell": self.cell,
             "hidden": p["hidden"],
             "layers": p["layers"],
