@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 
 from lepton.serving.runner import ReplicaConfig, served_model_app
@@ -150,7 +151,18 @@ def test_wrong_shape_type_or_missing_column_is_422_naming_it() -> None:
     assert message(garbled).startswith("the body is not JSON")
 
 
-def test_concurrent_callers_share_a_batch_and_each_gets_its_own_rows() -> None:
+@pytest.mark.parametrize(
+    ("bad_body", "error"),
+    [
+        (None, ""),
+        ({"rows": [{"a": 1}]}, "rows[0] lacks column 'b'"),
+        ({"inputs": [[1, 2, 3]]}, "inputs row 0 has 3 values"),
+        ({"inputs": [[1, "x"]]}, "column 'b' row 0: expected a number, got 'x'"),
+    ],
+)
+def test_concurrent_callers_share_a_batch_and_each_gets_its_own_rows(
+    bad_body: dict[str, Any] | None, error: str
+) -> None:
     model = Linear()
     model.gate.clear()
 
@@ -160,11 +172,12 @@ def test_concurrent_callers_share_a_batch_and_each_gets_its_own_rows() -> None:
             assert await asyncio.to_thread(model.entered.wait, 30)
             # Distinct inputs, one or two rows each; a bad one in the middle.
             bodies = [{"inputs": [[i, 0]] * (1 + i % 2)} for i in range(-5, 6)]
-            bodies.insert(4, {"rows": [{"a": 1}]})
+            if bad_body is not None:
+                bodies.insert(4, bad_body)
             rest = [asyncio.ensure_future(c.post("/predict", json=b)) for b in bodies]
             for _ in range(10_000):
                 metrics = (await c.get("/metrics")).text
-                if 'lepton_queue_depth{route="predict"} 13.0' in metrics:
+                if f'lepton_queue_depth{{route="predict"}} {len(bodies) + 1}.0' in metrics:
                     break
                 await asyncio.sleep(0)
             model.gate.set()
@@ -173,8 +186,9 @@ def test_concurrent_callers_share_a_batch_and_each_gets_its_own_rows() -> None:
     first, *answers = run(scenario())
 
     assert first.json()["predictions"] == ["pos"]
-    bad = answers.pop(4)
-    assert bad.status_code == 422 and "lacks column 'b'" in message(bad)
+    if bad_body is not None:
+        bad = answers.pop(4)
+        assert bad.status_code == 422 and message(bad).startswith(error)
     for i, answer in zip(range(-5, 6), answers, strict=True):
         expected = "pos" if i > 0 else "neg"
         assert answer.json()["predictions"] == [expected] * (1 + i % 2), (i, answer.text)
