@@ -196,6 +196,10 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
         access_log=False,
         log_level="warning",
         server_header=False,
+        # X-Forwarded-* rewriting wraps every request in one more ASGI layer (about 3 us at
+        # 8k requests/s); a replica is reached directly, and nothing here reads the client IP.
+        proxy_headers=False,
+        ws="none",
         timeout_graceful_shutdown=int(drain_s),
         backlog=2048,
     )
