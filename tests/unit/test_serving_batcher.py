@@ -47,22 +47,36 @@ async def wait_entered(gate: Gate) -> None:
     assert await asyncio.to_thread(gate.entered.wait, 30)
 
 
+def behind_a_busy_worker(
+    gate: Gate, first: Any, queued: list[Any], after: Any = None, **options: Any
+) -> list[Any]:
+    """Submit ``first`` (its call blocks the worker), then ``queued`` (they wait together),
+    release the worker, then submit ``after`` alone. Returns every answer or error, in order."""
+
+    async def scenario() -> list[Any]:
+        b = await started(Batcher(gate, name=options.pop("name", "t"), **options))
+        head = asyncio.ensure_future(b.submit(first))
+        await wait_entered(gate)
+        rest = [asyncio.ensure_future(b.submit(x)) for x in queued]
+        await asyncio.sleep(0)  # let every submit reach the queue
+        gate.release.set()
+        out = list(await asyncio.gather(head, *rest, return_exceptions=True))
+        if after is not None:
+            out.append(await b.submit(after))
+        b.stop()
+        return out
+
+    answers: list[Any] = run(scenario())
+    return answers
+
+
 def test_each_caller_gets_its_own_answer_from_one_batch() -> None:
     gate = Gate()
     sizes: list[int] = []
 
-    async def scenario() -> list[Any]:
-        b = await started(Batcher(gate, name="t", max_batch_size=64, on_batch=sizes.append))
-        first = asyncio.ensure_future(b.submit(-1))
-        await wait_entered(gate)
-        rest = [asyncio.ensure_future(b.submit(i)) for i in range(20)]
-        await asyncio.sleep(0)  # let every submit reach the queue
-        gate.release.set()
-        answers = await asyncio.gather(first, *rest)
-        b.stop()
-        return answers
-
-    answers = run(scenario())
+    answers = behind_a_busy_worker(
+        gate, -1, list(range(20)), max_batch_size=64, on_batch=sizes.append
+    )
 
     assert answers == [-10, *[i * 10 for i in range(20)]]
     assert sizes == [1, 20]  # the lone first request did not wait for company
@@ -72,18 +86,9 @@ def test_each_caller_gets_its_own_answer_from_one_batch() -> None:
 def test_batch_size_is_capped_and_the_rest_follow() -> None:
     gate = Gate()
 
-    async def scenario() -> list[Any]:
-        b = await started(Batcher(gate, name="t", max_batch_size=4))
-        first = asyncio.ensure_future(b.submit(0))
-        await wait_entered(gate)
-        rest = [asyncio.ensure_future(b.submit(i)) for i in range(1, 10)]
-        await asyncio.sleep(0)
-        gate.release.set()
-        out = await asyncio.gather(first, *rest)
-        b.stop()
-        return out
+    answers = behind_a_busy_worker(gate, 0, list(range(1, 10)), max_batch_size=4)
 
-    assert run(scenario()) == [i * 10 for i in range(10)]
+    assert answers == [i * 10 for i in range(10)]
     assert [len(batch) for batch in gate.batches] == [1, 4, 4, 1]
 
 
@@ -93,23 +98,11 @@ def test_an_exception_fails_only_its_own_batch() -> None:
             raise ValueError("cannot score 'bad'")
         return [f"ok:{x}" for x in xs]
 
-    gate = Gate(fn)
+    first, *failed, later = behind_a_busy_worker(
+        Gate(fn), "a", ["b", "bad", "c"], after="d", name="scorer", max_batch_size=8
+    )
 
-    async def scenario() -> tuple[list[Any], Any]:
-        b = await started(Batcher(gate, name="scorer", max_batch_size=8))
-        first = asyncio.ensure_future(b.submit("a"))
-        await wait_entered(gate)
-        batch = [asyncio.ensure_future(b.submit(x)) for x in ("b", "bad", "c")]
-        await asyncio.sleep(0)
-        gate.release.set()
-        failed = await asyncio.gather(*batch, return_exceptions=True)
-        later = await b.submit("d")
-        assert await first == "ok:a"
-        b.stop()
-        return failed, later
-
-    failed, later = run(scenario())
-
+    assert first == "ok:a"
     assert all(isinstance(e, BatchError) for e in failed)
     assert "scorer" in str(failed[0]) and "ValueError: cannot score 'bad'" in str(failed[0])
     assert later == "ok:d"  # the next batch is not affected
@@ -119,40 +112,15 @@ def test_a_result_that_is_an_error_fails_only_that_caller() -> None:
     def fn(xs: list[Any]) -> list[Any]:
         return [InvalidRequest(f"bad {x}", fix="") if x < 0 else x for x in xs]
 
-    gate = Gate(fn)
-
-    async def scenario() -> list[Any]:
-        b = await started(Batcher(gate, name="t", max_batch_size=8))
-        first = asyncio.ensure_future(b.submit(0))
-        await wait_entered(gate)
-        batch = [asyncio.ensure_future(b.submit(x)) for x in (1, -2, 3)]
-        await asyncio.sleep(0)
-        gate.release.set()
-        out = await asyncio.gather(first, *batch, return_exceptions=True)
-        b.stop()
-        return out
-
-    out = run(scenario())
+    out = behind_a_busy_worker(Gate(fn), 0, [1, -2, 3], max_batch_size=8)
 
     assert out[0] == 0 and out[1] == 1 and out[3] == 3
     assert isinstance(out[2], InvalidRequest) and out[2].message == "bad -2"
 
 
 def test_a_wrong_number_of_results_is_a_clear_error() -> None:
-    gate = Gate(lambda xs: xs[:1])
+    out = behind_a_busy_worker(Gate(lambda xs: xs[:1]), 1, [2, 3], max_batch_size=8)
 
-    async def scenario() -> list[Any]:
-        b = await started(Batcher(gate, name="short", max_batch_size=8))
-        first = asyncio.ensure_future(b.submit(1))
-        await wait_entered(gate)
-        pair = [asyncio.ensure_future(b.submit(x)) for x in (2, 3)]
-        await asyncio.sleep(0)
-        gate.release.set()
-        out = await asyncio.gather(first, *pair, return_exceptions=True)
-        b.stop()
-        return out
-
-    out = run(scenario())
     assert out[0] == 1
     assert all(isinstance(e, BatchError) for e in out[1:])
     assert "returned 1 results for a batch of 2" in str(out[1])
