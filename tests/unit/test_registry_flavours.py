@@ -267,14 +267,7 @@ def test_the_server_refuses_a_disguised_pickle_and_registers_nothing(
     with zipfile.ZipFile(packed, "w") as archive:
         archive.writestr("config.json", '{"flavour": "sklearn"}')
         archive.writestr("model.skops", pickle.dumps(_Payload(tmp_path / "pwned"), protocol=4))
-    blob = client.blobs.upload(packed.getvalue())
-    body = {
-        "artifact_digest": blob.digest,
-        "flavour": "sklearn",
-        "algorithm": "x",
-        "task": "classification",
-        "signature": {},
-    }
+    body = register_body(client.blobs.upload(packed.getvalue()).digest)
 
     with pytest.raises(InvalidRequest, match="looks like a pickle"):
         client.request("POST", "/api/v1/models/evil/versions", json=body)
@@ -303,14 +296,18 @@ def test_a_prepared_folder_loads_without_the_registry(
 # --- artifacts whose bytes are not what was registered --------------------------------------
 
 
-def test_an_artifact_that_was_never_uploaded_registers_nothing(client: Client) -> None:
-    body = {
-        "artifact_digest": "0" * 64,
+def register_body(digest: str) -> dict[str, Any]:
+    """A raw registration of the packed model stored as ``digest``."""
+    return {
+        "artifact_digest": digest,
         "flavour": "sklearn",
         "algorithm": "x",
         "task": "classification",
         "signature": {},
     }
+
+
+def test_an_artifact_that_was_never_uploaded_registers_nothing(client: Client) -> None:
     with pytest.raises(NotFound, match="was not uploaded"):
-        client.request("POST", "/api/v1/models/ghost/versions", json=body)
+        client.request("POST", "/api/v1/models/ghost/versions", json=register_body("0" * 64))
     assert client.models.list() == []

@@ -110,14 +110,7 @@ def get_model_version(
     model = get_model(session, principal, name)
     live = ModelVersionRow.deleted_at.is_(None)
     if _is_alias(version):
-        alias = session.get(ModelAliasRow, (model.id, version))
-        if alias is None:
-            known = ", ".join(_aliases(session, model.id)) or "none"
-            raise NotFound(
-                f"model '{name}' has no alias '{version}' (its aliases: {known})",
-                fix=f"set one: lepton model alias {name}@N {version}",
-            )
-        row = session.get(ModelVersionRow, alias.version_id)
+        row = session.get(ModelVersionRow, _alias_row(session, model, version).version_id)
     else:
         number = version_number(version, example=f"{name}@1 or {name}@production")
         query = select(ModelVersionRow).where(ModelVersionRow.model_id == model.id)
@@ -265,15 +258,19 @@ def set_alias(
 
 def delete_alias(session: Session, principal: Principal, name: str, alias: str) -> None:
     model = get_model(session, principal, name)
+    session.delete(_alias_row(session, model, alias))
+    session.commit()
+
+
+def _alias_row(session: Session, model: ModelRow, alias: str) -> ModelAliasRow:
     row = session.get(ModelAliasRow, (model.id, alias))
     if row is None:
         known = ", ".join(_aliases(session, model.id)) or "none"
         raise NotFound(
-            f"model '{name}' has no alias '{alias}' (its aliases: {known})",
-            fix=f"see them: lepton model show {name}",
+            f"model '{model.name}' has no alias '{alias}' (its aliases: {known})",
+            fix=f"set one: lepton model alias {model.name}@N {alias}",
         )
-    session.delete(row)
-    session.commit()
+    return row
 
 
 # --- deletion ------------------------------------------------------------------------------
