@@ -210,8 +210,8 @@ class Photon:
             token: the bearer token callers must send; a random one is made and printed when
                 neither ``token`` nor ``public`` is given.
             public: serve without a token.
-            options: ``max_queue``, ``max_body_bytes``, ``timeout`` (see ``python -m
-                lepton.serving --help``).
+            options: ``max_queue``, ``max_body_bytes``, ``timeout_s``, ``max_batch_size``,
+                ``max_wait_ms``, ``reuse_port`` (as ``python -m lepton.serving`` takes them).
         """
         from lepton.serving.runner import launch_photon
 
