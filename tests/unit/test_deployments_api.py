@@ -57,11 +57,14 @@ def photon_zip(sources: dict[str, bytes | str] | None = None, **manifest: Any) -
         ],
     )
     packed = io.BytesIO()
-    with zipfile.ZipFile(packed, "w") as archive:
-        archive.writestr("manifest.json", json.dumps(manifest))
+    with zipfile.ZipFile(packed, "w") as archive:  # fixed times: same content, same bytes
+        archive.writestr(zipfile.ZipInfo("manifest.json", _DATE), json.dumps(manifest))
         for name, data in files.items():
-            archive.writestr(name, data)
+            archive.writestr(zipfile.ZipInfo(name, _DATE), data)
     return packed.getvalue()
+
+
+_DATE = (2020, 1, 1, 0, 0, 0)
 
 
 def _bytes(data: bytes | str) -> bytes:
@@ -322,3 +325,14 @@ def test_a_photon_deploys_by_name_and_cannot_be_deleted_while_served(client: Cli
         client.photons.delete("echo")
     client.photons.push_bytes(photon_zip({"echo.py": "class Echo:\n    y = 2\n"}))
     assert [p.ref for p in client.photons.delete("echo", version="2")] == ["echo@2"]
+
+
+def test_lineage_shows_the_deployment_serving_a_model_version(client: Client, heart: str) -> None:
+    client.deployments.create("heart", name="front", wait=False)
+
+    lineage = client.models.lineage("heart@1")
+
+    assert "deployment:front" in {node.id for node in lineage.nodes}
+    assert ("model_version:heart@1", "deployment:front", "deployed") in {
+        (e.source, e.target, e.relation) for e in lineage.edges
+    }

@@ -8,15 +8,14 @@ is checked without sleeping.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from test_deployments_api import register_model
 
 from lepton import Client
 from lepton.deploy.supervisor import Backoff, Supervisor
@@ -95,21 +94,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-def register_model(client: Client, name: str = "heart") -> None:
-    packed = io.BytesIO()
-    with zipfile.ZipFile(packed, "w") as archive:
-        archive.writestr("config.json", json.dumps({"algorithm": "logistic"}))
-    blob = client.blobs.upload(packed.getvalue())
-    body = {
-        "artifact_digest": blob.digest,
-        "flavour": "sklearn",
-        "algorithm": "logistic",
-        "task": "classification",
-        "signature": {"inputs": [{"name": "x", "dtype": "float64"}], "outputs": {}},
-    }
-    client.request("POST", f"/api/v1/models/{name}/versions", json=body)
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ import typer
 
 from lepton.cli import audit as audit_cmd
 from lepton.cli import dataset as dataset_cmd
+from lepton.cli import deploy as deploy_cmd
 from lepton.cli import evaluate as evaluate_cmd
+from lepton.cli import explain as explain_cmd
 from lepton.cli import job as job_cmd
 from lepton.cli import lineage as lineage_cmd
 from lepton.cli import model as model_cmd
@@ -35,8 +37,12 @@ app.add_typer(job_cmd.app, name="job")
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(model_cmd.algorithms, name="algorithms")
 app.add_typer(photon_cmd.app, name="photon")
+deploy_cmd.add_photon_commands(photon_cmd.app)  # push, list, rm beside `photon run`
 app.command("evaluate")(evaluate_cmd.evaluate)
 app.command("lineage")(lineage_cmd.lineage)
+app.command("explain")(explain_cmd.explain)
+app.command("deploy")(deploy_cmd.deploy)
+app.add_typer(deploy_cmd.app, name="deployment")
 app.add_typer(token_cmd.app, name="token")
 app.command("audit")(audit_cmd.audit)
 

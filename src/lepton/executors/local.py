@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from lepton.executors.base import Launch, ProcessState, ReplicaLaunch
@@ -67,18 +68,23 @@ class LocalExecutor:
         free = [g for g in range(self.gpu_slots) if g not in busy]
         return free[:count]
 
-    def status(self, job_id: str, handle: int) -> ProcessState:
+    def _child_state(self, handle: int) -> ProcessState | None:
+        """The state of a process this executor started; None for any other handle."""
         with self._lock:
             child = self._children.get(handle)
-        if child is not None:
-            code = child.poll()
-            if code is None:
-                return ProcessState(alive=True)
-            with self._lock:
-                self._children.pop(handle, None)
-                self._gpus_in_use.pop(handle, None)
-            return ProcessState(alive=False, exit_code=code)
-        return ProcessState(alive=self.attach(job_id, handle))
+        if child is None:
+            return None
+        code = child.poll()
+        if code is None:
+            return ProcessState(alive=True)
+        with self._lock:
+            self._children.pop(handle, None)
+            self._gpus_in_use.pop(handle, None)
+        return ProcessState(alive=False, exit_code=code)
+
+    def status(self, job_id: str, handle: int) -> ProcessState:
+        known = self._child_state(handle)
+        return known or ProcessState(alive=self.attach(job_id, handle))
 
     def cancel(self, job_id: str, handle: int) -> None:
         if not self.attach(job_id, handle):
@@ -87,16 +93,11 @@ class LocalExecutor:
             os.killpg(handle, signal.SIGTERM)
         except ProcessLookupError:
             return
-        threading.Thread(target=self._kill_later, args=(job_id, handle), daemon=True).start()
 
-    def _kill_later(self, job_id: str, handle: int) -> None:
-        deadline = time.monotonic() + _GRACE_S
-        while time.monotonic() < deadline:
-            if not self.status(job_id, handle).alive:
-                return
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(handle, signal.SIGKILL)
+        def alive() -> bool:
+            return self.status(job_id, handle).alive
+
+        threading.Thread(target=_kill_later, args=(handle, alive, _GRACE_S), daemon=True).start()
 
     def attach(self, job_id: str, handle: int) -> bool:
         try:
@@ -131,16 +132,8 @@ class LocalExecutor:
         return process.pid
 
     def replica_status(self, handle: int, marker: str) -> ProcessState:
-        with self._lock:
-            child = self._children.get(handle)
-        if child is not None:
-            code = child.poll()
-            if code is None:
-                return ProcessState(alive=True)
-            with self._lock:
-                self._children.pop(handle, None)
-            return ProcessState(alive=False, exit_code=code)
-        return ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
+        known = self._child_state(handle)
+        return known or ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
 
     def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
         if not self.replica_status(handle, marker).alive:
@@ -149,18 +142,22 @@ class LocalExecutor:
             os.killpg(handle, signal.SIGTERM)
         except ProcessLookupError:
             return
-        threading.Thread(
-            target=self._kill_replica_later, args=(handle, marker, grace_s), daemon=True
-        ).start()
 
-    def _kill_replica_later(self, handle: int, marker: str, grace_s: float) -> None:
-        deadline = time.monotonic() + grace_s
-        while time.monotonic() < deadline:
-            if not self.replica_status(handle, marker).alive:
-                return
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(handle, signal.SIGKILL)
+        def alive() -> bool:
+            return self.replica_status(handle, marker).alive
+
+        threading.Thread(target=_kill_later, args=(handle, alive, grace_s), daemon=True).start()
+
+
+def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
+    """SIGKILL the process group of ``handle`` if it is still alive after ``grace_s``."""
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not alive():
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(handle, signal.SIGKILL)
 
 
 def _runs(pid: int, *needles: bytes) -> bool:

@@ -222,3 +222,32 @@ def _evaluations_jobs(graph: LineageGraph, row: ModelVersionRow) -> list[JobRow]
         .order_by(JobRow.created_at)
     )
     return [j for j in jobs if json.loads(j.spec_json).get("model") == ref]
+
+
+def _deployments(graph: LineageGraph, row: ModelVersionRow) -> list[str]:
+    """The deployments serving ``row``, each a node linked from it by ``deployed``."""
+    from lepton.store.models import DeploymentRow
+
+    version = graph.model_version(row)
+    added = []
+    for deployment in graph.session.scalars(
+        select(DeploymentRow)
+        .where(
+            DeploymentRow.workspace_id == graph.workspace_id,
+            DeploymentRow.model_version_id == row.id,
+        )
+        .order_by(DeploymentRow.name)
+    ):
+        node = graph.add(
+            "deployment",
+            deployment.name,
+            requested=deployment.source_ref,
+            replicas=deployment.replicas,
+            public=deployment.public,
+        )
+        graph.link(version, node, "deployed")
+        added.append(node)
+    return added
+
+
+DOWNSTREAM.append(_deployments)

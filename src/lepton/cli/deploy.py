@@ -1,0 +1,280 @@
+"""``lepton deploy``, ``lepton deployment list|show|logs|scale|update|rm`` and
+``lepton photon push|list|rm``."""
+
+from __future__ import annotations
+
+import json as jsonlib
+import shlex
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from lepton.cli.output import console, print_json, table, when
+
+if TYPE_CHECKING:
+    from lepton.client import Client
+    from lepton.schemas import Deployment
+
+app = typer.Typer(help="Deployments: models and photons served as HTTP APIs.", no_args_is_help=True)
+
+_PUBLIC = "[bold red]PUBLIC[/] (no token)"
+
+
+def deploy(
+    model: str = typer.Argument(None, help="Model to serve: NAME, NAME@3 or NAME@production."),
+    photon: str = typer.Option(None, help="Serve a pushed photon instead: NAME or NAME@N."),
+    name: str = typer.Option(None, help="Deployment name [default: the model's or photon's]."),
+    replicas: int = typer.Option(1, min=1, max=32, help="Replica processes (share one port)."),
+    max_batch_size: int = typer.Option(64, min=1, max=4096, help="Most requests per model call."),
+    max_wait_ms: float = typer.Option(0, min=0, max=1000, help="Wait this long to fill a batch."),
+    timeout: float = typer.Option(30, min=0.001, max=3600, help="Request timeout, seconds."),
+    public: bool = typer.Option(
+        False, "--public", help="Serve WITHOUT a token: anyone who reaches the port may call it."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Return at once; do not wait for ready."),
+) -> None:
+    """Serve a model version or a photon, wait until it is ready, print how to call it."""
+    from lepton.client import Client
+
+    client = Client()
+    created = client.deployments.create(
+        model,
+        photon=photon,
+        name=name,
+        replicas=replicas,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        timeout_s=timeout,
+        public=public,
+        wait=False,
+    )
+    serves = created.model or created.photon
+    console.print(f"Deployment [bold]{created.name}[/] of {serves}: {created.url}")
+    if created.token:
+        console.print("Inference token (shown only now; keep it):")
+        console.print(f"\n    {created.token}\n", soft_wrap=True)
+    else:
+        console.print(f"Access: {_PUBLIC}: anyone who can reach this port may call it.")
+    if detach:
+        console.print(f"Not waiting. Follow it: lepton deployment show {created.name}")
+        return
+    with console.status(f"waiting for {replicas} replica(s) to be ready..."):
+        ready = client.deployments.wait(created.name)
+    console.print(f"Ready: {ready.ready_replicas} of {ready.replicas} replica(s).")
+    console.print("Call it:")
+    console.print(_curl(client, ready, created.token), soft_wrap=True, markup=False)
+
+
+def _curl(client: Client, deployment: Deployment, token: str | None) -> str:
+    path, body = "/predict", {"rows": [_example_row(client, deployment)]}
+    if deployment.photon:
+        handlers = client.photons.get(deployment.photon).manifest.get("handlers") or [{}]
+        path, body = str(handlers[0].get("path") or "/run"), {}
+    parts = ["curl", "-X", "POST", deployment.url + path]
+    if token:
+        parts += ["-H", f"Authorization: Bearer {token}"]
+    parts += ["-H", "Content-Type: application/json", "-d", jsonlib.dumps(body)]
+    return "    " + " ".join(shlex.quote(p) for p in parts)
+
+
+def _example_row(client: Client, deployment: Deployment) -> dict[str, Any]:
+    """A row of the model's input columns, zeros for numbers: the shape of a real request."""
+    if not deployment.model:
+        return {}
+    inputs = client.models.get(deployment.model).signature.get("inputs")
+    if not isinstance(inputs, list):
+        return {}
+    numeric = ("int", "float", "bool", "number")
+    return {
+        str(col.get("name")): 0 if str(col.get("dtype", "")).startswith(numeric) else "text"
+        for col in inputs[:8]
+        if isinstance(col, dict)
+    }
+
+
+def _access(d: Deployment) -> str:
+    return "PUBLIC" if d.public else "token"
+
+
+@app.command("list")
+def list_(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Deployments of the workspace: state, what they serve, replicas, URL, access."""
+    from lepton.client import Client
+
+    deployments = Client().deployments.list()
+    if json:
+        print_json(deployments)
+        return
+    table(
+        ["name", "state", "serves", "ready", "url", "access"],
+        [
+            (
+                d.name,
+                d.state.value,
+                d.model or d.photon,
+                f"{d.ready_replicas}/{d.replicas}",
+                d.url,
+                _access(d),
+            )
+            for d in deployments
+        ],
+    )
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="Deployment name."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """A deployment: URL, access, what it serves, batching, and each replica's state."""
+    from lepton.client import Client
+
+    d = Client().deployments.get(name)
+    if json:
+        print_json(d)
+        return
+    rows: list[tuple[str, object]] = [
+        ("url", d.url),
+        ("access", _PUBLIC if d.public else f"token {d.token_id} (deployment:{d.id})"),
+        ("state", d.state.value),
+        ("serves", f"{d.model or d.photon} (asked for {d.requested})"),
+        ("replicas", f"{d.ready_replicas} of {d.replicas} ready, generation {d.generation}"),
+        ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
+        ("timeout", f"{d.timeout_s:g} s"),
+        ("created", when(d.created_at)),
+    ]
+    if d.error:
+        rows.append(("error", d.error))
+    table(["", ""], rows)
+    table(
+        ["replica", "generation", "state", "pid", "restarts", "last error"],
+        [
+            (r.id, r.generation, r.state.value, r.pid, r.restarts, r.last_error)
+            for r in d.replica_states
+        ],
+    )
+
+
+@app.command()
+def logs(
+    name: str = typer.Argument(..., help="Deployment name."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing (Ctrl-C stops)."),
+) -> None:
+    """The replicas' output, each line tagged with its replica, and the supervisor's events."""
+    from lepton.client import Client
+
+    client = Client()
+    if follow:
+        for text in client.deployments.follow(name):
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        return
+    offset = 0
+    while True:
+        chunk = client.deployments.logs(name, offset)
+        sys.stdout.write(chunk.text)
+        if not chunk.text:
+            break
+        offset = chunk.offset
+
+
+@app.command()
+def scale(
+    name: str = typer.Argument(..., help="Deployment name."),
+    replicas: int = typer.Argument(..., min=1, max=32, help="Replicas to run."),
+) -> None:
+    """Run N replicas; those serving keep serving."""
+    from lepton.client import Client
+
+    d = Client().deployments.scale(name, replicas)
+    console.print(f"Deployment {d.name}: scaling to {d.replicas} replica(s).")
+
+
+@app.command()
+def update(
+    name: str = typer.Argument(..., help="Deployment name."),
+    model: str = typer.Option(None, help="Serve this model version: NAME@3, NAME@production."),
+    photon: str = typer.Option(None, help="Serve this photon: NAME or NAME@N."),
+    max_batch_size: int = typer.Option(None, min=1, max=4096, help="Most requests per call."),
+    max_wait_ms: float = typer.Option(None, min=0, max=1000, help="Batch wait, ms."),
+    timeout: float = typer.Option(None, min=0.001, max=3600, help="Request timeout, seconds."),
+    detach: bool = typer.Option(False, "--detach", help="Return at once."),
+) -> None:
+    """Roll to a new model version, photon or batching: each new replica is ready before an
+    old one drains, so callers see no failed request."""
+    from lepton.client import Client
+
+    client = Client()
+    d = client.deployments.update(
+        name,
+        model=model,
+        photon=photon,
+        max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms,
+        timeout_s=timeout,
+    )
+    console.print(f"Deployment {d.name}: generation {d.generation} serving {d.model or d.photon}.")
+    if detach:
+        return
+    with console.status("rolling..."):
+        d = client.deployments.wait(name)
+    console.print(f"Rolled: {d.ready_replicas} of {d.replicas} replica(s) ready.")
+
+
+@app.command("rm")
+def remove(name: str = typer.Argument(..., help="Deployment name.")) -> None:
+    """Revoke the token, drain the replicas and remove the deployment."""
+    from lepton.client import Client
+
+    with console.status(f"draining {name}..."):
+        Client().deployments.delete(name)
+    console.print(f"Deployment {name} removed; its token is revoked.")
+
+
+# --- photon push|list|rm (``lepton photon run`` lives in cli/photon.py) -----------------------
+
+
+def photon_push(
+    path: str = typer.Argument(..., help="The photon's folder, or FILE.py:Class."),
+    model: str = typer.Option(None, "-m", "--model", help="FILE.py:Class in the folder."),
+    name: str = typer.Option(None, help="Photon name [default: the class name, lower-case]."),
+) -> None:
+    """Package a photon (source and manifest, never a pickle) and push it."""
+    from lepton.client import Client
+
+    p = Client().photons.push(path, entry=model, name=name)
+    console.print(f"Pushed photon [bold]{p.ref}[/] ({p.size} bytes, sha256 {p.digest[:12]}).")
+    console.print(f"Deploy it: lepton deploy --photon {p.ref}")
+
+
+def photon_list(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Pushed photons, every version."""
+    from lepton.client import Client
+
+    photons = Client().photons.list()
+    if json:
+        print_json(photons)
+        return
+    table(
+        ["name", "version", "entry", "size", "digest", "pushed"],
+        [(p.name, p.version, p.entry, p.size, p.digest[:12], when(p.created_at)) for p in photons],
+    )
+
+
+def photon_rm(
+    name: str = typer.Argument(..., help="Photon name."),
+    version: str = typer.Option(None, help="Only this version [default: all]."),
+) -> None:
+    """Delete a photon (refused while a deployment serves it)."""
+    from lepton.client import Client
+
+    gone = Client().photons.delete(name, version=version)
+    console.print("Deleted " + ", ".join(p.ref for p in gone) + ".")
+
+
+def add_photon_commands(group: typer.Typer) -> None:
+    """Register push, list and rm on the ``lepton photon`` group."""
+    group.command("push")(photon_push)
+    group.command("list")(photon_list)
+    group.command("rm")(photon_rm)
