@@ -320,3 +320,39 @@ def test_openapi_lists_handlers_with_their_schemas(shop: Shop) -> None:
     assert "multipart/form-data" in doc["paths"]["/size"]["post"]["requestBody"]["content"]
     assert doc["paths"]["/info"]["get"]["parameters"][0]["name"] == "key"
     assert "image/png" in doc["paths"]["/dot"]["post"]["responses"]["200"]["content"]
+
+
+def test_a_full_queue_answers_503_with_retry_after(shop: Shop) -> None:
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with serve(shop, max_queue=1) as c:
+            first = asyncio.ensure_future(c.post("/double", json={"x": 1}))
+            assert await asyncio.to_thread(shop.entered.wait, 30)
+            refused = await c.post("/double", json={"x": 2})
+            shop.gate.set()
+            return await first, refused
+
+    first, refused = run(scenario())
+
+    assert first.json() == 2
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_readyz_turns_503_while_draining(shop: Shop) -> None:
+    app = photon_app(shop, ReplicaConfig(token_hashes=None))
+
+    async def scenario() -> list[httpx.Response]:
+        app.start(asyncio.get_running_loop())
+        try:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://replica"
+            ) as c:
+                before = await c.get("/readyz")
+                app.draining = True  # what SIGTERM sets before uvicorn closes the socket
+                return [before, await c.get("/readyz"), await c.get("/healthz")]
+        finally:
+            app.stop()
+
+    ready, draining, alive = run(scenario())
+    assert (ready.status_code, draining.status_code, alive.status_code) == (200, 503, 200)
+    assert draining.json() == {"status": "draining"}
