@@ -198,7 +198,7 @@ def _checked(spec: InputSpec, columns: dict[str, list[Any]], n: int) -> Chunk:
             else:
                 ok = isinstance(value, (str, int, float, bool))
                 if ok and not isinstance(value, str):
-                    values[i] = str(value).lower() if isinstance(value, bool) else str(value)
+                    values[i] = str(value)  # as pandas' astype(str): 3 -> "3", True -> "True"
             if not ok:
                 wanted = {"number": "a number", "bool": "true or false"}.get(kind, "a string")
                 raise InvalidRequest(
