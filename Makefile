@@ -38,6 +38,7 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/serving.py --quick
 
 # The serving peers (LitServe, BentoML, Ray Serve) clash with the main pins, so they live in a
 # venv of their own; `make test` never installs them.

@@ -19,7 +19,9 @@ p50, p99, errors, server CPU-ms per 1k requests, and ratios to each peer and eac
 
     .venv-bench/bin/python benchmarks/serving.py             # everything (~15 minutes)
     .venv/bin/python benchmarks/serving.py --quick           # lepton, noop, fastapi; 2 levels, 2 s
-    .venv/bin/python benchmarks/serving.py --kill-replica    # SIGKILL one of two replicas under load
+    .venv/bin/python benchmarks/serving.py --kill-replica    # SIGKILL one of two replicas of a
+                                                             # deployment under load (--standalone:
+                                                             # bare replicas, the script restarts)
 
 Peers that are not installed (in this interpreter or .venv-bench) are reported as such. Writes
 benchmarks/results/serving.json (or ``--json PATH``). These machines are noisy and shared: read the
@@ -511,6 +513,11 @@ def main() -> int:
         "--kill-replica",
         action="store_true",
         help="SIGKILL one of two replicas under load and count failed requests",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        help="with --kill-replica: two bare replicas, this script restarts the killed one",
     )
     parser.add_argument("--client", choices=("auto", "wrk", "asyncio"), default="auto")
     parser.add_argument("--seconds", type=float, help="measured seconds per level")
