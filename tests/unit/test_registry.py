@@ -109,6 +109,15 @@ def test_a_version_an_alias_points_at_is_kept_unless_forced(
     assert three.models.register("m", _fit(7)).version == 4
 
 
+def test_a_version_a_deployment_serves_is_kept_even_when_forced(three: Client) -> None:
+    # In-process apps run no supervisor: the deployment is recorded, nothing starts.
+    three.request("POST", "/api/v1/deployments", json={"name": "web", "model": "m@2"})
+
+    with pytest.raises(Conflict, match="in use by deployment web"):
+        three.models.delete("m@2", force=True)
+    assert three.models.get("m@2").version == 2
+
+
 def test_deleting_one_version_keeps_the_bytes_another_shares(
     client: Client, state: ServerState
 ) -> None:

@@ -73,9 +73,21 @@ def _is_alias(text: str) -> bool:
     return text != "latest" and _ALIAS.match(text) is not None and not _NUMBER.match(text)
 
 
-VERSION_USERS: list[Callable[[Session, ModelVersionRow], list[str]]] = []
-"""Checks that name what still uses a version (``deployment web``); deleting it is refused
-while any answers, unless forced. Aliases are checked apart, since forcing removes them."""
+def _deployments(session: Session, row: ModelVersionRow) -> list[str]:
+    from lepton.store.models import DeploymentRow
+
+    names = session.scalars(
+        select(DeploymentRow.name)
+        .where(DeploymentRow.model_version_id == row.id)
+        .order_by(DeploymentRow.name)
+    )
+    return [f"deployment {name}" for name in names]
+
+
+VERSION_USERS: list[Callable[[Session, ModelVersionRow], list[str]]] = [_deployments]
+"""Checks that name what still uses a version (``deployment web``). Deleting it is refused
+while any answers, even when forced: a replica restarting would find no artifact. Aliases are
+checked apart, since forcing removes them."""
 
 
 def get_model(session: Session, principal: Principal, name: str) -> ModelRow:
@@ -288,10 +300,14 @@ def delete_version(
     """Delete a version: its evaluations and aliases go, its row stays as a tombstone, and the
     artifact and plot bytes that nothing else refers to are erased."""
     ref = f"{model.name}@{row.version}"
-    aliases = _aliases(session, model.id, row.id)
-    users = [f"alias {a}" for a in aliases]
-    for check in VERSION_USERS:
-        users.extend(check(session, row))
+    serving = [user for check in VERSION_USERS for user in check(session, row)]
+    if serving:
+        raise Conflict(
+            f"{ref} is in use by {', '.join(serving)}",
+            fix="delete or redeploy those first (lepton deployment rm NAME); --force does not "
+            "delete a version a deployment serves",
+        )
+    users = [f"alias {a}" for a in _aliases(session, model.id, row.id)]
     if users and not force:
         raise Conflict(
             f"{ref} is in use by {', '.join(users)}",
