@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,7 @@ def _signature_from_config(directory: Path) -> dict[str, Any]:
 
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+log = logging.getLogger("lepton.serving")
 
 
 class _Job:
@@ -373,6 +375,24 @@ class ModelService:
             Route("POST", "/predict", "predict", predict, batcher=batcher),
             Route("POST", "/explain", "explain", explain),
         ]
+
+    def warm_up(self) -> None:
+        """One prediction on zeros before the replica takes traffic, where the signature says
+        what zeros look like: the first call pays lazy imports and first-call set-up (about
+        0.5 s for pandas inside the registry's input check), which would otherwise land on the
+        first caller, or on every replica a rolling update starts. A model that refuses zeros
+        is left cold."""
+        spec = self.spec
+        if spec.numeric:
+            chunk = Chunk(np.zeros((1, len(spec.columns))), 1)
+        elif spec.shape is not None:
+            chunk = Chunk(np.zeros((1, *spec.shape), dtype=np.dtype(spec.dtype)), 1)
+        else:
+            return
+        try:
+            self.infer(self.frame([chunk]))
+        except Exception:  # warming is best effort; real inputs report their own errors
+            log.debug("warm-up prediction failed", exc_info=True)
 
     def explainer(self) -> Explainer | None:
         """The explainer, made on first use (explainers import heavy libraries)."""

@@ -89,6 +89,7 @@ def served_model_app(
 
     metrics = Metrics()
     service = ModelService(model, name=name, explainer=explainer)
+    service.warm_up()
     timeout = config.timeout_s or 60.0
     batcher = service.batcher(
         metrics=metrics,
