@@ -200,12 +200,18 @@ class Client:
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             with os.fdopen(fd, "wb") as f, self.stream("GET", path) as response:
-                for chunk in response.iter_bytes(CHUNK):
-                    if digest is not None:
-                        hasher.update(chunk)
-                    f.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+                try:
+                    for chunk in response.iter_bytes(CHUNK):
+                        if digest is not None:
+                            hasher.update(chunk)
+                        f.write(chunk)
+                        if progress:
+                            progress(len(chunk))
+                except httpx.HTTPError as exc:  # the server cuts a stream it cannot verify
+                    raise BlobIntegrityError(
+                        f"{path} could not be read whole ({exc})",
+                        fix="retry; if it fails again the stored copy is damaged",
+                    ) from None
             if digest is not None and hasher.hexdigest() != digest:
                 raise BlobIntegrityError(
                     f"downloaded bytes hash to {hasher.hexdigest()}, not {digest}",

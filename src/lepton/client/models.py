@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from lepton.errors import BlobIntegrityError, InvalidRequest
+from lepton.errors import InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
     EvaluateSpec,
@@ -58,17 +58,9 @@ class Models:
         return self._download(self.get(ref), Path(path))
 
     def _download(self, version: ModelVersion, target: Path) -> Path:
-        import httpx
-
-        try:
-            return self._client.download(
-                f"{_path(version.ref)}/artifact", target, digest=version.artifact_digest
-            )
-        except httpx.HTTPError as exc:  # the server cut the stream: it could not verify it
-            raise BlobIntegrityError(
-                f"the artifact of {version.ref} could not be read whole ({exc})",
-                fix="retry; if it fails again the stored copy is damaged: register the model again",
-            ) from None
+        return self._client.download(
+            f"{_path(version.ref)}/artifact", target, digest=version.artifact_digest
+        )
 
     def load(self, ref: str) -> LoadedModel:
         """Load a registered model into this process (no unpickling): a
