@@ -19,25 +19,17 @@ def evaluate(
     """Evaluate a model version on a dataset: metrics for its task, per slice, with plots.
 
     The result is attached to the version: lepton model show and its model card list it."""
-    from lepton.cli.job import _fail, _follow
+    from lepton.cli.job import _fail, follow_submitted
     from lepton.client import Client
     from lepton.schemas import EvaluateSpec, JobState
 
     client = Client()
     job = client.models.evaluate(ref, dataset, target=target, slices=slices)
-    if job.state == JobState.failed:
-        _fail(job)
     assert isinstance(job.spec, EvaluateSpec)  # what client.models.evaluate submits
     model = job.spec.model  # the alias, resolved at submit
-    if detach:
-        console.print(f"Submitted job [bold]{job.id}[/]. Follow it: lepton job logs {job.id} -f")
+    final = follow_submitted(client, job, detach, doing=f"evaluates {model}")
+    if final is None:
         return
-    console.print(f"Job [bold]{job.id}[/] evaluates {model}; following it (Ctrl-C detaches).")
-    try:
-        final = _follow(client, job.id)
-    except KeyboardInterrupt:
-        console.print(f"\nDetached; the job goes on. Follow it: lepton job logs {job.id} -f")
-        raise typer.Exit(0) from None
     if final.state != JobState.succeeded:
         _fail(final)
     evaluation = next(e for e in reversed(client.models.evaluations(model)) if e.job == job.id)

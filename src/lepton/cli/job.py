@@ -82,18 +82,25 @@ def run(
 
 
 def _after_submit(client: Any, job: Job, detach: bool) -> None:
+    final = follow_submitted(client, job, detach)
+    if final is not None:
+        _report(final)
+
+
+def follow_submitted(client: Any, job: Job, detach: bool, doing: str = "submitted") -> Job | None:
+    """Follow a job just submitted until it ends (None when detached or on Ctrl-C); a job that
+    failed at submit is an error."""
     if job.state == JobState.failed:
         _fail(job)
     if detach:
         console.print(f"Submitted job [bold]{job.id}[/]. Follow it: lepton job logs {job.id} -f")
-        return
-    console.print(f"Job [bold]{job.id}[/] submitted; following it (Ctrl-C detaches).")
+        return None
+    console.print(f"Job [bold]{job.id}[/] {doing}; following it (Ctrl-C detaches).")
     try:
-        final = _follow(client, job.id)
+        return _follow(client, job.id)
     except KeyboardInterrupt:
         console.print(f"\nDetached; the job goes on. Follow it: lepton job logs {job.id} -f")
         raise typer.Exit(0) from None
-    _report(final)
 
 
 def _follow(client: Any, job_id: str) -> Job:
