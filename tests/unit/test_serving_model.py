@@ -311,3 +311,38 @@ def test_v2_protocol_in_json() -> None:
         and "has 4 values; its shape [3, 2] needs 6" in short.json()["error"]
     )
     assert missing.status_code == 422 and "no input named 'b'" in missing.json()["error"]
+
+
+class Cities:
+    """A mixed-type classifier: 'pos' for Paris, whatever the age."""
+
+    task = "classification"
+    classes: ClassVar[list[str]] = ["neg", "pos"]
+    signature: ClassVar[dict[str, Any]] = {
+        "inputs": [{"name": "age", "dtype": "float64"}, {"name": "city", "dtype": "object"}]
+    }
+
+    def predict(self, X: Any) -> np.ndarray:
+        raise AssertionError("the runtime asks for probabilities")
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        paris = (X["city"] == "paris").to_numpy(dtype=float)
+        return np.column_stack([1 - paris, paris])
+
+
+def test_v2_text_columns_as_bytes_tensors() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Cities()) as c:
+            inputs = [
+                {"name": "age", "datatype": "FP64", "shape": [2], "data": [30, 40]},
+                {"name": "city", "datatype": "BYTES", "shape": [2], "data": ["paris", "rome"]},
+            ]
+            return [
+                await c.get("/v2/models/heart"),
+                await c.post("/v2/models/heart/infer", json={"inputs": inputs}),
+            ]
+
+    meta, infer = run(scenario())
+
+    assert meta.json()["inputs"][1] == {"name": "city", "datatype": "BYTES", "shape": [-1]}
+    assert infer.json()["outputs"][0]["data"] == ["pos", "neg"]

@@ -356,3 +356,32 @@ def test_readyz_turns_503_while_draining(shop: Shop) -> None:
     ready, draining, alive = run(scenario())
     assert (ready.status_code, draining.status_code, alive.status_code) == (200, 503, 200)
     assert draining.json() == {"status": "draining"}
+
+
+class Waiter(Photon):
+    @Photon.handler(timeout=0.05)
+    async def forever(self) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    @Photon.handler(timeout=0.05)
+    def blocked(self, release: str) -> str:
+        RELEASE.wait(30)
+        return release
+
+
+RELEASE = threading.Event()
+
+
+def test_handlers_past_their_timeout_answer_504() -> None:
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Waiter()) as c:
+            try:
+                return [await c.post("/forever"), await c.post("/blocked", json={"release": "x"})]
+            finally:
+                RELEASE.set()
+
+    for answer in run(scenario()):
+        assert answer.status_code == 504
+        assert answer.json()["error"]["code"] == "timeout"
+        assert "0.05 s timeout" in answer.json()["error"]["message"]
