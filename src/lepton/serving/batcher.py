@@ -138,7 +138,9 @@ class Batcher:
             return
         self._queue.put(_STOP)
         for thread in self._threads:
-            thread.join(timeout=self.timeout)
+            # Requests in flight were already drained; a call still stuck past that is not
+            # waited for long (the threads are daemons and end with the process).
+            thread.join(timeout=min(self.timeout, 5.0))
         self._threads = []
         for item in list(self._pending):
             self._fail(item, ServiceUnavailable(f"{self.name} stopped", fix="retry"))
