@@ -48,6 +48,9 @@ class Settings:
     """Bearer token the SDK and CLI use; empty means the credentials file."""
     credentials: Path | None = None
     """Credentials file; ``None`` means ``home/credentials.json``."""
+    replica_token_hashes: str = ""
+    """Comma-separated sha256 digests of the tokens a serving replica accepts (set by the
+    deployment supervisor; never on the command line, which other users can read)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:

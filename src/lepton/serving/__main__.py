@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -54,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return fail(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
     # The supervisor hands the accepted hashes over in the environment (never in argv, which
     # other users can read from /proc).
-    raw = os.environ.get(TOKEN_HASHES_ENV, "")
+    from lepton.settings import Settings
+
+    raw = Settings.from_env().replica_token_hashes
     try:
         hashes = None if args.public else parse_hashes(raw)
     except LeptonError as exc:
