@@ -305,3 +305,22 @@ def test_primary_metric() -> None:
     assert primary_metric(Task.classification) == ("accuracy", True)
     assert primary_metric(Task.regression) == ("rmse", False)
     assert primary_metric(Task.forecasting) == ("mae", False)
+
+
+def test_an_all_numeric_model_reads_arrays_frames_and_records_alike() -> None:
+    from lepton.algorithms.preprocess import TabularSchema
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(4, 3)), columns=["b", "a", "c"])
+    frame["a"] = frame["a"].round().astype("int64")
+    schema = TabularSchema.from_frame(frame)
+    expected = schema.prepare(frame.to_dict("records"))  # the general, column-by-column path
+    with_nulls = frame.astype({"a": "Int64"})
+    with_nulls.loc[1, "a"] = pd.NA
+    for given in (frame.to_numpy(), frame, frame[["c", "a", "b"]]):
+        pd.testing.assert_frame_equal(schema.prepare(given), expected)
+    assert np.isnan(schema.prepare(with_nulls).loc[1, "a"])
+    with pytest.raises(InvalidRequest, match="model needs 3"):
+        schema.prepare(frame.to_numpy()[:, :2])
+    with pytest.raises(InvalidRequest, match="must be numeric"):
+        schema.prepare(frame.assign(a=["x", "1", "2", "3"]))
