@@ -41,6 +41,10 @@ _helpers = _process_tests()
 register_model = _helpers.register_model
 predicted = _helpers.predicted
 
+# Replicas start in seconds, but several per test on a loaded 2-core machine outlast the
+# suite's 120 s default.
+pytestmark = pytest.mark.timeout(600)
+
 TIMEOUT = 180  # deploy waits for replicas that import scikit-learn on a loaded 2-core machine
 
 

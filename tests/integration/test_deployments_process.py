@@ -30,6 +30,10 @@ from lepton.settings import Settings
 if TYPE_CHECKING:
     from conftest import ServerFactory, ServerProcess
 
+# Replicas start in seconds, but several per test on a loaded 2-core machine outlast the
+# suite's 120 s default.
+pytestmark = pytest.mark.timeout(600)
+
 FEATURES = 4
 
 
@@ -93,7 +97,12 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
+# A bound on waits, not a measurement: on a loaded 2-core machine a replica takes up to ~30 s to
+# import scikit-learn and load, and a rolling update of two replicas starts two of them.
+WAIT_S = 240.0
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:

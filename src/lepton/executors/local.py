@@ -87,17 +87,8 @@ class LocalExecutor:
         return known or ProcessState(alive=self.attach(job_id, handle))
 
     def cancel(self, job_id: str, handle: int) -> None:
-        if not self.attach(job_id, handle):
-            return
-        try:
-            os.killpg(handle, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-
-        def alive() -> bool:
-            return self.status(job_id, handle).alive
-
-        threading.Thread(target=_kill_later, args=(handle, alive, _GRACE_S), daemon=True).start()
+        if self.attach(job_id, handle):
+            _terminate(handle, lambda: self.status(job_id, handle).alive, _GRACE_S)
 
     def attach(self, job_id: str, handle: int) -> bool:
         try:
@@ -136,17 +127,18 @@ class LocalExecutor:
         return known or ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
 
     def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
-        if not self.replica_status(handle, marker).alive:
-            return
-        try:
-            os.killpg(handle, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        if self.replica_status(handle, marker).alive:
+            _terminate(handle, lambda: self.replica_status(handle, marker).alive, grace_s)
 
-        def alive() -> bool:
-            return self.replica_status(handle, marker).alive
 
-        threading.Thread(target=_kill_later, args=(handle, alive, grace_s), daemon=True).start()
+def _terminate(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
+    """SIGTERM the process group of ``handle``; SIGKILL it if still ``alive()`` after
+    ``grace_s`` (watched by a daemon thread)."""
+    try:
+        os.killpg(handle, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    threading.Thread(target=_kill_later, args=(handle, alive, grace_s), daemon=True).start()
 
 
 def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
