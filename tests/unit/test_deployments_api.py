@@ -17,7 +17,6 @@ import pytest
 from lepton import Client
 from lepton.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
 from lepton.server.state import ServerState
-from lepton.store.models import ModelAliasRow, ModelRow, ModelVersionRow, utcnow
 
 if TYPE_CHECKING:
     from conftest import Platform, Started
@@ -143,19 +142,9 @@ def test_a_public_deployment_has_no_token_and_says_so(client: Client, heart: str
     assert client.deployments.get("heart").public is True
 
 
-def test_a_deployment_follows_an_alias_to_its_version(
-    client: Client, heart: str, state: ServerState
-) -> None:
+def test_a_deployment_follows_an_alias_to_its_version(client: Client, heart: str) -> None:
     register_model(client)  # heart@2
-    with state.sessions() as session:
-        model = session.query(ModelRow).filter_by(name="heart").one()
-        first = session.query(ModelVersionRow).filter_by(model_id=model.id, version=1).one()
-        session.add(
-            ModelAliasRow(
-                model_id=model.id, alias="production", version_id=first.id, updated_at=utcnow()
-            )
-        )
-        session.commit()
+    client.models.alias("heart@1", "production")
 
     created = client.deployments.create("heart@production", wait=False)
 
