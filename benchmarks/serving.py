@@ -332,13 +332,14 @@ def run_server(
 # ------------------------------------------------------------------------------------ report
 
 
-def rps_of(rows: list[dict[str, Any]], model: str, c: str) -> dict[str, float]:
-    """server label -> 2xx/s at concurrency ``c`` for ``model`` (the noop ceiling serves both)."""
+def rps_of(rows: list[dict[str, Any]], model: str, c: str, figure: str = "rps") -> dict[str, float]:
+    """server label -> ``figure`` at concurrency ``c`` for ``model`` (the noop ceiling serves
+    both models)."""
     out = {}
     for row in rows:
         mine = row["model"] == model or row["kind"] == "ceiling"
         if row.get("status") == "ok" and mine and c in row["levels"]:
-            out[row["server"]] = row["levels"][c]["rps"]
+            out[row["server"]] = row["levels"][c][figure]
     return out
 
 
@@ -354,6 +355,12 @@ def ratios(rows: list[dict[str, Any]], ceilings: dict[str, Any], model: str) -> 
             continue
         level = {f"vs {k}": mine / v for k, v in rps.items() if k != "lepton/defaults" and v}
         level["of in-process"] = mine / c_model
+        # CPU per request is the steadier figure on a shared machine: a neighbour's load moves
+        # throughput far more than it moves what each request costs.
+        cpu = {k: v for k, v in rps_of(rows, model, c, "cpu_ms_per_1k").items() if v}
+        if cpu.get("lepton/defaults"):
+            mine_cpu = cpu.pop("lepton/defaults")
+            level |= {f"cpu per request, {k} / lepton": v / mine_cpu for k, v in cpu.items()}
         if "noop" in rps:
             # The reference's physical limit: transport and model cost add per request.
             level["of combined ceiling"] = mine * (1 / rps["noop"] + 1 / rows_per_s["64"])
