@@ -627,6 +627,12 @@ class ModelRegister(_Model):
     parent: str | None = Field(
         default=None, max_length=140, description="`name@N` this version was derived from."
     )
+    explanations: dict[str, Any] | None = Field(
+        default=None,
+        description="Global explanation computed at registration (`kind`, `method`, "
+        "`output_space`, `rows`, `features`/`classes`/`words`, `plot`: blob digest of its PNG), "
+        "or `{not_computed: reason}`; the model card shows it.",
+    )
 
 
 class ModelVersion(_Model):

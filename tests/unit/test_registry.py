@@ -7,9 +7,11 @@ names of its own.
 
 from __future__ import annotations
 
+import base64
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,8 +23,10 @@ from test_registry_flavours import client, platform, served, state, workspace_cl
 
 from lepton import Client
 from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.explain import stored_background
 from lepton.jobs import tracking
 from lepton.jobs.scheduler import Scheduler
+from lepton.registry.artifacts import unpack
 from lepton.schemas import Job, JobState
 from lepton.server.state import ServerState
 
@@ -296,3 +300,101 @@ def test_an_evaluate_job_reports_per_slice_metrics_on_another_dataset(
         expected = float((predicted[rows] == fresh["label"].to_numpy()[rows]).mean())
         assert part["metrics"]["accuracy"] == pytest.approx(expected)
     assert "By `colour`:" in client.models.card("toy@1")
+
+
+# --- explanations recorded at registration ---------------------------------------------------
+
+
+def _explanation_section(card: str) -> str:
+    return card.split("## Explanations\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _plot_digest(card: str) -> str:
+    return _explanation_section(card).split("](plots/", 1)[1].split(".png)", 1)[0]
+
+
+def test_a_trained_model_carries_its_background_and_a_global_explanation(
+    trained: tuple[Client, Any], tmp_path: Path
+) -> None:
+    client, _ = trained
+    card = client.models.card("toy@1")
+
+    section = _explanation_section(card)
+    assert "by exact linear SHAP over" in section and "of the held-out test split" in section
+    assert "in log_odds space, against 100 background rows." in section
+    table = [line for line in section.splitlines() if line[:2] == "| " and "---" not in line]
+    names = [line.split(" | ")[0].strip("| ") for line in table]
+    assert names[0] == "feature" and sorted(names[1:3]) == ["x1", "x2"]  # the label is x1 + x2
+    png = client.request("GET", f"/api/v1/blobs/{_plot_digest(card)}").content
+    assert png.startswith(b"\x89PNG")
+    page = client.models.card("toy@1", format="html")
+    assert f"data:image/png;base64,{base64.b64encode(png).decode()}" in page
+
+    # The background travels inside the artifact, where a replica finds it.
+    folder = unpack(client.models.pull("toy@1", tmp_path / "toy.zip"), tmp_path / "toy")
+    background = stored_background(folder)
+    assert background is not None and len(background.rows) == 100
+    assert list(background.rows.columns) == ["x1", "x2", "colour", "site"]
+    assert background.weights.sum() == pytest.approx(1.0)
+    assert stored_background(tmp_path) is None
+
+
+def test_a_training_job_whose_explanation_fails_still_registers_saying_why(
+    trained: tuple[Client, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, run = trained
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("explainer crashed")
+
+    monkeypatch.setattr("lepton.explain.summary.global_explanation", broken)
+    job = run(client.jobs.train("toy", algorithm="logistic_regression", model="unexplained"))
+
+    assert job.result is not None and job.result["model"] == "unexplained@1"
+    card = client.models.card("unexplained@1")
+    assert "## Explanations\n\nNot computed: RuntimeError: explainer crashed" in card
+    assert "explanations not computed: RuntimeError" in capsys.readouterr().out  # the job log
+
+
+def test_a_brought_in_model_with_data_is_explained_and_without_has_no_section(
+    client: Client, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    model = LogisticRegression().fit(X, (X.a > 0).astype(int))
+
+    client.models.register("byo", model, background=X.iloc[:200], X_sample=X.iloc[200:220])
+    client.models.register("byo", model)
+
+    section = _explanation_section(client.models.card("byo@1"))
+    assert "by permutation SHAP over 20 rows given at registration" in section
+    assert section.index("| a |") < section.index("| b |")
+    folder = unpack(client.models.pull("byo@1", tmp_path / "byo.zip"), tmp_path / "byo")
+    assert stored_background(folder) is not None
+    assert "## Explanations" not in client.models.card("byo@2")
+
+
+def test_explaining_a_brought_in_model_on_rows_it_cannot_take_registers_nothing(
+    client: Client,
+) -> None:
+    model = _fit(0)
+
+    with pytest.raises(InvalidRequest, match="lacks the model's input columns b"):
+        client.models.register("bad", model, X_sample=pd.DataFrame({"a": [1.0, 2.0]}))
+    with pytest.raises(InvalidRequest, match=r"has shape \(3, 5\)"):
+        client.models.register("bad", model, background=np.zeros((3, 5)))
+
+    assert client.models.list() == []
+
+
+def test_deleting_a_version_erases_its_explanation_plot(client: Client) -> None:
+    X = pd.DataFrame({"a": np.linspace(-1, 1, 50), "b": np.linspace(1, -1, 50)})
+    client.models.register("gone", _fit(0), background=X, X_sample=X.iloc[:5])
+    digest = _plot_digest(client.models.card("gone@1"))
+
+    client.models.delete("gone@1")
+
+    with pytest.raises(NotFound):
+        client.request("GET", f"/api/v1/blobs/{digest}")

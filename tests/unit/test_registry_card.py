@@ -170,6 +170,16 @@ def facts() -> dict[str, Any]:
                 "plots": {"roc": "ab" * 32},
             }
         ],
+        "explanations": {
+            "kind": "tabular",
+            "method": "tree_shap",
+            "output_space": "probability",
+            "rows": 61,
+            "sample": "test",
+            "background_rows": 100,
+            "features": [{"name": "sex", "mean_abs": 0.21}, {"name": "age", "mean_abs": 0.034}],
+            "plot": "cd" * 32,
+        },
     }
 
 
@@ -178,7 +188,9 @@ def test_the_same_facts_give_byte_identical_cards() -> None:
     shuffled["params"] = dict(reversed(list(shuffled["params"].items())))
 
     assert render_markdown(facts()) == render_markdown(shuffled)
-    assert render_html(facts(), {"ab" * 32: b"png"}) == render_html(shuffled, {"ab" * 32: b"png"})
+    images = {"ab" * 32: b"png", "cd" * 32: b"explanation png"}
+    assert render_html(facts(), images) == render_html(shuffled, images)
+    assert render_html(facts(), images).count("data:image/png;base64,") == 2
 
 
 @pytest.mark.parametrize(
@@ -198,6 +210,10 @@ def test_the_same_facts_give_byte_identical_cards() -> None:
         (("evaluations", 0, "slices"), "By `sex`:"),
         (("evaluations", 0, "plots"), "![roc](plots/"),
         (("evaluations", 0, "confusion_matrix"), "Confusion matrix"),
+        (("explanations",), "## Explanations"),
+        (("explanations", "features"), "| sex | 0.21 |"),
+        (("explanations", "background_rows"), "against 100 background rows"),
+        (("explanations", "plot"), "![global explanation](plots/"),
     ],
 )
 def test_removing_a_fact_removes_its_line(path: tuple[Any, ...], line: str) -> None:
@@ -254,16 +270,47 @@ def test_limitations_come_from_the_numbers() -> None:
     assert any("personal data (email)" in line for line in found)
 
 
-def test_an_explanations_hook_renders_when_recorded() -> None:
-    with_explanations = facts() | {
-        "explanations": {"method": "tree SHAP", "global": {"age": 0.3, "sex": -0.5}}
+def test_explanations_state_method_and_space_and_rank_features_as_recorded() -> None:
+    card = render_markdown(facts())
+
+    assert (
+        "Mean absolute attribution by exact tree SHAP over 61 rows of the held-out test split, "
+        "in probability space, against 100 background rows." in card
+    )
+    assert card.index("| sex | 0.21 |") < card.index("| age | 0.034 |")
+    assert card.index("## Explanations") < card.index("## Limitations")
+
+
+def test_an_explanation_not_computed_says_why() -> None:
+    missing = facts() | {"explanations": {"not_computed": "forecasting models have no ..."}}
+
+    card = render_markdown(missing)
+
+    assert "## Explanations\n\nNot computed: forecasting models have no ..." in card
+    assert "![global explanation]" not in card
+
+
+def test_an_image_explanation_lists_its_classes_and_keeps_the_plot() -> None:
+    image = facts() | {
+        "explanations": {
+            "kind": "image",
+            "method": "integrated_gradients",
+            "output_space": "probability",
+            "rows": 12,
+            "sample": "test",
+            "classes": [{"class": 3, "count": 7, "saliency": [[0.0]]}, {"class": 8, "count": 5}],
+            "plot": "cd" * 32,
+        }
     }
 
-    card = render_markdown(with_explanations)
+    card = render_markdown(image)
 
-    assert "## Explanations" in card and "tree SHAP" in card
-    assert card.index("| sex |") < card.index("| age |")  # ranked by magnitude
-    assert "## Explanations" not in render_markdown(facts())
+    assert (
+        "Mean absolute saliency per predicted class by integrated gradients over 12 images" in card
+    )
+    assert "| 3 | 7 |" in card and "| 8 | 5 |" in card
+    assert f"![global explanation](plots/{'cd' * 32}.png)" in card
+    assert "0.0" not in card.split("## Explanations")[1].split("## Limitations")[0]
 
 
 def test_a_pipe_in_a_value_cannot_break_a_table() -> None:

@@ -85,12 +85,17 @@ class Models:
         parent: str | None = None,
         metrics: dict[str, float] | None = None,
         params: dict[str, Any] | None = None,
+        background: Any = None,
+        X_sample: Any = None,
     ) -> ModelVersion:
         """Register a model trained elsewhere: a scikit-learn estimator or pipeline (saved with
         skops), a ``torch.nn.Module`` (exported to ONNX), or the path of an ``.onnx`` file.
 
         The signature is inferred where the model tells it and checked by running the model on
         a zero row of it; a signature the model refuses is an error and nothing is registered.
+        With ``background`` or ``X_sample`` (tabular models), the version also records a global
+        explanation for its model card, and ``/explain`` of its deployments measures against
+        the background packed with it; without them, the card has no explanations section.
 
         Args:
             signature: ``{"inputs": [{"name", "dtype"}, ...]}`` for named columns or
@@ -98,17 +103,27 @@ class Models:
                 ``{"outputs": {"classes": [...]}}`` (needed for a PyTorch or ONNX classifier).
             description: the intended use, quoted by the model card.
             parent: ``name@N`` this model was derived from.
+            background: training rows (a DataFrame or 2-D array in the input columns),
+                summarised to 100 weighted representatives and packed with the model.
+            X_sample: rows explained for the card (200 at most are used); the background's
+                rows when not given, and the background when that is not given.
         """
         from lepton.registry.artifacts import pack
         from lepton.registry.byo import prepare_model
 
+        explanations: dict[str, Any] | None = None
         with tempfile.TemporaryDirectory(prefix="lepton-register-") as tmp:
             folder = Path(tmp) / "model"
             folder.mkdir()
             flavour, algorithm, task, sig = prepare_model(model, folder, signature)
+            plot = None
+            if background is not None or X_sample is not None:
+                explanations, plot = _explain(folder, sig, background, X_sample)
             archive = Path(tmp) / "model.zip"
             pack(folder, archive)
             blob = self._client.blobs.upload(archive)
+        if explanations is not None and plot is not None:
+            explanations["plot"] = self._client.blobs.upload(plot).digest
         body = {
             "artifact_digest": blob.digest,
             "flavour": flavour,
@@ -119,6 +134,7 @@ class Models:
             "params": params or {},
             "description": description,
             "parent": parent,
+            "explanations": explanations,
         }
         answer = self._client.request(
             "POST", f"/api/v1/models/{quote(name, safe='')}/versions", json=body
@@ -210,3 +226,16 @@ class Models:
             "same_params": [n for n in param_names if n not in params],
             "datasets": [v.dataset_version for v in versions],
         }
+
+
+def _explain(
+    folder: Path, signature: dict[str, Any], background: Any, X_sample: Any
+) -> tuple[dict[str, Any], bytes | None]:
+    """Explain the prepared model as a replica will load it; pack its background with it."""
+    from lepton.registry.explanations import explain_brought_in
+    from lepton.registry.flavours import load_model
+
+    loaded = load_model(folder, signature)
+    recorded = explain_brought_in(loaded, signature, background=background, X_sample=X_sample)
+    recorded.pack_into(folder)
+    return dict(recorded.facts), recorded.plot

@@ -13,12 +13,20 @@ Importing this package imports neither shap (nor numba) nor captum nor torch: ea
 imports what it needs when it is built.
 """
 
-from lepton.explain.background import DEFAULT_K, Background, summarise_background
+from lepton.explain.background import (
+    BACKGROUND_FILE,
+    DEFAULT_K,
+    Background,
+    store_background,
+    stored_background,
+    summarise_background,
+)
 from lepton.explain.explanation import OUTPUT_SPACES, Explainer, Explanation, RowExplanation
 from lepton.explain.selection import explainer_for
 from lepton.explain.summary import global_explanation, global_plot
 
 __all__ = [
+    "BACKGROUND_FILE",
     "DEFAULT_K",
     "OUTPUT_SPACES",
     "Background",
@@ -28,5 +36,7 @@ __all__ = [
     "explainer_for",
     "global_explanation",
     "global_plot",
+    "store_background",
+    "stored_background",
     "summarise_background",
 ]

@@ -10,7 +10,9 @@ columns is not a category, and a real row is a valid input for every model.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,18 @@ import pandas as pd
 
 from lepton.errors import InvalidRequest
 
-__all__ = ["DEFAULT_K", "Background", "reference_background", "summarise_background"]
+__all__ = [
+    "BACKGROUND_FILE",
+    "DEFAULT_K",
+    "Background",
+    "reference_background",
+    "store_background",
+    "stored_background",
+    "summarise_background",
+]
+
+BACKGROUND_FILE = "explain/background.json"
+"""Where a packed model version keeps its background, relative to the unpacked artifact."""
 
 DEFAULT_K = 100
 """Representatives kept per model version: linear and tree SHAP use them all (microseconds a
@@ -107,6 +120,36 @@ def summarise_background(
         shares.append(given[members].sum())
     share = np.asarray(shares)
     return Background(frame.iloc[chosen].reset_index(drop=True), share / share.sum())
+
+
+def store_background(directory: Path, background: Background) -> Path:
+    """Write ``background`` into a model folder before it is packed (``explain/background.json``):
+    the artifact is content-addressed, so the background is as immutable as the weights."""
+    path = directory / BACKGROUND_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(background.to_json(), sort_keys=True))
+    return path
+
+
+def stored_background(directory: Path) -> Background | None:
+    """The background packed with a model version, read from its unpacked artifact; None for a
+    version registered without one."""
+    path = directory / BACKGROUND_FILE
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequest(
+            f"the stored background {BACKGROUND_FILE} cannot be read ({exc})",
+            fix="register the model version again",
+        ) from None
+    if not isinstance(raw, dict):
+        raise InvalidRequest(
+            f"the stored background {BACKGROUND_FILE} is not a JSON object",
+            fix="register the model version again",
+        )
+    return Background.from_json(raw)
 
 
 def _plain(value: Any) -> Any:

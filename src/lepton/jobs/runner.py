@@ -155,8 +155,20 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
     if tracker.stopping:
         return {}
     print("test metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()), flush=True)
+    from lepton.registry.explanations import explain_trained
+
+    explained = explain_trained(model, data, seed=spec.seed)
+    if "not_computed" in explained.facts:
+        print(f"explanations not computed: {explained.facts['not_computed']}", flush=True)
+    else:
+        print(
+            f"explanations: {explained.facts['method']} on {explained.facts['rows']} "
+            f"{explained.facts['sample']} rows in {explained.seconds:.1f} s",
+            flush=True,
+        )
     with tempfile.TemporaryDirectory(prefix="lepton-model-") as tmp:
         model.save(Path(tmp))
+        explained.pack_into(Path(tmp))  # the background travels inside the artifact
         registered = tracker.register(
             Path(tmp),
             flavour=model.flavour,
@@ -167,6 +179,8 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
             params={**params, "seed": spec.seed},
             leaderboard=leaderboard,
             name=spec.model,
+            explanations=explained.facts,
+            explanation_plot=explained.plot,
         )
     print(f"registered {registered.ref}", flush=True)
     from lepton.registry.evaluator import record_evaluation, test_split_evaluation

@@ -99,26 +99,23 @@ class Tracker:
         params: dict[str, Any],
         leaderboard: list[dict[str, Any]] | None = None,
         name: str | None = None,
+        explanations: dict[str, Any] | None = None,
+        explanation_plot: bytes | None = None,
     ) -> ModelVersion:
-        """Pack ``model_dir`` (safe files only), upload it and register a model version."""
+        """Pack ``model_dir`` (safe files only), upload it and register a model version, with
+        its global explanation (facts, and the PNG uploaded as an artifact of the job)."""
         from lepton.registry.artifacts import pack
-        from lepton.schemas import Blob, ModelVersion
+        from lepton.schemas import ModelVersion
 
         self.flush()
         with tempfile.TemporaryDirectory(prefix="lepton-pack-") as tmp:
             archive = Path(tmp) / "model.zip"
             pack(model_dir, archive)
-            with archive.open("rb") as f:
-                blob = Blob.model_validate(
-                    self.client.request(
-                        "POST",
-                        f"/api/v1/jobs/{self.job_id}/artifacts",
-                        content=f.read(),
-                        headers={"Content-Type": "application/octet-stream"},
-                    ).json()
-                )
+            digest = self.upload(archive.read_bytes())
+        if explanations is not None and explanation_plot is not None:
+            explanations = {**explanations, "plot": self.upload(explanation_plot)}
         body = {
-            "artifact_digest": blob.digest,
+            "artifact_digest": digest,
             "name": name,
             "flavour": flavour,
             "algorithm": algorithm,
@@ -127,10 +124,23 @@ class Tracker:
             "metrics": metrics,
             "params": params,
             "leaderboard": leaderboard or [],
+            "explanations": explanations,
         }
         response = self.client.request("POST", f"/api/v1/jobs/{self.job_id}/model", json=body)
         self.registered = ModelVersion.model_validate(response.json())
         return self.registered
+
+    def upload(self, content: bytes) -> str:
+        """Store bytes the job produced as an artifact of the job; returns their digest."""
+        from lepton.schemas import Blob
+
+        answer = self.client.request(
+            "POST",
+            f"/api/v1/jobs/{self.job_id}/artifacts",
+            content=content,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return Blob.model_validate(answer.json()).digest
 
     def dataset(self) -> pd.DataFrame:
         import pyarrow.parquet as pq

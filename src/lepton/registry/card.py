@@ -6,8 +6,9 @@ read), and every line comes from a fact, so a fact that was not recorded leaves 
 words "not recorded" where a reader would otherwise wonder. Limitations are derived from the
 recorded numbers with the thresholds below, never written by hand.
 
-Hook for explanations: a ``facts["explanations"]`` dict, ``{"method": str, "global":
-{feature: importance}}``, recorded by the explanation engine, renders as its own section.
+Explanations: ``facts["explanations"]`` is the global explanation recorded at registration
+(:func:`lepton.explain.global_explanation`'s dict plus ``sample``, ``background_rows`` and the
+``plot`` digest), or ``{"not_computed": reason}``; it renders as its own section.
 """
 
 from __future__ import annotations
@@ -265,16 +266,55 @@ def _evaluation(facts: dict[str, Any]) -> list[str]:
     return out
 
 
+_METHODS = {
+    "tree_shap": "exact tree SHAP",
+    "linear_shap": "exact linear SHAP",
+    "permutation_shap": "permutation SHAP",
+    "integrated_gradients": "integrated gradients",
+    "linear_tfidf": "exact TF-IDF word shares",
+    "occlusion": "leave-one-word-out occlusion",
+}
+_SAMPLES = {
+    "test": "of the held-out test split",
+    "val": "of the validation split",
+    "given": "given at registration",
+}
+
+
 def _explanations(facts: dict[str, Any]) -> list[str]:
     explanations = facts.get("explanations")
-    if not explanations or not explanations.get("global"):
+    if not explanations:
         return []
-    ranked = sorted(explanations["global"].items(), key=lambda kv: (-abs(kv[1]), kv[0]))
     out = ["## Explanations", ""]
-    if "method" in explanations:
-        out += [f"Global feature importance ({explanations['method']}):", ""]
-    out += ["| feature | importance |", "| --- | --- |"]
-    out += [f"| {_cell(k)} | {_number(v)} |" for k, v in ranked[:_TOP_FEATURES]]
+    if "not_computed" in explanations:
+        return [*out, f"Not computed: {explanations['not_computed']}", ""]
+    kind = explanations.get("kind")
+    method = _METHODS.get(explanations.get("method", ""), explanations.get("method", "?"))
+    rows = f"{explanations.get('rows', '?')} {'images' if kind == 'image' else 'rows'}"
+    where = _SAMPLES.get(explanations.get("sample", ""), "")
+    what = "saliency per predicted class" if kind == "image" else "attribution"
+    line = f"Mean absolute {what} by {method} over {rows} {where}".replace("  ", " ").rstrip()
+    line += f", in {explanations.get('output_space', '?')} space"
+    if "background_rows" in explanations:
+        line += f", against {explanations['background_rows']} background rows"
+    out += [line + ".", ""]
+    if kind == "tabular" and explanations.get("features"):
+        out += ["| feature | mean absolute attribution |", "| --- | --- |"]
+        out += [
+            f"| {_cell(f['name'])} | {float(f['mean_abs']):.4g} |"
+            for f in explanations["features"][:_TOP_FEATURES]
+        ]
+    elif kind == "text" and explanations.get("words"):
+        out += ["| word | mean absolute attribution | occurrences |", "| --- | --- | --- |"]
+        out += [
+            f"| {_cell(w['word'])} | {float(w['mean_abs']):.4g} | {w['count']} |"
+            for w in explanations["words"][:_TOP_FEATURES]
+        ]
+    elif kind == "image" and explanations.get("classes"):
+        out += ["| predicted class | images |", "| --- | --- |"]
+        out += [f"| {_cell(c['class'])} | {c['count']} |" for c in explanations["classes"]]
+    if explanations.get("plot"):
+        out += ["", f"![global explanation](plots/{explanations['plot']}.png)"]
     return [*out, ""]
 
 

@@ -18,8 +18,9 @@ __all__ = ["version_facts"]
 
 
 def version_facts(session: Session, model: ModelRow, row: ModelVersionRow) -> dict[str, Any]:
-    """Everything the registry recorded about ``row``. Explanations are not computed here: the
-    ``explanations`` key is filled by whoever records a global explanation of the version."""
+    """Everything the registry recorded about ``row``. Explanations are not computed here:
+    ``explanations`` is the global explanation recorded when the version was registered
+    (:mod:`lepton.registry.explanations`)."""
     from lepton.server.model_catalog import dataset_ref, evaluations_of, version_view
 
     view = version_view(session, model, row)
@@ -61,6 +62,8 @@ def version_facts(session: Session, model: ModelRow, row: ModelVersionRow) -> di
         evaluations.append(_present(entry))
     if evaluations:
         facts["evaluations"] = evaluations
+    if row.explanations_json:
+        facts["explanations"] = json.loads(row.explanations_json)
     return _present(facts)
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "delete_version",
     "evaluation_view",
     "evaluations_of",
+    "explanation_plot",
     "get_model",
     "get_model_version",
     "job_model_version",
@@ -165,6 +166,7 @@ def register_version(
     """A new version of model ``name`` (created if needed). The caller has stored the artifact.
     A parent reference that does not resolve is refused before anything is written."""
     parent_id = resolve_ref(session, principal, body.parent)[1].id if body.parent else None
+    explanations = _explanations_json(session, principal, body.explanations)
     for _attempt in range(10):
         model = session.scalars(
             select(ModelRow).where(
@@ -205,6 +207,7 @@ def register_version(
             created_by=principal.token_id,
             description=body.description,
             parent_id=parent_id,
+            explanations_json=explanations,
         )
         session.add(row)
         try:
@@ -214,6 +217,39 @@ def register_version(
             continue
         return model, row
     raise Conflict(f"could not number a new version of model '{name}'", fix="register again")
+
+
+def _explanations_json(
+    session: Session, principal: Principal, explanations: dict[str, Any] | None
+) -> str | None:
+    """The global explanation as stored: either a reason it was not computed, or a summary of
+    a known kind whose plot (if any) is a blob of the workspace."""
+    if explanations is None:
+        return None
+    fix = "send the dict lepton.explain.global_explanation returned, or {not_computed: reason}"
+    if "not_computed" in explanations:
+        if not isinstance(explanations["not_computed"], str) or len(explanations) != 1:
+            raise InvalidRequest("explanations.not_computed must be the reason, alone", fix=fix)
+    elif explanations.get("kind") not in ("tabular", "image", "text"):
+        raise InvalidRequest(
+            f"explanations.kind is {explanations.get('kind')!r}; allowed are tabular, image, text",
+            fix=fix,
+        )
+    plot = explanations.get("plot")
+    if plot is not None and session.get(BlobRow, (principal.workspace_id, str(plot))) is None:
+        raise NotFound(
+            f"the explanation plot ({plot}) was not uploaded to this workspace",
+            fix="upload the PNG first (POST /api/v1/blobs); the SDK does this for you",
+        )
+    return json.dumps(explanations, sort_keys=True)
+
+
+def explanation_plot(row: ModelVersionRow) -> str | None:
+    """The blob digest of a version's global explanation plot, if one was recorded."""
+    if not row.explanations_json:
+        return None
+    plot = json.loads(row.explanations_json).get("plot")
+    return str(plot) if plot else None
 
 
 # --- aliases -------------------------------------------------------------------------------
@@ -324,7 +360,11 @@ def delete_version(
         session.delete(evaluation)
     if row.artifact_digest is not None:
         digests.append(row.artifact_digest)
+    plot = explanation_plot(row)
+    if plot is not None:
+        digests.append(plot)
     row.artifact_digest = None
+    row.explanations_json = None  # its plot goes with the artifact
     row.deleted_at, row.deleted_by = utcnow(), principal.token_id
     session.flush()
     for digest in set(digests):
@@ -338,11 +378,16 @@ def delete_version(
 
 
 def _workspace_uses(session: Session, workspace_id: str, digest: str) -> bool:
-    """Whether a live version or an evaluation of the workspace still refers to ``digest``."""
+    """Whether a live version (its artifact or explanation plot) or an evaluation of the
+    workspace still refers to ``digest``."""
     versions = session.scalars(
         select(ModelVersionRow.id)
         .join(ModelRow, ModelRow.id == ModelVersionRow.model_id)
-        .where(ModelRow.workspace_id == workspace_id, ModelVersionRow.artifact_digest == digest)
+        .where(ModelRow.workspace_id == workspace_id)
+        .where(
+            (ModelVersionRow.artifact_digest == digest)
+            | ModelVersionRow.explanations_json.contains(digest)
+        )
         .limit(1)
     ).first()
     if versions is not None:

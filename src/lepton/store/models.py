@@ -272,6 +272,8 @@ class ModelVersionRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     """A deleted version stays as a tombstone: its number is never reused, lineage stays whole."""
     deleted_by: Mapped[str | None] = mapped_column(String(32))
+    explanations_json: Mapped[str | None] = mapped_column(Text)
+    """The global explanation computed at registration (or why it was not); set once."""
 
 
 class ModelAliasRow(Base):

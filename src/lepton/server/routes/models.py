@@ -30,6 +30,7 @@ from lepton.server.model_catalog import (
     delete_version,
     evaluation_view,
     evaluations_of,
+    explanation_plot,
     get_model,
     get_model_version,
     model_view,
@@ -284,9 +285,7 @@ def model_card(
     facts = version_facts(session, model, row)
     if format == "markdown":
         return PlainTextResponse(render_markdown(facts), media_type="text/markdown")
-    images = {
-        digest: state.blobs.read_bytes(digest)
-        for evaluation in facts.get("evaluations", [])
-        for digest in evaluation.get("plots", {}).values()
-    }
+    digests = [d for e in facts.get("evaluations", []) for d in e.get("plots", {}).values()]
+    plot = explanation_plot(row)
+    images = {digest: state.blobs.read_bytes(digest) for digest in [*digests, plot] if digest}
     return HTMLResponse(render_html(facts, images))
