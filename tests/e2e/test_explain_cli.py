@@ -235,3 +235,28 @@ def test_an_image_model_gets_a_saliency_overlay(
     png = re.search(r'src="data:image/png;base64,([^"]+)"', page)
     assert png is not None
     assert base64.b64decode(png.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_a_text_model_ranks_words(lepton: Cli, tmp_path: Path) -> None:
+    # Only the one sentiment word in each review decides its label.
+    rng = np.random.default_rng(0)
+    filler = ["the", "plot", "was", "actors", "really", "quite", "movie"]
+    good, bad = ["great", "lovely", "wonderful"], ["boring", "awful", "dull"]
+    reviews = []
+    for i in range(200):
+        words = [*rng.choice(filler, size=4), rng.choice(good if i % 2 else bad)]
+        reviews.append({"review": " ".join(rng.permutation(words)), "label": i % 2})
+    pd.DataFrame(reviews).assign(label=lambda f: np.where(f.label, "pos", "neg")).to_csv(
+        tmp_path / "reviews.csv", index=False
+    )
+    ok(lepton("dataset", "push", str(tmp_path / "reviews.csv"), "--target", "label"))
+    ok(lepton("train", "reviews", "--algorithm", "tfidf_linear", timeout=JOB_TIMEOUT_S))
+    report = tmp_path / "reviews.html"
+
+    row = json.dumps({"review": "the plot was really boring"})
+    out = ok(lepton("explain", "reviews@1", "--row", row, "--html", str(report))).out
+
+    assert "predicted neg" in out
+    assert table_features(out)[0] == "boring"
+    assert gap(out) < 1e-6  # exact shares of the log-odds
+    assert "<th>word</th>" in report.read_text()

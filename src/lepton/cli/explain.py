@@ -493,14 +493,18 @@ def render_html(data: dict[str, Any], inputs: Inputs, source: Source, top: int) 
         given = inputs.rows[i] if inputs.rows is not None and i < len(inputs.rows) else None
         items, rest, count = ranked(row, given, top)
         parts.append(_svg(items))
-        head = "<tr><th>#</th><th>feature</th><th>value</th><th>attribution</th></tr>"
+        tabular = data["kind"] == "tabular"  # text rows have words, which carry no value
+        head = f"<tr><th>#</th><th>{'feature</th><th>value' if tabular else 'word'}</th>"
         lines = [
-            f"<tr><td>{n}</td><td>{e(item.name)}</td><td>{e(_value(item.value))}</td>"
-            f"<td>{item.attribution:+.4f}</td></tr>"
+            f"<tr><td>{n}</td><td>{e(item.name)}</td>"
+            + (f"<td>{e(_value(item.value))}</td>" if tabular else "")
+            + f"<td>{item.attribution:+.4f}</td></tr>"
             for n, item in enumerate(items, start=1)
         ]
         if count:
-            lines.append(f"<tr><td></td><td>{count} more</td><td></td><td>{rest:+.4f}</td></tr>")
+            blank = "<td></td>" if tabular else ""
+            lines.append(f"<tr><td></td><td>{count} more</td>{blank}<td>{rest:+.4f}</td></tr>")
+        head += "<th>attribution</th></tr>"
         parts.append(f"<table>{head}{''.join(lines)}</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
