@@ -473,6 +473,7 @@ def machine() -> dict[str, Any]:
 
 
 def benchmark(args: argparse.Namespace, client: str, workdir: Path) -> dict[str, Any]:
+    host = machine()  # before the run: its load average says how busy the neighbours were
     data = train_models(workdir)
     ceilings = {
         m: in_process(model, data["x"], 1.0 if args.quick else 3.0)
@@ -495,7 +496,7 @@ def benchmark(args: argparse.Namespace, client: str, workdir: Path) -> dict[str,
         "quick": args.quick,
         "seconds_per_level": args.seconds,
         "warmup_s": args.warmup,
-        "machine": machine(),
+        "machine": host,
         "peer_python": peer_python,
         "in_process": ceilings,
         "servers": rows,
