@@ -398,3 +398,26 @@ def test_deleting_a_version_erases_its_explanation_plot(client: Client) -> None:
 
     with pytest.raises(NotFound):
         client.request("GET", f"/api/v1/blobs/{digest}")
+
+
+def test_a_registration_with_a_malformed_explanation_registers_nothing(client: Client) -> None:
+    body = client.models.register("shape", _fit(0)).model_dump(
+        include={"artifact_digest", "flavour", "algorithm", "task", "signature"}
+    )
+    odd = {"kind": "audio", "method": "x"}
+    unknown_plot = {"kind": "tabular", "features": [], "plot": "ef" * 32}
+
+    with pytest.raises(InvalidRequest, match=r"explanations\.kind is 'audio'"):
+        client.request("POST", "/api/v1/models/shape/versions", json=body | {"explanations": odd})
+    with pytest.raises(NotFound, match=r"explanation plot .* was not uploaded"):
+        client.request(
+            "POST", "/api/v1/models/shape/versions", json=body | {"explanations": unknown_plot}
+        )
+    with pytest.raises(InvalidRequest, match="not_computed must be the reason, alone"):
+        client.request(
+            "POST",
+            "/api/v1/models/shape/versions",
+            json=body | {"explanations": {"not_computed": "x", "kind": "tabular"}},
+        )
+
+    assert [v.version for v in client.models.versions("shape")] == [1]

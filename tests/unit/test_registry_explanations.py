@@ -12,8 +12,9 @@ from test_jobs import toy_frame
 from lepton.algorithms.base import InputKind, NullCallbacks, Task, TrainData
 from lepton.algorithms.registry import get_algorithm
 from lepton.errors import InvalidRequest
-from lepton.explain import BACKGROUND_FILE, stored_background
+from lepton.explain import BACKGROUND_FILE, global_explanation, stored_background
 from lepton.registry.explanations import explain_trained, sample
+from lepton.registry.flavours import load_model
 
 
 def _toy(rows: int = 200) -> TrainData:
@@ -97,3 +98,20 @@ def test_a_sample_is_the_same_rows_for_the_same_seed_and_keeps_their_order() -> 
     assert np.array_equal(first, sample(rows, 200, seed=3))
     assert not np.array_equal(first, sample(rows, 200, seed=4))
     assert len(sample(rows[:50], 200, seed=3)) == 50
+
+
+def test_a_replica_loading_the_artifact_reproduces_the_cards_numbers(tmp_path: Path) -> None:
+    """What serving needs: the unpacked artifact plus its stored background give the same
+    attributions the card was computed from."""
+    data = _toy()
+    model = get_algorithm("logistic_regression").fit(data, {}, NullCallbacks(), seed=0)
+    recorded = explain_trained(model, data, seed=0)
+    model.save(tmp_path)
+    recorded.pack_into(tmp_path)
+
+    loaded = load_model(tmp_path)
+    again = global_explanation(
+        loaded, sample(data.X_test, 200, 0), background=stored_background(tmp_path), seed=0
+    )
+
+    assert again["features"] == recorded.facts["features"]

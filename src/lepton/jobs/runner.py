@@ -163,7 +163,7 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
     else:
         print(
             f"explanations: {explained.facts['method']} on {explained.facts['rows']} "
-            f"{explained.facts['sample']} rows in {explained.seconds:.1f} s",
+            f"{explained.facts['sample']} inputs in {explained.seconds:.1f} s",
             flush=True,
         )
     with tempfile.TemporaryDirectory(prefix="lepton-model-") as tmp:
