@@ -12,6 +12,7 @@ On SIGTERM or SIGINT the replica drains: ``/readyz`` turns 503, the listening so
 from __future__ import annotations
 
 import contextlib
+import gc
 import secrets
 import signal
 import socket
@@ -161,6 +162,12 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
     import uvicorn
 
     host, port = sock.getsockname()[:2]
+    # The model, its libraries and their caches live as long as the replica: move them out of
+    # the collector's reach, so a full collection no longer walks them. Without this, p99 at
+    # 16-64 concurrent callers was 130-520 ms of 56-153 ms collector pauses (benchmarks/serving.py),
+    # against 8 ms with it, at the same throughput.
+    gc.collect()
+    gc.freeze()
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
