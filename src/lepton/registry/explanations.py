@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BACKGROUND_ROWS",
+    "OCCLUSION_WORDS",
     "PERMUTATION_ROWS",
     "SAMPLE_ROWS",
     "Recorded",
@@ -44,9 +45,13 @@ SAMPLE_ROWS = {"tabular": 200, "image": 64, "text": 100}
 so 200 rows cost little more than the plot; 64 digits are one call of the image explainer
 (about six per class, at ~25-60 ms of integrated gradients each on 2 busy cores)."""
 PERMUTATION_ROWS = 50
-"""Rows for the model-agnostic explainer (the MLP): ~40 ms a row on 2 busy cores, so 200 rows
-would add about as much time as training the MLP on the breast-cancer sample (8 s); 50 rows
-still rank its features."""
+"""Rows for the model-agnostic explainers: permutation SHAP (the MLP) costs ~40 ms a row on 2
+busy cores, so 200 rows would add about as much time as training the MLP on the breast-cancer
+sample (8 s). 50 rows still rank the features."""
+OCCLUSION_WORDS = 300
+"""Words explained by occlusion (MiniLM), which embeds each text once per word: texts are taken
+in sample order until they hold this many words (at least one text). 500 words took 7 s on 2
+busy cores, as long as fitting the model."""
 BACKGROUND_ROWS = 5_000
 """Training rows the k-means summary sees (a seeded sample beyond): k-means cost grows with
 the rows, and the 100 representatives barely move past a few thousand."""
@@ -148,10 +153,13 @@ def _global(
 ) -> tuple[dict[str, Any], bytes]:
     from lepton.explain.summary import global_explanation, global_plot
 
-    rows = SAMPLE_ROWS[kind]
-    if kind == "tabular" and _method(model, background, seed) == "permutation_shap":
-        rows = PERMUTATION_ROWS
-    summary = global_explanation(model, sample(X, rows, seed), background=background, seed=seed)
+    method = _method(model, background, seed) if kind != "image" else "integrated_gradients"
+    rows = PERMUTATION_ROWS if method == "permutation_shap" else SAMPLE_ROWS[kind]
+    chosen = sample(X, rows, seed)
+    if method == "occlusion":
+        words = np.cumsum([len(str(text).split()) for text in chosen])
+        chosen = chosen[: max(1, int(np.searchsorted(words, OCCLUSION_WORDS, side="right")))]
+    summary = global_explanation(model, chosen, background=background, seed=seed)
     summary["sample"] = split
     if background is not None:
         summary["background_rows"] = len(background.rows)
