@@ -9,6 +9,7 @@ stopped), so no replica outlives the module's server.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import shlex
 from collections.abc import Iterator
@@ -92,7 +93,8 @@ def test_deploy_prints_a_curl_example_that_works_and_rm_revokes_it(
     assert any(part.startswith("Authorization: Bearer lep_") for part in curl)
     answer = call(curl)
     assert answer.status_code == 200, answer.text
-    assert '"x0"' in curl[curl.index("-d") + 1]  # an example row of the model's columns
+    # an example row with every one of the model's columns
+    assert set(json.loads(curl[curl.index("-d") + 1])["rows"][0]) == set(_helpers.ROW)
 
     listed = ok(lepton("deployment", "list")).out
     assert re.search(r"clf\s+│\s+ready\s+│\s+clf@1\s+│\s+2/2", listed), listed
@@ -119,7 +121,7 @@ def test_scale_and_update_roll_to_the_new_version(lepton: Cli, client: Client) -
         deployment = client.deployments.get("rolling")
         r = httpx.post(
             f"{deployment.url}/predict",
-            json={"rows": [{"x0": 2.0, "x1": 0.0, "x2": 0.0, "x3": 0.0}]},
+            json={"rows": [_helpers.ROW]},
             timeout=30,
         )
         assert r.status_code == 200 and predicted(r.json()) == 0  # version 2 flips the classes

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 # suite's 120 s default.
 pytestmark = pytest.mark.timeout(600)
 
-FEATURES = 4
+FEATURES = 10  # more than fit on one line, so a printed example must not cut columns
 
 
 def client_for(server: ServerProcess) -> Client:
@@ -42,7 +42,7 @@ def client_for(server: ServerProcess) -> Client:
 
 
 def register_model(client: Client, name: str = "clf", *, flip: bool = False) -> str:
-    """A logistic regression on 4 features, saved with skops; ``flip`` swaps its classes, so a
+    """A logistic regression on FEATURES features, saved with skops; ``flip`` swaps its classes, so a
     caller can tell which version answered."""
     import skops.io
     from sklearn.linear_model import LogisticRegression
@@ -74,7 +74,8 @@ def register_model(client: Client, name: str = "clf", *, flip: bool = False) -> 
     return str(data["ref"])
 
 
-ROW = {"x0": 2.0, "x1": 0.0, "x2": 0.0, "x3": 0.0}  # clearly class 1 (class 0 when flipped)
+# clearly class 1 (class 0 when flipped)
+ROW = {"x0": 2.0, **{f"x{i}": 0.0 for i in range(1, FEATURES)}}
 
 
 def predicted(answer: Any) -> Any:

@@ -67,30 +67,38 @@ def deploy(
 
 
 def _curl(client: Client, deployment: Deployment, token: str | None) -> str:
-    path, body = "/predict", {"rows": [_example_row(client, deployment)]}
+    path, body = "/predict", _example_body(client, deployment)
     if deployment.photon:
         handlers = client.photons.get(deployment.photon).manifest.get("handlers") or [{}]
         path, body = str(handlers[0].get("path") or "/run"), {}
     parts = ["curl", "-X", "POST", deployment.url + path]
     if token:
         parts += ["-H", f"Authorization: Bearer {token}"]
-    parts += ["-H", "Content-Type: application/json", "-d", jsonlib.dumps(body)]
+    if body is None:  # an image model: upload a picture
+        parts += ["-F", "file=@image.png"]
+    else:
+        parts += ["-H", "Content-Type: application/json", "-d", jsonlib.dumps(body)]
     return "    " + " ".join(shlex.quote(p) for p in parts)
 
 
-def _example_row(client: Client, deployment: Deployment) -> dict[str, Any]:
-    """A row of the model's input columns, zeros for numbers: the shape of a real request."""
+def _example_body(client: Client, deployment: Deployment) -> dict[str, Any] | None:
+    """A request the model accepts, in the shape of a real one: a row with every input column
+    (zeros for numbers), a vector of zeros, or None for an image (sent as a file)."""
     if not deployment.model:
         return {}
     inputs = client.models.get(deployment.model).signature.get("inputs")
+    if isinstance(inputs, dict) and isinstance(inputs.get("shape"), list):
+        shape = inputs["shape"]
+        return None if len(shape) > 1 else {"inputs": [[0] * int(shape[0] if shape else 1)]}
     if not isinstance(inputs, list):
         return {}
     numeric = ("int", "float", "bool", "number")
-    return {
+    row = {
         str(col.get("name")): 0 if str(col.get("dtype", "")).startswith(numeric) else "text"
-        for col in inputs[:8]
+        for col in inputs
         if isinstance(col, dict)
     }
+    return {"rows": [row]}
 
 
 def _access(d: Deployment) -> str:
