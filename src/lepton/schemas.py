@@ -417,7 +417,9 @@ class ScriptSpec(_Model):
 
 class EvaluateSpec(_Model):
     kind: Literal["evaluate"] = Field(default="evaluate", description="Evaluate a model version.")
-    model: str = Field(max_length=140, description="Model reference: `name@N`, `@latest`, `@alias`.")
+    model: str = Field(
+        max_length=140, description="Model reference: `name@N`, `@latest`, `@alias`."
+    )
     dataset: str = Field(description="Dataset reference to evaluate on, `name@vN`.")
     target: str | None = Field(default=None, description="Target column; the model's if absent.")
     slices: list[str] = Field(
