@@ -123,15 +123,20 @@ def test_without_the_token_it_says_so_and_explains_in_process(lepton: Cli, deplo
 
 
 def test_another_class_mirrors_the_predicted_one(
-    lepton: Cli, model: str, local: dict[str, Any]
+    lepton: Cli, model: str, deployment: str, local: dict[str, Any]
 ) -> None:
     yes = local["rows"][0]
     row = json.dumps(ROW)
     no = explained(lepton("explain", model, "--row", row, "--class", "no", "--json"))["rows"][0]
+    asked = explained(
+        lepton("explain", "signal", "--row", row, "--class", "no", "--token", deployment, "--json")
+    )
 
-    assert (yes["target"], no["target"]) == ("yes", "no")
+    assert asked["source"].startswith("deployment")
+    assert (yes["target"], no["target"], asked["rows"][0]["target"]) == ("yes", "no", "no")
     # Two classes of a forest: p(no) = 1 - p(yes), so every attribution flips its sign.
     np.testing.assert_allclose(no["attributions"], -np.asarray(yes["attributions"]), atol=1e-9)
+    np.testing.assert_allclose(asked["rows"][0]["attributions"], no["attributions"], atol=1e-9)
 
 
 def test_rows_from_a_csv_file_and_the_top_limit(

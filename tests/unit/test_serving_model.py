@@ -64,10 +64,9 @@ class Pixels:
 
 
 class Attributions:
-    def explain(self, X: Any) -> Any:
-        return {
-            "rows": [{"a": float(a), "b": float(b)} for a, b in zip(X["a"], X["b"], strict=True)]
-        }
+    def explain(self, X: Any, *, target: Any = None, overlay: bool = False) -> Any:
+        rows = [{"a": float(a), "b": float(b)} for a, b in zip(X["a"], X["b"], strict=True)]
+        return {"rows": rows, "target": target, "overlay": overlay}
 
 
 @contextlib.asynccontextmanager
@@ -215,17 +214,20 @@ def test_a_model_that_raises_fails_only_its_own_batch() -> None:
 
 
 def test_explain_is_a_clean_404_until_an_explainer_is_wired() -> None:
-    async def scenario(explainer: Any) -> httpx.Response:
+    async def scenario(explainer: Any, query: str = "") -> httpx.Response:
         async with serve(Linear(), explainer=explainer) as c:
-            return await c.post("/explain", json={"rows": [{"a": 1.0, "b": 2}]})
+            return await c.post("/explain" + query, json={"rows": [{"a": 1.0, "b": 2}]})
 
     off = run(scenario(None))
     on = run(scenario(lambda model: Attributions()))
+    asked = run(scenario(lambda model: Attributions(), "?class=pos&overlay=true"))
 
     assert (
         off.status_code == 404 and message(off) == "explanations are not enabled on this deployment"
     )
-    assert on.status_code == 200 and on.json() == {"rows": [{"a": 1.0, "b": 2.0}]}
+    assert on.status_code == 200
+    assert on.json() == {"rows": [{"a": 1.0, "b": 2.0}], "target": None, "overlay": False}
+    assert asked.json() == {"rows": [{"a": 1.0, "b": 2.0}], "target": "pos", "overlay": True}
 
 
 def test_images_arrive_as_arrays_or_files() -> None:

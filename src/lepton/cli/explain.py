@@ -8,8 +8,8 @@ Where the explanation is computed:
 * otherwise the version is loaded into this process (``client.models.load``) and explained by
   ``lepton.explain.explainer_for``: the explainer a replica builds, so the numbers are the same.
 
-A replica explains each row's predicted class only, so ``--class`` is answered in this process;
-so is a deployment whose token was not given. The output says which way it went and why.
+A deployment whose token was not given is explained in this process instead. The output says
+which way it went and why.
 """
 
 from __future__ import annotations
@@ -108,15 +108,15 @@ def explain(
 
     inputs = read_inputs(row or [], rows_file)
     client = Client()
-    source = resolve(client, target, token=token, local=local, explain_class=class_)
+    source = resolve(client, target, token=token, local=local)
     if source.note:
         err_console.print(f"[yellow]note:[/] {source.note}", soft_wrap=True)
     if inputs.images is not None:
         inputs = Inputs(images=_fit_images(inputs.images, source.version.signature))
+    overlay = html_path is not None and inputs.images is not None
     if source.deployment is not None:
-        data = _remote(client, source.deployment, inputs, token)
+        data = _remote(client, source.deployment, inputs, token, class_, overlay=overlay)
     else:
-        overlay = html_path is not None and inputs.images is not None
         data = _local(client, source.version, inputs, class_, overlay=overlay)
     if html_path is not None and data["kind"] == "image" and inputs.images is not None:
         _add_overlays(data, inputs.images)
@@ -252,9 +252,7 @@ def _fit_images(images: np.ndarray, signature: dict[str, Any]) -> np.ndarray:
 # --- where the explanation comes from -------------------------------------------------------
 
 
-def resolve(
-    client: Client, target: str, *, token: str | None, local: bool, explain_class: str | None
-) -> Source:
+def resolve(client: Client, target: str, *, token: str | None, local: bool) -> Source:
     """The model version behind ``target`` and the deployment to ask, if one should be."""
     deployment = None
     if "@" not in target and not local:
@@ -284,20 +282,26 @@ def resolve(
             deployment = next((d for d in serving if d.state == "ready"), None)
     if deployment is None:
         return Source(version, None)
-    if explain_class is not None:
-        why = "a deployment explains each row's predicted class only"
-    elif not deployment.public and token is None:
-        why = f"deployment {deployment.name} needs its token (--token) to be asked"
-    else:
+    if deployment.public or token is not None:
         return Source(version, deployment)
+    why = f"deployment {deployment.name} needs its token (--token) to be asked"
     return Source(version, None, note=f"{why}; explaining {version.ref} in this process.")
 
 
-def _remote(client: Client, deployment: Deployment, inputs: Inputs, token: str | None) -> Any:
-    if inputs.rows is not None:
-        return client.deployments.explain(deployment.name, rows=inputs.rows, token=token)
-    assert inputs.images is not None
-    return client.deployments.explain(deployment.name, inputs=inputs.images.tolist(), token=token)
+def _remote(
+    client: Client,
+    deployment: Deployment,
+    inputs: Inputs,
+    token: str | None,
+    explain_class: str | None,
+    *,
+    overlay: bool,
+) -> Any:
+    rows = inputs.rows
+    images = None if inputs.images is None else inputs.images.tolist()
+    return client.deployments.explain(
+        deployment.name, rows, inputs=images, token=token, target=explain_class, overlay=overlay
+    )
 
 
 def _local(

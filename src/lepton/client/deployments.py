@@ -206,11 +206,23 @@ class Deployments:
         columns: dict[str, builtins.list[Any]] | None = None,
         inputs: Any = None,
         token: str | None = None,
+        target: Any = None,
+        overlay: bool = False,
     ) -> Any:
-        """``POST /explain``: feature attributions for the same inputs as :meth:`predict`."""
-        return self._call(name, "/explain", _payload(rows, columns, inputs), token)
+        """``POST /explain``: feature attributions for the same inputs as :meth:`predict`,
+        explaining class ``target`` (default: the predicted one); ``overlay`` adds a PNG of
+        each image's saliency (base64)."""
+        query = {"class": None if target is None else str(target), "overlay": overlay or None}
+        return self._call(name, "/explain", _payload(rows, columns, inputs), token, query)
 
-    def _call(self, name: str, path: str, body: dict[str, Any], token: str | None) -> Any:
+    def _call(
+        self,
+        name: str,
+        path: str,
+        body: dict[str, Any],
+        token: str | None,
+        query: dict[str, Any] | None = None,
+    ) -> Any:
         from lepton.client.client import _error_from
 
         deployment = self.get(name)
@@ -224,7 +236,11 @@ class Deployments:
         if self._http is None:
             self._http = httpx.Client(timeout=deployment.timeout_s + 10)
         try:
-            response = self._http.post(deployment.url + path, json=body, headers=headers)
+            params = {k: str(v).lower() if isinstance(v, bool) else v
+                      for k, v in (query or {}).items() if v is not None}  # fmt: skip
+            response = self._http.post(
+                deployment.url + path, json=body, headers=headers, params=params
+            )
         except httpx.TransportError as exc:
             raise ConnectionFailed(
                 f"cannot reach deployment '{name}' at {deployment.url}: {exc}",

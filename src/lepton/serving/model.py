@@ -52,9 +52,11 @@ class ServedModel(Protocol):
 
 
 class Explainer(Protocol):
-    """The seam for ``lepton.explain``: attributions for the rows of ``X`` as JSON-able data."""
+    """The seam for ``lepton.explain``: attributions for the rows of ``X``, explaining class
+    ``target`` (None: the predicted one), with image overlays when ``overlay``; the answer is
+    JSON-able or has ``to_dict()``."""
 
-    def explain(self, X: Any) -> Any: ...
+    def explain(self, X: Any, *, target: Any = None, overlay: bool = False) -> Any: ...
 
 
 @dataclass
@@ -367,8 +369,15 @@ class ModelService:
                     "explanations are not enabled on this deployment",
                     fix="deploy with explanations enabled, or call /predict",
                 )
+            query = dict(request.query)
+            target = query.get("class")
+            overlay = query.get("overlay", "").lower() in ("1", "true", "yes")
             X = await asyncio.to_thread(lambda: self.frame([self.predict_job(request).decode()]))
-            result = await asyncio.to_thread(explainer.explain, X)
+            result = await asyncio.to_thread(
+                lambda: explainer.explain(X, target=target, overlay=overlay)
+            )
+            if hasattr(result, "to_dict"):  # lepton.explain's Explanation: PNGs as base64
+                result = result.to_dict()
             return Reply(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), JSON)
 
         return [
@@ -431,11 +440,11 @@ class ModelService:
         }
 
 
-def find_explainer(model: ServedModel) -> Explainer | None:
-    """``lepton.explain.explainer_for(model)`` once that module exists, else None."""
-    try:
-        module = importlib.import_module("lepton.explain")
-    except ModuleNotFoundError:
-        return None
-    factory = getattr(module, "explainer_for", None)
-    return factory(model) if factory is not None else None
+def find_explainer(model: ServedModel, directory: Path | None = None) -> Explainer | None:
+    """``lepton.explain.explainer_for(model)``, measured against the background sample stored
+    in the model's folder (``explain/background.json``) when there is one."""
+    from lepton.explain import explainer_for, stored_background
+
+    background = stored_background(directory) if directory is not None else None
+    explainer: Explainer = explainer_for(model, background=background)
+    return explainer

@@ -73,7 +73,10 @@ def model_app(directory: Path, config: ReplicaConfig) -> ReplicaApp:
 
     model = load_served_model(directory)
     return served_model_app(
-        model, config, name=config.name or directory.resolve().name, explainer=find_explainer
+        model,
+        config,
+        name=config.name or directory.resolve().name,
+        explainer=lambda served: find_explainer(served, directory),
     )
 
 
