@@ -17,8 +17,6 @@ finds the live ones again by pid and command line, and restarts the lost ones.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import shutil
 import uuid
@@ -39,6 +37,7 @@ from lepton.deploy.workdir import (
 from lepton.errors import LeptonError
 from lepton.executors.base import ReplicaExecutor, ReplicaLaunch
 from lepton.schemas import ReplicaState
+from lepton.server.reconciler import Reconciler
 from lepton.server.state import ServerState
 from lepton.store.models import DeploymentRow, ReplicaRow, TokenRow, utcnow
 
@@ -61,7 +60,7 @@ class Backoff:
         return float(min(self.cap_s, self.base_s * 2 ** max(0, failures - 1)))
 
 
-class Supervisor:
+class Supervisor(Reconciler):
     def __init__(
         self,
         state: ServerState,
@@ -72,37 +71,17 @@ class Supervisor:
         backoff: Backoff | None = None,
         drain_grace_s: float = 30.0,
     ) -> None:
+        super().__init__(interval_s, log)
         self.state = state
         self.executor = executor
-        self.interval_s = interval_s
         self.now = now
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
-        self._wake: asyncio.Event | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._signalled: set[tuple[str, int]] = set()  # drains already sent, by replica and pid
 
     @property
     def home(self) -> Path:
         return self.state.settings.home
-
-    def wake(self) -> None:
-        """Run a pass now (a deployment changed); safe from any thread."""
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def run(self) -> None:
-        """Reconcile until cancelled: every ``interval_s``, or at once when woken."""
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        while True:
-            try:
-                await asyncio.to_thread(self.reconcile_once)
-            except Exception:  # one bad pass (DB locked, fork refused) must not end supervision
-                log.exception("deployment supervisor pass failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
-            self._wake.clear()
 
     def reconcile_once(self) -> None:
         with self.state.sessions() as session:

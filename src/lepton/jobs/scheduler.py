@@ -9,8 +9,6 @@ runners are re-attached, lost ones retried. Nothing is left ``running`` forever.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 from lepton.executors.base import Executor, Launch
 from lepton.schemas import JobState
 from lepton.server.auth import mint_token
+from lepton.server.reconciler import Reconciler
 from lepton.server.state import ServerState
 from lepton.store.models import JobRow, TokenRow, utcnow
 
@@ -35,7 +34,7 @@ def job_log_path(home: Path, job_id: str) -> Path:
     return home / "jobs" / job_id / "job.log"
 
 
-class Scheduler:
+class Scheduler(Reconciler):
     def __init__(
         self,
         state: ServerState,
@@ -44,31 +43,11 @@ class Scheduler:
         interval_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(interval_s, log)
         self.state = state
         self.executor = executor
-        self.interval_s = interval_s
         self.clock = clock
-        self._wake: asyncio.Event | None = None
         self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    def wake(self) -> None:
-        """Run a pass now (a job was submitted or cancelled); safe from any thread."""
-        if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
-
-    async def run(self) -> None:
-        """Reconcile until cancelled: every ``interval_s``, or at once when woken."""
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
-        while True:
-            try:
-                await asyncio.to_thread(self.reconcile_once)
-            except Exception:  # one bad pass (fork refused, DB locked) must not end scheduling
-                log.exception("job scheduler pass failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
-            self._wake.clear()
 
     def reconcile_once(self) -> None:
         with self.state.sessions() as session:

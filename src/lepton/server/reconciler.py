@@ -1,0 +1,46 @@
+"""The loop every reconciler of the control plane runs: a pass every ``interval_s``, or at once
+when woken, each pass on a worker thread so the event loop never waits on the store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from abc import ABC, abstractmethod
+
+__all__ = ["Reconciler"]
+
+
+class Reconciler(ABC):
+    """Subclasses converge one table with the world in :meth:`reconcile_once`."""
+
+    interval_s: float
+    log: logging.Logger
+
+    def __init__(self, interval_s: float, log: logging.Logger) -> None:
+        self.interval_s = interval_s
+        self.log = log
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @abstractmethod
+    def reconcile_once(self) -> None:
+        """One pass; an exception is logged and the next pass tries again."""
+
+    def wake(self) -> None:
+        """Run a pass now (something changed); safe from any thread."""
+        if self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Reconcile until cancelled: every ``interval_s``, or at once when woken."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        while True:
+            try:
+                await asyncio.to_thread(self.reconcile_once)
+            except Exception:  # one bad pass (DB locked, fork refused) must not end the loop
+                self.log.exception("%s pass failed; trying again", type(self).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+            self._wake.clear()
