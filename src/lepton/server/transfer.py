@@ -4,15 +4,19 @@ with the OpenAPI fragments that describe both."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from lepton.errors import PayloadTooLarge
+from lepton.schemas import LogChunk
 from lepton.server.state import ServerState
 
-__all__ = ["BYTES_RESPONSE", "UPLOAD_BODY", "body_chunks", "stream_blob"]
+__all__ = ["BYTES_RESPONSE", "UPLOAD_BODY", "body_chunks", "read_log", "stream_blob"]
+
+LOG_CHUNK = 256 * 1024  # bytes of log per answer: a follow loop asks again for the rest
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -57,4 +61,19 @@ def stream_blob(state: ServerState, digest: str, size: int | None = None) -> Str
         headers["Content-Length"] = str(size)
     return StreamingResponse(
         state.blobs.open(digest), media_type="application/octet-stream", headers=headers
+    )
+
+
+def read_log(path: Path, offset: int, *, ended: bool) -> LogChunk:
+    """Up to ``LOG_CHUNK`` bytes of the log at ``path`` from ``offset``, and the offset to ask
+    from next; ``complete`` once the writer has ``ended`` and nothing is left to read."""
+    text, end, at_end = b"", offset, True
+    if path.exists():
+        with path.open("rb") as f:
+            f.seek(offset)
+            text = f.read(LOG_CHUNK)
+            end = offset + len(text)
+        at_end = end >= path.stat().st_size
+    return LogChunk(
+        text=text.decode("utf-8", errors="replace"), offset=end, complete=at_end and ended
     )

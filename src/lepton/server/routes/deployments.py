@@ -34,12 +34,12 @@ from lepton.server.deploy_catalog import (
 )
 from lepton.server.errors import ERROR_RESPONSES
 from lepton.server.state import ServerState, db_session, get_state
+from lepton.server.transfer import read_log
 from lepton.store.models import DeploymentRow, TokenRow, utcnow
 
 router = APIRouter(prefix="/api/v1/deployments", tags=["deployments"], responses=ERROR_RESPONSES)
 
 DeploymentName = Annotated[str, PathParam(description="Deployment name.", max_length=63)]
-_LOG_CHUNK = 256 * 1024  # bytes of log per answer: a follow loop asks again for the rest
 
 
 def _wake(request: Request) -> None:
@@ -232,15 +232,4 @@ def deployment_logs(
 
     row = get_deployment(session, principal, deployment_name)
     path = deployment_log(state.settings.home, row.id)
-    text, end, at_end = b"", offset, True
-    if path.exists():
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read(_LOG_CHUNK)
-            end = offset + len(text)
-        at_end = end >= path.stat().st_size
-    return LogChunk(
-        text=text.decode("utf-8", errors="replace"),
-        offset=end,
-        complete=at_end and row.state == "deleting",
-    )
+    return read_log(path, offset, ended=row.state == "deleting")

@@ -56,7 +56,7 @@ from lepton.server.model_catalog import (
 from lepton.server.routes.blobs import receive_blob
 from lepton.server.routes.models import check_artifact
 from lepton.server.state import ServerState, db_session, get_state
-from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, stream_blob
+from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, read_log, stream_blob
 from lepton.store.models import (
     BlobRow,
     DatasetRow,
@@ -70,7 +70,6 @@ from lepton.store.models import (
 router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], responses=ERROR_RESPONSES)
 
 JobId = Annotated[str, PathParam(description="Job id.", max_length=32)]
-_LOG_CHUNK = 256 * 1024  # bytes of log per answer: a follow loop asks again for the rest
 
 
 def _get(session: Session, principal: Principal, job_id: str) -> JobRow:
@@ -251,20 +250,7 @@ def job_logs(
 
     job = _get(session, principal, job_id)
     path = job_log_path(state.settings.home, job.id)
-    text, end = b"", offset
-    if path.exists():
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read(_LOG_CHUNK)
-            end = offset + len(text)
-        at_end = end >= path.stat().st_size
-    else:
-        at_end = True
-    return LogChunk(
-        text=text.decode("utf-8", errors="replace"),
-        offset=end,
-        complete=at_end and job.state in TERMINAL_STATES,
-    )
+    return read_log(path, offset, ended=job.state in TERMINAL_STATES)
 
 
 @router.get("/{job_id}/metrics", name="job.metrics")
