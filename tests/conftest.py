@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from starlette.exceptions import StarletteDeprecationWarning
 
 from lepton.client import Client
+from lepton.control.plane import Control
+from lepton.control.workspaces import FirstStart
 from lepton.server.app import create_app
-from lepton.server.bootstrap import FirstStart
-from lepton.server.state import ServerState
 from lepton.settings import Settings
 
 # Starlette's TestClient warns on import when it runs on httpx rather than httpx2, and pytest turns
@@ -40,7 +40,7 @@ def bearer(token: str) -> dict[str, str]:
 class Started:
     """What the app's lifespan handed to ``on_start``."""
 
-    state: ServerState | None = None
+    state: Control | None = None
     first: FirstStart | None = None
 
 
@@ -105,7 +105,7 @@ def make_app(started: Started) -> Callable[[Settings], FastAPI]:
     """Build an app whose lifespan reports into ``started``."""
 
     def make(settings: Settings) -> FastAPI:
-        def on_start(state: ServerState, first: FirstStart | None) -> None:
+        def on_start(state: Control, first: FirstStart | None) -> None:
             started.state, started.first = state, first
 
         # No scheduler in-process: unit tests start no job processes.

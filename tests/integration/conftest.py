@@ -60,8 +60,16 @@ class ServerProcess:
     the server); :attr:`output` and :attr:`errors` read them back, per start.
     """
 
-    def __init__(self, home: Path, port: int | None = None, *, logs: Path | None = None) -> None:
+    def __init__(
+        self,
+        home: Path,
+        port: int | None = None,
+        *,
+        logs: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.home = home
+        self.extra_env = dict(env or {})
         self.port = port or free_port()
         self.logs = logs or home.parent
         self.starts = 0
@@ -89,7 +97,7 @@ class ServerProcess:
             LEPTON_HOME=str(self.home),
             LEPTON_HOST="127.0.0.1",
             LEPTON_PORT=str(self.port),
-            **overrides,
+            **{**self.extra_env, **overrides},
         )
 
     def _log(self, stream: str) -> Path:
@@ -202,8 +210,14 @@ ServerFactory = Callable[..., ServerProcess]
 def _servers(root: Path) -> Iterator[ServerFactory]:
     made: list[ServerProcess] = []
 
-    def make(name: str = "home", *, start: bool = True, port: int | None = None) -> ServerProcess:
-        server = ServerProcess(root / name, port)
+    def make(
+        name: str = "home",
+        *,
+        start: bool = True,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> ServerProcess:
+        server = ServerProcess(root / name, port, env=env)
         made.append(server)
         return server.start() if start else server
 

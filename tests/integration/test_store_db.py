@@ -7,6 +7,7 @@ its own, dropped afterwards, so runs never see each other's rows.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import uuid
@@ -25,13 +26,20 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from starlette.exceptions import StarletteDeprecationWarning
 
 import lepton.store.db
+from lepton.control.plane import Control
+from lepton.control.workspaces import FirstStart
 from lepton.errors import ConfigError
 from lepton.server.app import create_app
-from lepton.server.bootstrap import FirstStart
-from lepton.server.state import ServerState
 from lepton.settings import Settings
 from lepton.store.db import backend_name, make_engine, make_sessionmaker, migrate
-from lepton.store.models import AuditEventRow, Base, BlobRow, TokenRow, WorkspaceRow, utcnow
+from lepton.store.models import (
+    AuditEventRow,
+    Base,
+    ContentRefRow,
+    TokenRow,
+    WorkspaceRow,
+    utcnow,
+)
 
 # Starlette warns when its TestClient runs on httpx rather than httpx2; the SDK is built on httpx,
 # so that is the pairing we test (as tests/conftest.py does, which may not be imported first).
@@ -189,14 +197,18 @@ def test_workspace_names_are_unique(migrated: Engine) -> None:
         assert session.scalar(select(func.count()).select_from(WorkspaceRow)) == 1
 
 
-@pytest.mark.parametrize("row_type", [TokenRow, BlobRow])
-def test_rows_need_an_existing_workspace(migrated: Engine, row_type: type[Base]) -> None:
+@pytest.mark.parametrize("row_type", [TokenRow, ContentRefRow])
+def test_rows_need_what_they_refer_to(migrated: Engine, row_type: type[Base]) -> None:
+    # A token needs its workspace; a reference to stored bytes needs the object's row, the row
+    # erasers lock (lepton.control.content).
     if row_type is TokenRow:
         row: Base = TokenRow(
             id="t1", workspace_id="missing", name="ci", role="viewer", secret_hash="0" * 64
         )
     else:
-        row = BlobRow(workspace_id="missing", digest="0" * 64, size=1)
+        row = ContentRefRow(
+            digest="0" * 64, owner_kind="upload", owner_id="w", role="upload", workspace_id="w"
+        )
     with make_sessionmaker(migrated)() as session:
         session.add(row)
         with pytest.raises(IntegrityError):
@@ -270,14 +282,14 @@ def test_bad_urls_raise_config_error_with_a_fix(url: str, fix: str) -> None:
 
 
 def test_control_plane_runs_on_the_store(database_url: str, tmp_path: Path) -> None:
-    started: list[tuple[ServerState, FirstStart | None]] = []
+    started: list[tuple[Control, FirstStart | None]] = []
     settings = Settings(home=tmp_path / "home", database_url=database_url)
 
     with TestClient(
         create_app(settings, on_start=lambda *s: started.append(s), run_jobs=False)
     ) as client:
         state, first = started[0]
-        assert backend_name(state.engine) == make_url(database_url).get_backend_name()
+        assert backend_name(state.ctx.engine) == make_url(database_url).get_backend_name()
         assert first is not None  # an empty store: bootstrap made the workspace and a token
         auth = {"Authorization": f"Bearer {first.token}"}
 
@@ -310,3 +322,92 @@ def test_control_plane_runs_on_the_store(database_url: str, tmp_path: Path) -> N
     ) as client:
         assert started[1][1] is None
         assert client.get("/api/v1/tokens", headers=auth).status_code == 200
+
+
+def _upgrade(engine: Engine, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from lepton.store import db
+
+    config = Config()
+    config.set_main_option("script_location", str(db._MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def test_migration_0007_records_every_existing_use_of_stored_bytes(engine: Engine) -> None:
+    """A store of the earlier schema, with bytes used in each of the places it kept them,
+    comes out with one reference per use, an object row per digest, and its numbering kept."""
+    _upgrade(engine, "0006")
+    d = {name: hex_char * 64 for name, hex_char in zip("abcdefgh", "abcdef01", strict=True)}
+    now = utcnow()
+    rows = [
+        "INSERT INTO workspaces (id, name, created_at) VALUES ('w', 'default', :now)",
+        "INSERT INTO blobs (workspace_id, digest, size, created_at) VALUES ('w', :a, 10, :now)",
+        "INSERT INTO datasets (id, workspace_id, name, created_at, last_version) "
+        "VALUES ('ds', 'w', 'heart', :now, 3)",
+        "INSERT INTO dataset_versions (id, dataset_id, version, content_hash, format, "
+        "source_name, source_digest, source_size, data_digest, rows, schema_json, profile_json, "
+        "pii_json, created_at) VALUES ('dv', 'ds', 3, 'h', 'csv', 'heart.csv', :b, 20, :c, 1, "
+        "'[]', '{}', '{}', :now)",
+        "INSERT INTO dataset_splits (version_id, spec_hash, spec_json, strategy, counts_json, "
+        "digest, created_at) VALUES ('dv', 's1', '{}', 'random', '{}', :d, :now)",
+        "INSERT INTO models (id, workspace_id, name, created_at, last_version) "
+        "VALUES ('m', 'w', 'heart', :now, 5)",
+        "INSERT INTO model_versions (id, model_id, version, flavour, algorithm, task, "
+        "artifact_digest, signature_json, metrics_json, params_json, leaderboard_json, "
+        "created_at, explanations_json) VALUES ('mv', 'm', 5, 'sklearn', 'forest', "
+        "'classification', :a, '{}', '{}', '{}', '[]', :now, :explanations)",
+        "INSERT INTO model_evaluations (id, model_version_id, result_json, created_at) "
+        "VALUES ('ev', 'mv', :result, :now)",
+        "INSERT INTO photons (id, workspace_id, name, version, digest, size, entry, "
+        "manifest_json, created_at) VALUES ('p', 'w', 'echo', 4, :f, 30, 'e.py:E', '{}', :now)",
+        "INSERT INTO jobs (id, workspace_id, kind, state, spec_json, attempts, max_retries, "
+        "created_at, checkpoint_digest, cancel_requested) VALUES ('j', 'w', 'train', "
+        "'running', '{}', 1, 0, :now, :g, false)",
+    ]
+    values = {
+        **d,
+        "now": now,
+        "explanations": json.dumps({"kind": "tabular", "plot": d["h"]}),
+        "result": json.dumps({"plots": {"roc": d["e"]}}),
+    }
+    with engine.begin() as connection:
+        for statement in rows:
+            connection.execute(text(statement), values)
+
+    migrate(engine)
+
+    with engine.connect() as connection:
+        refs = {
+            tuple(r)
+            for r in connection.execute(
+                text("SELECT owner_kind, owner_id, role, digest FROM content_refs")
+            )
+        }
+        objects = {
+            r[0]: r[1] for r in connection.execute(text("SELECT digest, size FROM blob_objects"))
+        }
+        counters = {
+            tuple(r) for r in connection.execute(text("SELECT kind, key, last FROM counters"))
+        }
+    assert refs == {
+        ("upload", "w", "upload", d["a"]),
+        ("dataset_version", "dv", "source", d["b"]),
+        ("dataset_version", "dv", "data", d["c"]),
+        ("split", "dv/s1", "assignment", d["d"]),
+        ("model_version", "mv", "artifact", d["a"]),
+        ("model_version", "mv", "explanation-plot", d["h"]),
+        ("evaluation", "ev", "plot:roc", d["e"]),
+        ("photon", "p", "package", d["f"]),
+        ("job", "j", "checkpoint", d["g"]),
+    }
+    assert set(objects) == set(d.values())
+    assert objects[d["a"]] == 10 and objects[d["b"]] == 20 and objects[d["c"]] is None
+    assert counters == {
+        ("dataset_version", "ds", 3),
+        ("model_version", "m", 5),
+        ("photon", "w/echo", 4),
+    }

@@ -346,11 +346,12 @@ def timeline(
     """Audit events at two known times: a token created and a refusal early, more later."""
     early = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     late = early + timedelta(hours=1)
-    # The audit middleware stamps events with lepton.server.audit.utcnow.
-    monkeypatch.setattr("lepton.server.audit.utcnow", lambda: early)
+    # Services (the audit log among them) read the time from the context's one clock.
+    ctx = api.app.state.lepton.ctx  # type: ignore[attr-defined]
+    monkeypatch.setattr(ctx, "clock", lambda: early)
     reader = platform.token_info(platform.admin, role="viewer", name="reader")
     api.post("/api/v1/tokens", json={"name": "nope"}, headers=bearer(reader["token"]))
-    monkeypatch.setattr("lepton.server.audit.utcnow", lambda: late)
+    monkeypatch.setattr(ctx, "clock", lambda: late)
     api.post("/api/v1/blobs", content=b"late blob", headers=bearer(platform.admin))
     api.post(
         "/api/v1/tokens", json={"name": "late", "role": "boss"}, headers=bearer(platform.admin)

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from lepton.server.auth import Principal, hash_secret, require
-from lepton.server.state import ServerState
+from lepton.control.plane import Control
+from lepton.control.tokens import hash_secret
+from lepton.server.auth import Principal, require
 from lepton.store.models import TokenRow, utcnow
 
 if TYPE_CHECKING:
@@ -102,9 +103,10 @@ def test_revoked_status_is_told_only_to_the_holder_of_the_secret(
     assert "revoked" not in error_of(r)["message"]
 
 
-def _clock_at(monkeypatch: pytest.MonkeyPatch, moment: datetime) -> None:
-    # The server asks lepton.server.auth.utcnow for "now"; moving it there avoids sleeping.
-    monkeypatch.setattr("lepton.server.auth.utcnow", lambda: moment)
+def _clock_at(monkeypatch: pytest.MonkeyPatch, api: TestClient, moment: datetime) -> None:
+    # The services read "now" from the context's one clock; moving it avoids sleeping.
+    ctx = api.app.state.lepton.ctx  # type: ignore[attr-defined]
+    monkeypatch.setattr(ctx, "clock", lambda: moment)
 
 
 def test_token_works_until_it_expires_then_is_401_saying_expired(
@@ -114,10 +116,10 @@ def test_token_works_until_it_expires_then_is_401_saying_expired(
     info = platform.token_info(platform.admin, role="viewer", expires_in=3600, name="temp")
     assert info["expires_at"] is not None
 
-    _clock_at(monkeypatch, created + timedelta(seconds=3600 - 60))
+    _clock_at(monkeypatch, api, created + timedelta(seconds=3600 - 60))
     assert api.get("/api/v1/blobs", headers=bearer(info["token"])).status_code == 200
 
-    _clock_at(monkeypatch, created + timedelta(seconds=3600 + 60))
+    _clock_at(monkeypatch, api, created + timedelta(seconds=3600 + 60))
     r = api.get("/api/v1/blobs", headers=bearer(info["token"]))
 
     assert r.status_code == 401
@@ -130,7 +132,7 @@ def test_token_works_until_it_expires_then_is_401_saying_expired(
 def test_token_without_expiry_keeps_working_years_later(
     api: TestClient, admin_token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _clock_at(monkeypatch, utcnow() + timedelta(days=3650))
+    _clock_at(monkeypatch, api, utcnow() + timedelta(days=3650))
 
     assert api.get("/api/v1/blobs", headers=bearer(admin_token)).status_code == 200
 
@@ -273,8 +275,8 @@ def test_token_secret_is_stored_only_as_its_sha256(
     prefix, token_id, secret = info["token"].split("_", 2)
     assert (prefix, token_id) == ("lep", info["id"])
 
-    state: ServerState = app.state.lepton
-    with state.sessions() as session:
+    state: Control = app.state.lepton
+    with state.ctx.sessions() as session:
         table = TokenRow.__table__
         stored = dict(session.execute(select(table).where(table.c.id == token_id)).one()._mapping)
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import os
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,13 +237,25 @@ def test_a_committed_writer_cannot_be_written_again(store: BlobStore) -> None:
 
 def test_clean_temp_removes_leftovers_from_a_crash(store: BlobStore, root: Path) -> None:
     kept = store.put_bytes(b"a real blob")
-    (root / "tmp" / "crashed-1").write_bytes(b"half")
-    (root / "tmp" / "crashed-2").write_bytes(b"written")
+    for name in ("crashed-1", "crashed-2"):
+        (root / "tmp" / name).write_bytes(b"half")
+        os.utime(root / "tmp" / name, (time.time() - 7200, time.time() - 7200))
 
     assert store.clean_temp() == 2
     assert list((root / "tmp").iterdir()) == []
     assert store.clean_temp() == 0
     assert store.read_bytes(kept.digest) == b"a real blob"
+
+
+def test_clean_temp_keeps_a_write_in_progress(store: BlobStore, root: Path) -> None:
+    # Several control planes share a store: one starting must not cut another's upload.
+    with store.writer() as writer:
+        writer.write(b"first half")
+        assert store.clean_temp() == 0
+        writer.write(b" and the rest")
+        info = writer.commit()
+
+    assert store.read_bytes(info.digest) == b"first half and the rest"
 
 
 @pytest.mark.parametrize("digest", ["../etc/passwd", "AB" * 32, "abc", "g" * 64, ""])

@@ -69,7 +69,7 @@ def client(platform: Platform) -> Client:
 
 @pytest.fixture
 def blobs(app: FastAPI) -> BlobStore:
-    store: BlobStore = app.state.lepton.blobs
+    store: BlobStore = app.state.lepton.ctx.blobs
     return store
 
 
@@ -609,7 +609,7 @@ def limited(
         assert started.first is not None
         token = started.first.token
         client = Client(url=str(tc.base_url), token=token, http=tc, settings=small)
-        yield Limited(tc, client, token, small, app.state.lepton.blobs)
+        yield Limited(tc, client, token, small, app.state.lepton.ctx.blobs)
 
 
 def test_push_over_the_upload_limit_is_413_naming_it_and_stores_nothing(

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from lepton import Client
+from lepton.control.plane import Control
 from lepton.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
-from lepton.server.state import ServerState
 
 if TYPE_CHECKING:
     from conftest import Platform, Started
@@ -75,7 +75,7 @@ def push_photon(client: Client, data: bytes, name: str | None = None) -> Any:
 
 
 @pytest.fixture
-def state(platform: Platform, started: Started) -> ServerState:
+def state(platform: Platform, started: Started) -> Control:
     assert started.state is not None
     return started.state
 
@@ -97,8 +97,8 @@ def shared(
     """One app for the checks that store nothing (a fresh app per case costs ~0.4 s)."""
     from starlette.testclient import TestClient
 
+    from lepton.control.workspaces import FirstStart
     from lepton.server.app import create_app
-    from lepton.server.bootstrap import FirstStart
     from lepton.settings import Settings
 
     tokens: list[str] = []
@@ -237,11 +237,11 @@ def test_deleting_revokes_the_token_at_once(client: Client, heart: str, platform
         client.deployments.create("heart", wait=False)
 
 
-def test_logs_are_read_from_an_offset(client: Client, heart: str, state: ServerState) -> None:
-    from lepton.deploy.workdir import deployment_log
+def test_logs_are_read_from_an_offset(client: Client, heart: str, state: Control) -> None:
+    from lepton.control.workdir import deployment_log
 
     created = client.deployments.create("heart", wait=False)
-    path = deployment_log(state.settings.home, created.id)
+    path = deployment_log(state.ctx.settings.home, created.id)
     path.parent.mkdir(parents=True)
     path.write_text("[r1] loading\n[r1] ready http://127.0.0.1:1\n")
 

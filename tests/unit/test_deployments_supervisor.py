@@ -18,11 +18,11 @@ import pytest
 from test_deployments_api import register_model
 
 from lepton import Client
-from lepton.deploy.supervisor import Backoff, Supervisor
+from lepton.control.plane import Control
+from lepton.control.supervisor import Backoff, Supervisor
 from lepton.errors import AuthenticationError, NotFound
 from lepton.executors.base import ProcessState, ReplicaLaunch
 from lepton.schemas import Deployment
-from lepton.server.state import ServerState
 from lepton.store.models import utcnow
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ class Clock:
 
 
 @pytest.fixture
-def state(platform: Platform, started: Started) -> ServerState:
+def state(platform: Platform, started: Started) -> Control:
     assert started.state is not None
     return started.state
 
@@ -120,7 +120,7 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def supervisor(state: ServerState, fake: FakeReplicas, clock: Clock) -> Supervisor:
+def supervisor(state: Control, fake: FakeReplicas, clock: Clock) -> Supervisor:
     return Supervisor(state, fake, now=clock, backoff=Backoff(base_s=1, cap_s=8, stable_s=60))
 
 
@@ -357,7 +357,7 @@ def test_an_update_whose_new_replica_crashes_keeps_the_old_ones_serving(
 
 
 def test_deleting_drains_every_replica_then_the_deployment_is_gone(
-    client: Client, supervisor: Supervisor, fake: FakeReplicas, state: ServerState
+    client: Client, supervisor: Supervisor, fake: FakeReplicas, state: Control
 ) -> None:
     created = client.deployments.create("heart", replicas=2, wait=False)
     supervisor.reconcile_once()
@@ -375,7 +375,7 @@ def test_deleting_drains_every_replica_then_the_deployment_is_gone(
 
     with pytest.raises(NotFound):
         show(client)
-    assert not (state.settings.home / "deployments" / created.id).exists()
+    assert not (state.ctx.settings.home / "deployments" / created.id).exists()
     assert created.token is not None
     with pytest.raises(AuthenticationError, match="revoked"):
         Client(client.url, created.token, http=client._http).status()
@@ -385,7 +385,7 @@ def test_deleting_drains_every_replica_then_the_deployment_is_gone(
 
 
 def test_after_a_restart_live_replicas_are_reattached_and_lost_ones_restarted(
-    client: Client, supervisor: Supervisor, fake: FakeReplicas, state: ServerState, clock: Clock
+    client: Client, supervisor: Supervisor, fake: FakeReplicas, state: Control, clock: Clock
 ) -> None:
     client.deployments.create("heart", replicas=2, wait=False)
     supervisor.reconcile_once()

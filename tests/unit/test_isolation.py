@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from starlette.testclient import TestClient
 
+from lepton.control.workspaces import FirstStart
 from lepton.server.app import create_app
-from lepton.server.bootstrap import FirstStart
 from lepton.settings import Settings
 
 if TYPE_CHECKING:

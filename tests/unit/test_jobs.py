@@ -24,12 +24,12 @@ from starlette.testclient import TestClient
 
 import lepton.jobs.runner as runner
 from lepton import Client
+from lepton.control.plane import Control
+from lepton.control.scheduler import Scheduler
 from lepton.errors import ConfigError, Conflict, InvalidRequest, NotFound, PermissionDenied
 from lepton.executors.base import Launch, ProcessState
 from lepton.jobs import tracking
-from lepton.jobs.scheduler import Scheduler
 from lepton.schemas import Job, JobState
-from lepton.server.state import ServerState
 from lepton.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ def toy_frame(rows: int = ROWS, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture
-def state(platform: Platform, started: Started) -> ServerState:
+def state(platform: Platform, started: Started) -> Control:
     assert started.state is not None
     return started.state
 
@@ -140,7 +140,7 @@ def executor() -> FakeExecutor:
 
 
 @pytest.fixture
-def scheduler(state: ServerState, executor: FakeExecutor) -> Scheduler:
+def scheduler(state: Control, executor: FakeExecutor) -> Scheduler:
     return Scheduler(state, executor)
 
 
@@ -158,7 +158,7 @@ def test_a_queued_job_starts_with_the_url_and_a_token_scoped_to_it(
     scheduler: Scheduler,
     executor: FakeExecutor,
     platform: Platform,
-    state: ServerState,
+    state: Control,
 ) -> None:
     job = train(client, toy)
     assert job.state == JobState.queued and job.attempts == 0
@@ -167,7 +167,7 @@ def test_a_queued_job_starts_with_the_url_and_a_token_scoped_to_it(
 
     [launch] = executor.launches
     assert launch.job_id == job.id and launch.attempt == 1
-    assert launch.env["LEPTON_URL"] == state.settings.local_url
+    assert launch.env["LEPTON_URL"] == state.ctx.settings.local_url
     assert launch.env["LEPTON_JOB_ID"] == job.id
     assert launch.log_path.parent.name == job.id
     running = client.jobs.get(job.id)
@@ -203,7 +203,7 @@ def test_a_second_job_waits_for_the_only_slot(
 
 
 def test_two_slots_run_two_jobs_at_once(
-    client: Client, toy: str, state: ServerState, executor: FakeExecutor
+    client: Client, toy: str, state: Control, executor: FakeExecutor
 ) -> None:
     executor.cpu_slots = 2
     jobs = [train(client, toy) for _ in range(3)]
@@ -351,9 +351,7 @@ def test_a_job_asking_for_more_gpus_than_the_machine_has_fails_saying_so(
     assert executor.launches == []
 
 
-def test_a_gpu_job_waits_while_the_gpus_are_busy(
-    client: Client, toy: str, state: ServerState
-) -> None:
+def test_a_gpu_job_waits_while_the_gpus_are_busy(client: Client, toy: str, state: Control) -> None:
     executor = FakeExecutor(cpu_slots=2, gpu_slots=1)
     first, second = train(client, toy, gpus=1), train(client, toy, gpus=1)
 
@@ -365,7 +363,7 @@ def test_a_gpu_job_waits_while_the_gpus_are_busy(
 
 
 def test_after_a_restart_a_lost_runner_is_retried(
-    client: Client, toy: str, scheduler: Scheduler, executor: FakeExecutor, state: ServerState
+    client: Client, toy: str, scheduler: Scheduler, executor: FakeExecutor, state: Control
 ) -> None:
     job = train(client, toy)
     scheduler.reconcile_once()
@@ -385,7 +383,7 @@ def test_after_a_restart_a_live_runner_is_reattached_and_can_still_report(
     toy: str,
     scheduler: Scheduler,
     executor: FakeExecutor,
-    state: ServerState,
+    state: Control,
     platform: Platform,
 ) -> None:
     job = train(client, toy)
@@ -430,7 +428,7 @@ class FlakyExecutor(FakeExecutor):
 
 
 def test_a_failing_pass_leaves_the_job_queued_and_the_scheduler_running(
-    client: Client, toy: str, state: ServerState
+    client: Client, toy: str, state: Control
 ) -> None:
     executor = FlakyExecutor()
     scheduler = Scheduler(state, executor, interval_s=0)
@@ -637,7 +635,7 @@ def test_the_runner_trains_registers_and_reports_success(
 
 
 def test_a_job_token_reaches_only_its_own_job(
-    client: Client, toy: str, executor: FakeExecutor, state: ServerState, platform: Platform
+    client: Client, toy: str, executor: FakeExecutor, state: Control, platform: Platform
 ) -> None:
     executor.cpu_slots = 2
     mine, other = train(client, toy), train(client, toy)

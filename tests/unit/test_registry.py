@@ -22,13 +22,13 @@ from test_jobs import FakeExecutor, run_runner, toy_frame
 from test_registry_flavours import client, platform, served, state, workspace_client
 
 from lepton import Client
+from lepton.control.plane import Control
+from lepton.control.scheduler import Scheduler
 from lepton.errors import Conflict, InvalidRequest, NotFound
 from lepton.explain import stored_background
 from lepton.jobs import tracking
-from lepton.jobs.scheduler import Scheduler
 from lepton.registry.artifacts import unpack
 from lepton.schemas import Job, JobState
-from lepton.server.state import ServerState
 
 if TYPE_CHECKING:
     from conftest import Platform
@@ -88,9 +88,7 @@ def test_deleting_an_alias_leaves_the_version(three: Client) -> None:
 # --- deletion --------------------------------------------------------------------------------
 
 
-def test_a_version_an_alias_points_at_is_kept_unless_forced(
-    three: Client, state: ServerState
-) -> None:
+def test_a_version_an_alias_points_at_is_kept_unless_forced(three: Client, state: Control) -> None:
     three.models.alias("m@3", "production")
     digest = three.models.get("m@3").artifact_digest
 
@@ -108,7 +106,7 @@ def test_a_version_an_alias_points_at_is_kept_unless_forced(
         three.models.card("m@3")
     assert three.models.get("m").version == 2  # latest skips the deleted one
     assert [v.version for v in three.models.versions("m")] == [1, 2]
-    assert not state.blobs.exists(digest)
+    assert not state.ctx.blobs.exists(digest)
     # Numbers are never reused.
     assert three.models.register("m", _fit(7)).version == 4
 
@@ -123,7 +121,7 @@ def test_a_version_a_deployment_serves_is_kept_even_when_forced(three: Client) -
 
 
 def test_deleting_one_version_keeps_the_bytes_another_shares(
-    client: Client, state: ServerState
+    client: Client, state: Control
 ) -> None:
     first = client.models.register("twin", _fit(0))
     body = first.model_dump(
@@ -135,7 +133,7 @@ def test_deleting_one_version_keeps_the_bytes_another_shares(
 
     client.models.delete("twin@1")
 
-    assert state.blobs.exists(second.artifact_digest)
+    assert state.ctx.blobs.exists(second.artifact_digest)
     assert client.models.load("twin@2").predict([[1.0, 0.0]]).tolist() == [1]
 
 
@@ -196,7 +194,7 @@ def _run(
 
 @pytest.fixture(scope="module")
 def trained(
-    workspace_client: Any, state: ServerState, platform: Platform
+    workspace_client: Any, state: Control, platform: Platform
 ) -> Iterator[tuple[Client, Any]]:
     """Model ``toy@1``, trained on dataset ``toy`` by the runner (in this process)."""
     executor = FakeExecutor()

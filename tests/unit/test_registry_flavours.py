@@ -22,13 +22,13 @@ from sklearn.preprocessing import StandardScaler
 from starlette.testclient import TestClient
 
 from lepton import Client
+from lepton.control.plane import Control
+from lepton.control.workspaces import FirstStart
 from lepton.errors import InvalidRequest, LeptonError, NotFound
 from lepton.registry.artifacts import pack, unpack
 from lepton.registry.byo import prepare_model
 from lepton.registry.flavours import load_model
 from lepton.server.app import create_app
-from lepton.server.bootstrap import FirstStart
-from lepton.server.state import ServerState
 from lepton.settings import Settings
 
 if TYPE_CHECKING:
@@ -42,10 +42,10 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory, platform_class: type[Platform]
-) -> Iterator[tuple[Platform, ServerState]]:
+) -> Iterator[tuple[Platform, Control]]:
     seen: list[Any] = []
 
-    def on_start(state: ServerState, first: FirstStart | None) -> None:
+    def on_start(state: Control, first: FirstStart | None) -> None:
         seen.extend([state, first])
 
     home = tmp_path_factory.mktemp("registry") / "home"
@@ -55,12 +55,12 @@ def served(
 
 
 @pytest.fixture(scope="module")
-def platform(served: tuple[Platform, ServerState]) -> Platform:
+def platform(served: tuple[Platform, Control]) -> Platform:
     return served[0]
 
 
 @pytest.fixture(scope="module")
-def state(served: tuple[Platform, ServerState]) -> ServerState:
+def state(served: tuple[Platform, Control]) -> Control:
     return served[1]
 
 

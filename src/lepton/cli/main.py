@@ -68,16 +68,16 @@ def up(
     """Start the control plane in the foreground (Ctrl-C stops it)."""
     import uvicorn
 
-    from lepton.server.app import create_app, open_state
-    from lepton.server.bootstrap import FirstStart
-    from lepton.server.state import ServerState
+    from lepton.control.plane import Control
+    from lepton.control.workspaces import FirstStart
+    from lepton.server.app import create_app, open_control
     from lepton.settings import Settings
 
     settings = Settings.from_env(host=host, port=port)
     _check_port_free(settings.host, settings.port)
-    opened = open_state(settings)  # before uvicorn, so a bad setting is a clear error
+    opened = open_control(settings)  # before uvicorn, so a bad setting is a clear error
 
-    def started(state: ServerState, first: FirstStart | None) -> None:
+    def started(control: Control, first: FirstStart | None) -> None:
         if first is not None:
             console.print("[bold]First start.[/] Created workspace 'default' and an admin token:")
             console.print(f"\n    {first.token}\n", soft_wrap=True)
@@ -90,13 +90,13 @@ def up(
                 )
         console.print(
             f"Lepton control plane on [bold]{settings.local_url}[/] "
-            f"(state in {settings.home}, database {state.engine.dialect.name}, "
-            f"blobs {'encrypted' if state.blobs.encrypted else 'unencrypted'})."
+            f"(state in {settings.home}, database {control.ctx.engine.dialect.name}, "
+            f"blobs {'encrypted' if control.ctx.blobs.encrypted else 'unencrypted'})."
         )
         console.print("Try: lepton status")
 
     config = uvicorn.Config(
-        create_app(settings, on_start=started, state=opened),
+        create_app(settings, on_start=started, control=opened),
         host=settings.host,
         port=settings.port,
         log_level="warning",

@@ -36,6 +36,9 @@ CHUNK = 1 << 20  # 1 MiB: large enough to amortise per-chunk overhead, small eno
 Progress = Callable[[int], None]
 
 
+_PAGE = 1000  # items per request when listing: the server's largest page
+
+
 class Client:
     """A connection to a Lepton control plane.
 
@@ -145,6 +148,23 @@ class Client:
         ) as r:
             r.read()
             return r
+
+    def collect(
+        self, path: str, params: Mapping[str, Any] | None = None, *, limit: int | None = None
+    ) -> list[Any]:
+        """Every item of a paged list (or the first ``limit``), following the server's
+        ``Link: <...>; rel="next"`` header page after page."""
+        items: list[Any] = []
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        while limit is None or len(items) < limit:
+            page = _PAGE if limit is None else min(_PAGE, limit - len(items))
+            response = self.request("GET", path, params={**query, "limit": page})
+            items.extend(response.json())
+            after = response.links.get("next", {}).get("url")
+            if not after:
+                break
+            query["after"] = httpx.URL(after).params["after"]
+        return items
 
     @contextmanager
     def stream(

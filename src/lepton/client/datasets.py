@@ -92,11 +92,11 @@ class Datasets:
     # -- read ------------------------------------------------------------------------------
 
     def list(self) -> list[Dataset]:
-        data = self._client.request("GET", "/api/v1/datasets").json()
+        data = self._client.collect("/api/v1/datasets")
         return [Dataset.model_validate(item) for item in data]
 
     def versions(self, name: str) -> builtins.list[DatasetVersion]:
-        data = self._client.request("GET", f"/api/v1/datasets/{name}/versions").json()
+        data = self._client.collect(f"/api/v1/datasets/{name}/versions")
         return [DatasetVersion.model_validate(item) for item in data]
 
     def get(self, ref: str) -> DatasetVersionDetail:

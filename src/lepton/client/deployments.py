@@ -81,7 +81,7 @@ class Deployments:
         return created
 
     def list(self) -> builtins.list[Deployment]:
-        data = self._client.request("GET", "/api/v1/deployments").json()
+        data = self._client.collect("/api/v1/deployments")
         return [Deployment.model_validate(item) for item in data]
 
     def get(self, name: str) -> Deployment:
@@ -289,7 +289,7 @@ class Photons:
         return Photon.model_validate(data)
 
     def list(self) -> builtins.list[Photon]:
-        data = self._client.request("GET", "/api/v1/photons").json()
+        data = self._client.collect("/api/v1/photons")
         return [Photon.model_validate(item) for item in data]
 
     def get(self, ref: str) -> Photon:

@@ -112,8 +112,8 @@ class Jobs:
         return Job.model_validate(self._client.request("GET", f"/api/v1/jobs/{job_id}").json())
 
     def list(self, *, state: JobState | str | None = None, limit: int = 50) -> builtins.list[Job]:
-        params = {"state": JobState(state).value if state else None, "limit": limit}
-        data = self._client.request("GET", "/api/v1/jobs", params=params).json()
+        params = {"state": JobState(state).value if state else None}
+        data = self._client.collect("/api/v1/jobs", params, limit=limit)
         return [Job.model_validate(item) for item in data]
 
     def cancel(self, job_id: str) -> Job:

@@ -41,7 +41,7 @@ class Models:
         self._client = client
 
     def list(self) -> builtins.list[Model]:
-        data = self._client.request("GET", "/api/v1/models").json()
+        data = self._client.collect("/api/v1/models")
         return [Model.model_validate(item) for item in data]
 
     def get(self, ref: str) -> ModelVersion:
@@ -49,8 +49,8 @@ class Models:
         return ModelVersion.model_validate(self._client.request("GET", _path(ref)).json())
 
     def versions(self, name: str) -> builtins.list[ModelVersion]:
-        data = self._client.request("GET", f"/api/v1/models/{quote(name, safe='')}/versions")
-        return [ModelVersion.model_validate(item) for item in data.json()]
+        data = self._client.collect(f"/api/v1/models/{quote(name, safe='')}/versions")
+        return [ModelVersion.model_validate(item) for item in data]
 
     def pull(self, ref: str, path: str | os.PathLike[str]) -> Path:
         """Download the packed model (a zip of safe files) to ``path``, verified: the file

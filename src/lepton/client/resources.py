@@ -38,7 +38,7 @@ class _Namespace:
 class Workspaces(_Namespace):
     def list(self) -> list[Workspace]:
         """Workspaces this token can see."""
-        data = self._client.request("GET", "/api/v1/workspaces").json()
+        data = self._client.collect("/api/v1/workspaces")
         return [Workspace.model_validate(item) for item in data]
 
     def get(self, name: str) -> Workspace:
@@ -56,7 +56,7 @@ class Workspaces(_Namespace):
 class Tokens(_Namespace):
     def list(self, *, include_revoked: bool = False) -> list[Token]:
         params = {"include_revoked": "true"} if include_revoked else None
-        data = self._client.request("GET", "/api/v1/tokens", params=params).json()
+        data = self._client.collect("/api/v1/tokens", params)
         return [Token.model_validate(item) for item in data]
 
     def get(self, token_id: str) -> Token:
@@ -100,9 +100,8 @@ class Audit(_Namespace):
             "actor": actor,
             "outcome": Outcome(outcome).value if outcome else None,
             "since": since.isoformat() if since else None,
-            "limit": limit,
         }
-        data = self._client.request("GET", "/api/v1/audit", params=params).json()
+        data = self._client.collect("/api/v1/audit", params, limit=limit)
         return [AuditEvent.model_validate(item) for item in data]
 
 
@@ -128,7 +127,7 @@ class Blobs(_Namespace):
         return Blob.model_validate(response.json())
 
     def list(self) -> list[Blob]:
-        data = self._client.request("GET", "/api/v1/blobs").json()
+        data = self._client.collect("/api/v1/blobs")
         return [Blob.model_validate(item) for item in data]
 
     def open(self, digest: str) -> Iterator[bytes]:

@@ -1,5 +1,5 @@
 """Model cards: Markdown with YAML front matter in the Hugging Face model-card layout, and HTML,
-rendered from a facts dict (:func:`lepton.registry.facts.version_facts`) and nothing else.
+rendered from a facts dict (``lepton.control.models.ModelService.facts``) and nothing else.
 
 The renderer is a pure function: the same facts give byte-identical output (keys sorted, no clock
 read), and every line comes from a fact, so a fact that was not recorded leaves no line, or the

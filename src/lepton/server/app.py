@@ -13,67 +13,60 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lepton._version import __version__
+from lepton.control.context import open_context
+from lepton.control.plane import Control
+from lepton.control.workspaces import FirstStart
 from lepton.errors import APIVersionMismatch
 from lepton.schemas import API_VERSION, API_VERSION_HEADER
 from lepton.server.audit import AuditMiddleware
-from lepton.server.bootstrap import FirstStart, bootstrap
 from lepton.server.errors import error_response, install_error_handlers
-from lepton.server.routes import ROUTERS, deployments, photons
-from lepton.server.state import ServerState
+from lepton.server.routes import ROUTERS
 from lepton.settings import Settings
-from lepton.store.blobs import BlobStore
-from lepton.store.db import make_engine, make_sessionmaker, migrate
 
-__all__ = ["create_app", "open_state"]
+__all__ = ["create_app", "open_control"]
 
 
-def open_state(settings: Settings) -> ServerState:
-    """Open the stores: apply migrations, clean up after a crash, and return the state."""
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the key and tokens
-    engine = make_engine(settings.database)
-    migrate(engine)
-    blobs = BlobStore.from_settings(settings)
-    blobs.clean_temp()  # temporary objects left by a crash mid-upload are never referenced
-    return ServerState(
-        settings=settings, engine=engine, sessions=make_sessionmaker(engine), blobs=blobs
-    )
+def open_control(settings: Settings) -> Control:
+    """Open the stores (migrating, cleaning up after a crash) and the services over them."""
+    return Control(open_context(settings))
 
 
 def create_app(
     settings: Settings,
-    on_start: Callable[[ServerState, FirstStart | None], None] | None = None,
+    on_start: Callable[[Control, FirstStart | None], None] | None = None,
     *,
-    state: ServerState | None = None,
+    control: Control | None = None,
     run_jobs: bool = True,
 ) -> FastAPI:
-    """The FastAPI app. Its lifespan opens the stores (unless ``state`` is already open), on
-    first start bootstraps, and starts the job scheduler and the deployment supervisor (unless
-    ``run_jobs`` is False, as in in-process tests); ``on_start`` then hears what was opened and
-    created."""
+    """The FastAPI app. Its lifespan opens the services (unless ``control`` is already open), on
+    first start bootstraps, and starts the reconcilers: job scheduler, deployment supervisor and
+    content sweeper (unless ``run_jobs`` is False, as in in-process tests); ``on_start`` then
+    hears what was opened and created."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        nonlocal state
-        if state is None:
-            state = await run_in_threadpool(open_state, settings)
-        first = await run_in_threadpool(bootstrap, settings, state.sessions)
-        app.state.lepton = state
+        nonlocal control
+        if control is None:
+            control = await run_in_threadpool(open_control, settings)
+        first = await run_in_threadpool(control.workspaces.bootstrap)
+        app.state.lepton = control
         tasks = []
         if run_jobs:
-            from lepton.deploy.supervisor import Supervisor
+            from lepton.control.scheduler import Scheduler
+            from lepton.control.supervisor import Supervisor
+            from lepton.control.sweeper import Sweeper
             from lepton.executors.local import LocalExecutor
-            from lepton.jobs.scheduler import Scheduler
 
             executor = LocalExecutor(cpu_slots=settings.job_slots)
-            state.scheduler = Scheduler(state, executor)
             # Replicas keep serving when the control plane stops; the next start re-attaches.
-            app.state.supervisor = Supervisor(state, executor)
-            tasks = [
-                asyncio.create_task(state.scheduler.run()),
-                asyncio.create_task(app.state.supervisor.run()),
+            reconcilers = [
+                Scheduler(control, executor),
+                Supervisor(control, executor),
+                Sweeper(control),
             ]
+            tasks = [asyncio.create_task(r.run()) for r in reconcilers]
         if on_start is not None:
-            on_start(state, first)
+            on_start(control, first)
         try:
             yield
         finally:
@@ -81,7 +74,7 @@ def create_app(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            state.engine.dispose()
+            control.ctx.engine.dispose()
 
     app = FastAPI(
         title="Lepton",
@@ -94,7 +87,7 @@ def create_app(
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
-    for router in (*ROUTERS, deployments.router, photons.router):
+    for router in ROUTERS:
         app.include_router(router)
     app.add_middleware(APIVersionMiddleware)
     app.add_middleware(AuditMiddleware)  # outermost: even a refused API version is audited

@@ -9,10 +9,9 @@ from __future__ import annotations
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lepton.control.plane import Control
+from lepton.control.tokens import Principal
 from lepton.schemas import Outcome
-from lepton.server.auth import Principal
-from lepton.server.state import ServerState
-from lepton.store.models import AuditEventRow, utcnow
 
 __all__ = ["AuditMiddleware", "outcome_for"]
 
@@ -54,8 +53,8 @@ class AuditMiddleware:
 
 
 def _record(scope: Scope, status_code: int) -> None:
-    state: ServerState | None = getattr(scope["app"].state, "lepton", None)
-    if state is None:
+    control: Control | None = getattr(scope["app"].state, "lepton", None)
+    if control is None:
         return
     request_state = scope.get("state", {})
     principal: Principal | None = request_state.get("principal")
@@ -65,18 +64,11 @@ def _record(scope: Scope, status_code: int) -> None:
     resource = request_state.get("audit_resource") or (
         path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX) else path
     )
-    with state.sessions() as session:
-        session.add(
-            AuditEventRow(
-                workspace_id=principal.workspace_id if principal else None,
-                time=utcnow(),
-                actor_token_id=principal.token_id if principal else None,
-                actor_name=principal.name if principal else None,
-                action=action[:64],
-                method=scope["method"],
-                resource=resource[:256],
-                outcome=outcome_for(status_code).value,
-                status_code=status_code,
-            )
-        )
-        session.commit()
+    control.audit.record(
+        principal,
+        action=action,
+        method=scope["method"],
+        resource=resource,
+        outcome=outcome_for(status_code),
+        status_code=status_code,
+    )

@@ -3,20 +3,15 @@ with the OpenAPI fragments that describe both."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from lepton.errors import PayloadTooLarge
-from lepton.schemas import LogChunk
-from lepton.server.state import ServerState
 
-__all__ = ["BYTES_RESPONSE", "UPLOAD_BODY", "body_chunks", "read_log", "stream_blob"]
-
-LOG_CHUNK = 256 * 1024  # bytes of log per answer: a follow loop asks again for the rest
+__all__ = ["BYTES_RESPONSE", "UPLOAD_BODY", "body_chunks", "stream_bytes"]
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -54,26 +49,14 @@ async def body_chunks(request: Request, limit: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def stream_blob(state: ServerState, digest: str, size: int | None = None) -> StreamingResponse:
-    """A stored blob as the answer, verified as it streams; the ETag is its sha256."""
+def stream_bytes(
+    chunks: Iterator[bytes],
+    digest: str,
+    size: int | None = None,
+    media_type: str = "application/octet-stream",
+) -> StreamingResponse:
+    """Stored bytes as the answer, verified as they stream; the ETag is their sha256."""
     headers = {"ETag": f'"{digest}"'}
     if size is not None:
         headers["Content-Length"] = str(size)
-    return StreamingResponse(
-        state.blobs.open(digest), media_type="application/octet-stream", headers=headers
-    )
-
-
-def read_log(path: Path, offset: int, *, ended: bool) -> LogChunk:
-    """Up to ``LOG_CHUNK`` bytes of the log at ``path`` from ``offset``, and the offset to ask
-    from next; ``complete`` once the writer has ``ended`` and nothing is left to read."""
-    text, end, at_end = b"", offset, True
-    if path.exists():
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read(LOG_CHUNK)
-            end = offset + len(text)
-        at_end = end >= path.stat().st_size
-    return LogChunk(
-        text=text.decode("utf-8", errors="replace"), offset=end, complete=at_end and ended
-    )
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)

@@ -12,6 +12,8 @@ import contextlib
 import hashlib
 import os
 import re
+import socket
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,22 @@ class BlobInfo:
     """Lowercase hex sha256 of the plaintext."""
     size: int
     """Plaintext bytes."""
+
+
+def _writer_gone(name: str) -> bool:
+    """Whether the temp object ``name`` (``host@pid@uuid``) was written by a process of this
+    host that has ended."""
+    host, _, rest = name.partition("@")
+    pid = rest.partition("@")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _fsync_dir(path: str) -> None:
@@ -146,16 +164,33 @@ class BlobStore:
         """Remove blob ``digest``; nothing happens when it is absent."""
         self._remove(self._object_path(digest))
 
-    def clean_temp(self) -> int:
+    def clean_temp(self, older_than_s: float = 3600.0) -> int:
         """Remove temp objects left by writers that crashed; returns how many were removed.
 
-        Run it when no writer of this store is active (e.g. at server start): it also removes
-        the temp object of a write in progress.
+        Several control planes may share one store, so a temp object goes only when its writer
+        is known to be gone: it names its host and process, and a process of this host that no
+        longer runs writes nothing more. Any other temp object goes once untouched for
+        ``older_than_s`` (a live writer appends to its own every few seconds).
         """
-        stale = self._find("tmp")
+        now = time.time()
+        stale = [
+            p
+            for p in self._find("tmp")
+            if _writer_gone(p.rsplit("/", 1)[-1]) or now - self._mtime(p) >= older_than_s
+        ]
         for path in stale:
             self._remove(path)
         return len(stale)
+
+    def _mtime(self, path: str) -> float:
+        try:
+            info = self._fs.info(path)
+        except FileNotFoundError:
+            return time.time()
+        stamp = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if hasattr(stamp, "timestamp"):
+            return float(stamp.timestamp())
+        return float(stamp) if stamp is not None else 0.0
 
     def _path(self, *parts: str) -> str:
         return "/".join((self._root, *parts))
@@ -261,11 +296,14 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
-        self._tmp = store._path("tmp", uuid.uuid4().hex)
+        # Named by host and process, so a restart can tell its own crashed writes from the live
+        # writes of another control plane sharing the store (clean_temp).
+        self._tmp = store._path("tmp", f"{socket.gethostname()}@{os.getpid()}@{uuid.uuid4().hex}")
         self._file: IO[bytes] | None = None  # opened on first use: an unused writer leaves nothing
         self._hash = hashlib.sha256()
         self._size = 0
         self._encryptor = None if store._key is None else Encryptor(store._key)
+        self._info: BlobInfo | None = None
         self._done = False
 
     def __enter__(self) -> BlobWriter:
@@ -276,7 +314,7 @@ class BlobWriter:
             self.abort()
 
     def _out(self) -> IO[bytes]:
-        if self._done:
+        if self._done or self._info is not None:
             raise ValueError("this BlobWriter is finished; start another with store.writer()")
         if self._file is None:
             self._file = self._store._open_write(self._tmp)
@@ -296,18 +334,32 @@ class BlobWriter:
                     out.write(sealed)
         self._size += len(view)
 
-    def commit(self) -> BlobInfo:
-        """Finish the blob and move it to its final name; returns its digest and size."""
+    def finish(self) -> BlobInfo:
+        """Finish writing: the temp object is complete and its digest known, but it is not yet
+        at its final name (:meth:`publish` puts it there). Big blobs are written up to here
+        outside any lock; only the publish needs one (``lepton.control.content``)."""
+        if self._info is not None:
+            return self._info
         out = self._out()
         if self._encryptor is not None:
             for sealed in self._encryptor.finish():
                 out.write(sealed)
         self._store._close_write(out)
         self._file = None
-        digest = self._hash.hexdigest()
-        self._store._publish(self._tmp, self._store._object_path(digest))
-        self._done = True
-        return BlobInfo(digest=digest, size=self._size)
+        self._info = BlobInfo(digest=self._hash.hexdigest(), size=self._size)
+        return self._info
+
+    def publish(self) -> BlobInfo:
+        """Move the finished blob to its final name (dropping it when that exists already)."""
+        info = self.finish()
+        if not self._done:
+            self._store._publish(self._tmp, self._store._object_path(info.digest))
+            self._done = True
+        return info
+
+    def commit(self) -> BlobInfo:
+        """Finish the blob and move it to its final name; returns its digest and size."""
+        return self.publish()
 
     def abort(self) -> None:
         """Drop everything written so far; the store is left as it was."""

@@ -23,7 +23,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "AuditEventRow",
     "Base",
-    "BlobRow",
+    "BlobObjectRow",
+    "ContentRefRow",
+    "CounterRow",
     "DatasetRow",
     "DatasetVersionRow",
     "DeploymentRow",
@@ -114,18 +116,56 @@ class AuditEventRow(Base):
     status_code: Mapped[int] = mapped_column(Integer)
 
 
-class BlobRow(Base):
-    """A workspace's reference to content in the blob store.
+class BlobObjectRow(Base):
+    """One stored object of the blob store, by digest: the row that writers and erasers lock.
 
-    Content is shared by digest, but a workspace sees only the digests it stored itself.
+    A writer locks it (creating it if needed) before it moves new bytes into place and adds its
+    reference, in one transaction; an eraser locks it, checks that no reference is left, and
+    deletes the bytes and the row, in one transaction. So an erase never races a new reference,
+    across any number of control-plane processes (``lepton.control.content``).
     """
 
-    __tablename__ = "blobs"
+    __tablename__ = "blob_objects"
 
-    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), primary_key=True)
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
-    size: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int | None] = mapped_column(BigInteger)
+    """Plaintext bytes; unknown (None) for objects recorded before sizes were kept."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ContentRefRow(Base):
+    """One use of stored bytes: the single record of which objects are in use.
+
+    ``owner_kind`` and ``owner_id`` name the user (``dataset_version``/id with roles ``source``
+    and ``data``, ``split``, ``model_version`` (``artifact``, ``explanation-plot``),
+    ``evaluation``, ``photon``, ``job`` (``checkpoint``), and ``upload``: the workspace's own
+    uploads, owner id the workspace). Written in the owner's transaction; an object with no row
+    here is erased.
+    """
+
+    __tablename__ = "content_refs"
+    __table_args__ = (
+        Index("ix_content_refs_owner", "owner_kind", "owner_id"),
+        Index("ix_content_refs_workspace_digest", "workspace_id", "digest"),
+    )
+
+    digest: Mapped[str] = mapped_column(ForeignKey("blob_objects.digest"), primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CounterRow(Base):
+    """The last number given in one numbered series (a dataset's versions, a model's, a photon
+    name's); numbers are taken by one atomic upsert and never reused after a delete."""
+
+    __tablename__ = "counters"
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
 
 
 class DatasetRow(Base):
@@ -136,8 +176,6 @@ class DatasetRow(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     name: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    """Highest number ever given, so a deleted version's number is never reused."""
 
 
 class DatasetVersionRow(Base):
@@ -235,8 +273,6 @@ class ModelRow(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     name: Mapped[str] = mapped_column(String(63))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    last_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    """Highest number ever given, so a deleted version's number is never reused."""
 
 
 class ModelVersionRow(Base):

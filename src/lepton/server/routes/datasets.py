@@ -1,57 +1,30 @@
-"""Datasets: push (streamed), versions, show, pull, transform, split, delete.
-
-A push is spooled to a private work folder (the upload is hashed on the way in), read into a
-canonical Parquet table, profiled and scanned; only when all of that succeeded are the bytes
-stored and the version recorded. A bad file therefore leaves nothing behind.
-"""
+"""Datasets: push (streamed), versions, show, pull, transform, split, delete. The rules, and
+why a bad file stores nothing, are in :mod:`lepton.control.datasets`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
-import uuid
-from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
-from lepton.errors import NotFound
+from lepton.control.paging import PageRequest
+from lepton.control.plane import Control
 from lepton.schemas import (
     DATASET_NAME_PATTERN,
-    AnonymizeStep,
     Dataset,
     DatasetVersion,
     DatasetVersionDetail,
     Split,
     SplitSpec,
     TransformRequest,
-    TransformSpec,
 )
 from lepton.server.auth import Principal, require
-from lepton.server.catalog import (
-    NewVersion,
-    dataset_view,
-    delete_dataset,
-    delete_version,
-    detail_view,
-    ensure_split,
-    fetch_blob,
-    find_by_content,
-    get_dataset,
-    get_version,
-    record_version,
-    version_view,
-)
 from lepton.server.errors import ERROR_RESPONSES
-from lepton.server.state import ServerState, db_session, get_state
-from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, body_chunks, stream_blob
-from lepton.store.models import DatasetRow, DatasetVersionRow, SplitRow
+from lepton.server.paging import page_request, page_response
+from lepton.server.state import get_control
+from lepton.server.transfer import BYTES_RESPONSE, UPLOAD_BODY, body_chunks, stream_bytes
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=ERROR_RESPONSES)
 
@@ -60,12 +33,6 @@ DatasetName = Annotated[
 ]
 VersionParam = Annotated[str, PathParam(description="`3`, `v3` or `latest`.", max_length=12)]
 Format = Literal["csv", "tsv", "parquet", "jsonl", "npz", "idx", "image-folder"]
-
-
-def _workdir(state: ServerState) -> Path:
-    path = state.work_dir() / uuid.uuid4().hex
-    path.mkdir(mode=0o700)
-    return path
 
 
 @router.post(
@@ -85,155 +52,87 @@ async def push_version(
     format: Format | None = Query(None, description="Override the format the name implies."),
     target: str | None = Query(None, max_length=256, description="Target column."),
     principal: Principal = Depends(require("write")),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> DatasetVersionDetail:
     """Push a new version from the raw request body. Content already stored as a version of
     this dataset returns that version (HTTP 200, `created: false`)."""
     request.state.audit_resource = f"dataset/{dataset_name}"
-    work = _workdir(state)
-    try:
-        source = work / "source"
-        hasher = hashlib.sha256()
-        with source.open("wb") as f:
-            async for chunk in body_chunks(request, state.settings.max_upload_bytes):
-                hasher.update(chunk)
-                await run_in_threadpool(f.write, chunk)
-        detail = await run_in_threadpool(
-            _ingest,
-            state,
-            principal,
-            dataset_name,
-            source,
-            source_name,
-            format,
-            target,
-            hasher.hexdigest(),
-        )
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    chunks = body_chunks(request, control.ctx.settings.max_upload_bytes)
+    detail = await control.datasets.push(
+        principal, dataset_name, chunks, source_name=source_name, fmt=format, target=target
+    )
     if not detail.created:
         response.status_code = 200
     request.state.audit_resource = f"dataset/{detail.ref}"
     return detail
 
 
-def _ingest(
-    state: ServerState,
-    principal: Principal,
-    name: str,
-    source: Path,
-    source_name: str,
-    fmt: str | None,
-    target: str | None,
-    content_hash: str,
-) -> DatasetVersionDetail:
-    from lepton.data.ingest import ingest
-
-    with state.sessions() as session:
-        existing = find_by_content(session, principal, name, content_hash)
-        if existing is not None:
-            dataset = get_dataset(session, principal, name)
-            return detail_view(session, dataset, existing, created=False)
-    result = ingest(source, source_name, source.parent, fmt=fmt, target=target)
-    new = NewVersion(
-        content_hash=content_hash,
-        format=result.format,
-        source_name=source_name,
-        source=source,
-        table=result.table,
-        analysis=result.analysis,
-    )
-    return _record(state, principal, name, new)
-
-
-def _record(
-    state: ServerState, principal: Principal, name: str, new: NewVersion
-) -> DatasetVersionDetail:
-    row, created = record_version(state, principal, name, new)
-    with state.sessions() as session:
-        dataset = get_dataset(session, principal, name)
-        return detail_view(session, dataset, row, created=created)
-
-
 @router.get("", name="dataset.list")
 def list_datasets(
+    request: Request,
+    response: Response,
+    page: PageRequest = Depends(page_request),
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
+    control: Control = Depends(get_control),
 ) -> list[Dataset]:
     """The workspace's datasets with their newest version."""
-    rows = session.scalars(
-        select(DatasetRow)
-        .where(DatasetRow.workspace_id == principal.workspace_id)
-        .order_by(DatasetRow.name)
-    )
-    return [dataset_view(session, row) for row in rows]
+    return page_response(request, response, control.datasets.list(principal, page))
 
 
 @router.get("/{dataset_name}", name="dataset.get")
-def get_dataset_route(
+def get_dataset(
     dataset_name: DatasetName,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
+    control: Control = Depends(get_control),
 ) -> Dataset:
-    return dataset_view(session, get_dataset(session, principal, dataset_name))
+    return control.datasets.get(principal, dataset_name)
 
 
 @router.delete("/{dataset_name}", name="dataset.delete")
-def delete_dataset_route(
+def delete_dataset(
     dataset_name: DatasetName,
     force: bool = Query(False, description="Delete even if jobs or models use it."),
     principal: Principal = Depends(require("write")),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> Dataset:
     """Delete a dataset, all its versions and their stored bytes."""
-    dataset = get_dataset(session, principal, dataset_name)
-    view = dataset_view(session, dataset)
-    delete_dataset(state, session, dataset, force=force)
-    return view
+    return control.datasets.delete(principal, dataset_name, force=force)
 
 
 @router.get("/{dataset_name}/versions", name="dataset.versions")
 def list_versions(
     dataset_name: DatasetName,
+    request: Request,
+    response: Response,
+    page: PageRequest = Depends(page_request),
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
+    control: Control = Depends(get_control),
 ) -> list[DatasetVersion]:
-    dataset = get_dataset(session, principal, dataset_name)
-    rows = session.scalars(
-        select(DatasetVersionRow)
-        .where(DatasetVersionRow.dataset_id == dataset.id)
-        .order_by(DatasetVersionRow.version)
-    )
-    return [version_view(session, dataset, row) for row in rows]
+    found = control.datasets.versions(principal, dataset_name, page)
+    return page_response(request, response, found)
 
 
 @router.get("/{dataset_name}/versions/{version}", name="dataset.version")
-def get_version_route(
+def get_version(
     dataset_name: DatasetName,
     version: VersionParam,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
+    control: Control = Depends(get_control),
 ) -> DatasetVersionDetail:
     """A version with its schema, profile and PII report."""
-    dataset, row = get_version(session, principal, dataset_name, version)
-    return detail_view(session, dataset, row)
+    return control.datasets.version(principal, dataset_name, version)
 
 
 @router.delete("/{dataset_name}/versions/{version}", name="dataset.version_delete")
-def delete_version_route(
+def delete_version(
     dataset_name: DatasetName,
     version: VersionParam,
     force: bool = Query(False, description="Delete even if other versions derive from it."),
     principal: Principal = Depends(require("write")),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> DatasetVersion:
     """Delete one version and erase its bytes (unless another version shares them)."""
-    dataset, row = get_version(session, principal, dataset_name, version)
-    view = version_view(session, dataset, row)
-    delete_version(state, session, dataset, row, force)
-    return view
+    return control.datasets.delete_version(principal, dataset_name, version, force=force)
 
 
 @router.get(
@@ -246,12 +145,11 @@ def pull_source(
     dataset_name: DatasetName,
     version: VersionParam,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> StreamingResponse:
     """The exact bytes that were pushed (the ETag is their sha256)."""
-    _, row = get_version(session, principal, dataset_name, version)
-    return stream_blob(state, row.source_digest, row.source_size)
+    chunks, digest, size = control.datasets.open_source(principal, dataset_name, version)
+    return stream_bytes(chunks, digest, size)
 
 
 @router.get(
@@ -264,12 +162,11 @@ def pull_table(
     dataset_name: DatasetName,
     version: VersionParam,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> StreamingResponse:
     """The canonical table as Parquet."""
-    _, row = get_version(session, principal, dataset_name, version)
-    return stream_blob(state, row.data_digest)
+    chunks, digest = control.datasets.open_table(principal, dataset_name, version)
+    return stream_bytes(chunks, digest)
 
 
 @router.post(
@@ -282,54 +179,15 @@ def transform_version(
     request: Request,
     response: Response,
     principal: Principal = Depends(require("write")),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> DatasetVersionDetail:
     """Make a new version from this one by applying the steps; it records its parent and the
     steps (salts of `anonymize` are recorded only as a fingerprint)."""
-    import pyarrow.parquet as pq
-
-    from lepton.data.ingest import analyse
-    from lepton.data.transforms import apply_transform
-
-    with state.sessions() as session:
-        _, parent = get_version(session, principal, dataset_name, version)
-        parent_id, parent_digest, parent_target = parent.id, parent.data_digest, parent.target
-    work = _workdir(state)
-    try:
-        source = fetch_blob(state, parent_digest, work / "parent.parquet")
-        out = work / "data.parquet"
-        apply_transform(source, body.steps, out)
-        names = pq.ParquetFile(out).schema_arrow.names
-        analysis = analyse(out, parent_target if parent_target in names else None)
-        digest = hashlib.sha256()
-        with out.open("rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
-        new = NewVersion(
-            content_hash=digest.hexdigest(),
-            format="parquet",
-            source_name=f"{dataset_name}-transformed.parquet",
-            source=out,
-            table=out,
-            analysis=analysis,
-            parent_id=parent_id,
-            transform=TransformSpec(steps=[_redact(step) for step in body.steps]),
-        )
-        detail = _record(state, principal, dataset_name, new)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    detail = control.datasets.transform(principal, dataset_name, version, body)
     if not detail.created:
         response.status_code = 200
     request.state.audit_resource = f"dataset/{detail.ref}"
     return detail
-
-
-def _redact(step: object) -> object:
-    # A recorded salt would let anyone who reads the metadata reverse the hashes by guessing.
-    if isinstance(step, AnonymizeStep) and step.salt is not None:
-        fingerprint = hashlib.sha256(step.salt.encode()).hexdigest()[:12]
-        return step.model_copy(update={"salt": f"sha256:{fingerprint}"})
-    return step
 
 
 @router.post("/{dataset_name}/versions/{version}/splits", name="dataset.split")
@@ -338,22 +196,11 @@ def split_version(
     version: VersionParam,
     spec: SplitSpec,
     principal: Principal = Depends(require("write")),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> Split:
     """The train/validation/test assignment for `spec`: computed once, then stored with the
     version so every later request (every job) gets the same rows."""
-    with state.sessions() as session:
-        _, row = get_version(session, principal, dataset_name, version)
-    return _split_view(ensure_split(state, row, spec))
-
-
-def _split_view(row: SplitRow) -> Split:
-    return Split(
-        spec=SplitSpec.model_validate_json(row.spec_json),
-        strategy=row.strategy,
-        counts=json.loads(row.counts_json),
-        digest=row.digest,
-    )
+    return control.datasets.split(principal, dataset_name, version, spec)
 
 
 @router.get(
@@ -367,18 +214,9 @@ def split_assignment(
     version: VersionParam,
     split_digest: str,
     principal: Principal = Depends(require("read")),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> StreamingResponse:
     """A stored split's per-row assignment as a NumPy `.npy` file (uint8: 0 train, 1
     validation, 2 test)."""
-    _, row = get_version(session, principal, dataset_name, version)
-    found = session.scalars(
-        select(SplitRow).where(SplitRow.version_id == row.id, SplitRow.digest == split_digest)
-    ).first()
-    if found is None:
-        raise NotFound(
-            f"{dataset_name}@v{row.version} has no split {split_digest}",
-            fix="create it with POST .../splits (lepton dataset split)",
-        )
-    return stream_blob(state, found.digest)
+    chunks = control.datasets.open_split(principal, dataset_name, version, split_digest)
+    return stream_bytes(chunks, split_digest)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends
-from sqlalchemy.orm import Session
 
 from lepton._version import __version__
+from lepton.control.plane import Control
 from lepton.schemas import API_VERSION, Health, Status
 from lepton.server.auth import Principal, authenticate
 from lepton.server.errors import ERROR_RESPONSES
-from lepton.server.routes.tokens import token_view
-from lepton.server.state import ServerState, db_session, get_state
-from lepton.store.db import backend_name
-from lepton.store.models import TokenRow
+from lepton.server.state import get_control
 
 router = APIRouter()
 
@@ -33,19 +30,17 @@ def health() -> Health:
 )
 def status(
     principal: Principal = Depends(authenticate),
-    session: Session = Depends(db_session, scope="function"),
-    state: ServerState = Depends(get_state),
+    control: Control = Depends(get_control),
 ) -> Status:
     """The server's version and stores, and who the caller is. Any valid token may ask."""
-    row = session.get(TokenRow, principal.token_id)
-    assert row is not None  # authenticate just loaded it
+    ctx = control.ctx
     return Status(
         version=__version__,
         api_version=API_VERSION,
         workspace=principal.workspace,
-        token=token_view(row, principal.workspace),
-        database=backend_name(state.engine),
-        storage=state.blobs.url,
-        encrypted=state.blobs.encrypted,
-        uptime_s=round(time.monotonic() - state.started_at, 3),
+        token=control.tokens.get(principal, principal.token_id),
+        database=ctx.engine.dialect.name,
+        storage=ctx.blobs.url,
+        encrypted=ctx.blobs.encrypted,
+        uptime_s=round(time.monotonic() - ctx.started_at, 3),
     )

@@ -11,46 +11,41 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
-from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lepton.control.context import Clock
+from lepton.control.jobs import job_log_path
+from lepton.control.plane import Control
+from lepton.control.reconciler import Reconciler
 from lepton.executors.base import Executor, Launch
 from lepton.schemas import JobState
-from lepton.server.auth import mint_token
-from lepton.server.reconciler import Reconciler
-from lepton.server.state import ServerState
-from lepton.store.models import JobRow, TokenRow, utcnow
+from lepton.store.models import JobRow
 
-__all__ = ["Scheduler", "job_log_path"]
+__all__ = ["Scheduler"]
 
 log = logging.getLogger("lepton.jobs")
 
 
-def job_log_path(home: Path, job_id: str) -> Path:
-    return home / "jobs" / job_id / "job.log"
-
-
 class Scheduler(Reconciler):
+    name = "jobs"
+
     def __init__(
         self,
-        state: ServerState,
+        control: Control,
         executor: Executor,
         *,
         interval_s: float = 0.5,
-        clock: Callable[[], float] = time.monotonic,
+        now: Clock | None = None,
     ) -> None:
-        super().__init__(interval_s, log)
-        self.state = state
+        super().__init__(control.ctx, interval_s=interval_s, log=log, now=now)
+        self.tokens = control.tokens
         self.executor = executor
-        self.clock = clock
         self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
 
     def reconcile_once(self) -> None:
-        with self.state.sessions() as session:
+        with self.ctx.sessions() as session:
             running = list(session.scalars(select(JobRow).where(JobRow.state == JobState.running)))
             busy_cpu = busy_gpu = 0
             for job in running:
@@ -116,7 +111,7 @@ class Scheduler(Reconciler):
 
     def _start(self, session: Session, job: JobRow) -> None:
         self._revoke(session, job)
-        token, bearer = mint_token(
+        token, bearer = self.tokens.mint(
             session,
             workspace_id=job.workspace_id,
             name=f"job-{job.id}",
@@ -126,7 +121,7 @@ class Scheduler(Reconciler):
         job.token_id = token.id
         job.attempts += 1
         job.state = JobState.running
-        job.started_at = utcnow()
+        job.started_at = self.now()
         job.error_message = None if job.attempts == 1 else job.error_message
         session.flush()
         self._log(job, f"--- attempt {job.attempts} ---")
@@ -134,13 +129,13 @@ class Scheduler(Reconciler):
             job_id=job.id,
             attempt=job.attempts,
             env={
-                "LEPTON_URL": self.state.settings.local_url,
+                "LEPTON_URL": self.ctx.settings.local_url,
                 "LEPTON_TOKEN": bearer,
                 "LEPTON_JOB_ID": job.id,
                 "LEPTON_JOB_ATTEMPT": str(job.attempts),
-                "LEPTON_CREDENTIALS": str(self.state.settings.home / "no-credentials.json"),
+                "LEPTON_CREDENTIALS": str(self.ctx.settings.home / "no-credentials.json"),
             },
-            log_path=job_log_path(self.state.settings.home, job.id),
+            log_path=job_log_path(self.ctx.settings.home, job.id),
             gpus=_spec_gpus(job),
         )
         job.pid = self.executor.submit(launch)
@@ -150,7 +145,7 @@ class Scheduler(Reconciler):
         self, session: Session, job: JobRow, state: JobState, message: str | None, fix: str
     ) -> None:
         job.state = state
-        job.finished_at = utcnow()
+        job.finished_at = self.now()
         job.pid = None
         job.error_message, job.error_fix = message, fix or None
         self._log(job, f"--- {state.value}" + (f": {message}" if message else "") + " ---")
@@ -158,13 +153,10 @@ class Scheduler(Reconciler):
         session.commit()
 
     def _revoke(self, session: Session, job: JobRow) -> None:
-        if job.token_id is not None:
-            token = session.get(TokenRow, job.token_id)
-            if token is not None and token.revoked_at is None:
-                token.revoked_at = utcnow()
+        self.tokens.revoke_in(session, job.token_id)
 
     def _log(self, job: JobRow, line: str) -> None:
-        path = job_log_path(self.state.settings.home, job.id)
+        path = job_log_path(self.ctx.settings.home, job.id)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(line + "\n")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from lepton.control.context import Context
 from lepton.errors import NotFound
-from lepton.server.state import ServerState
 from lepton.store.models import DeploymentRow, ModelVersionRow, PhotonRow
 
 __all__ = [
@@ -47,11 +47,9 @@ def generation_dir(home: Path, deployment_id: str, generation: int) -> Path:
     return deployment_dir(home, deployment_id) / f"gen-{generation}"
 
 
-def prepare_generation(
-    state: ServerState, session: Session, deployment: DeploymentRow
-) -> list[str]:
+def prepare_generation(ctx: Context, session: Session, deployment: DeploymentRow) -> list[str]:
     """The replica arguments that name what to serve, once its folder is in place."""
-    target = generation_dir(state.settings.home, deployment.id, deployment.generation)
+    target = generation_dir(ctx.settings.home, deployment.id, deployment.generation)
     if deployment.photon_id is not None:
         photon = session.get(PhotonRow, deployment.photon_id)
         if photon is None:
@@ -61,7 +59,7 @@ def prepare_generation(
             )
         args = ["--photon-dir", str(target / "photon"), "--entry", photon.entry]
         if not target.exists():
-            _build(state, target, photon.digest, photon=True, signature=None)
+            _build(ctx, target, photon.digest, photon=True, signature=None)
         return args
     version = session.get(ModelVersionRow, deployment.model_version_id)
     if version is None or version.artifact_digest is None:
@@ -71,22 +69,22 @@ def prepare_generation(
         )
     if not target.exists():
         signature = json.loads(version.signature_json)
-        _build(state, target, version.artifact_digest, photon=False, signature=signature)
+        _build(ctx, target, version.artifact_digest, photon=False, signature=signature)
     return ["--model-dir", str(target / "model")]
 
 
-def _build(
-    state: ServerState, target: Path, digest: str, *, photon: bool, signature: object
-) -> None:
-    from lepton.deploy.packages import extract_package
+def _build(ctx: Context, target: Path, digest: str, *, photon: bool, signature: object) -> None:
+    from lepton.photon.inspect import extract_package
     from lepton.registry.artifacts import unpack
-    from lepton.server.catalog import fetch_blob
 
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
     tmp.mkdir(mode=0o700)
     try:
-        archive = fetch_blob(state, digest, tmp / "package.zip")
+        archive = tmp / "package.zip"
+        with archive.open("wb") as f:
+            for chunk in ctx.blobs.open(digest):
+                f.write(chunk)
         if photon:
             extract_package(archive, tmp / "photon")
         else:

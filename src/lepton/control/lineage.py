@@ -3,24 +3,33 @@ versions → versions derived from them → deployments, walked up (ancestors) a
 (descendants) from one node, within one workspace.
 
 Every edge is a recorded link (a parent id, a job's dataset, a version's job), never inferred.
-Deployments join through :data:`DOWNSTREAM`: a function there receives the graph and a model
-version row and adds what serves it (``graph.add(...)``, ``graph.link(...)``).
+Deployments hang below the model version they serve, and are walked no further.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lepton.control.context import Context
+from lepton.control.datasets import DatasetService
+from lepton.control.models import ModelService
+from lepton.control.tokens import Principal
 from lepton.schemas import Lineage, LineageEdge, LineageNode
-from lepton.store.models import DatasetRow, DatasetVersionRow, JobRow, ModelRow, ModelVersionRow
+from lepton.store.models import (
+    DatasetRow,
+    DatasetVersionRow,
+    DeploymentRow,
+    JobRow,
+    ModelRow,
+    ModelVersionRow,
+)
 
-__all__ = ["DOWNSTREAM", "LineageGraph", "lineage_of"]
+__all__ = ["LineageGraph", "LineageService", "lineage_of"]
 
 
 @dataclass
@@ -68,11 +77,6 @@ class LineageGraph:
         )
 
 
-DOWNSTREAM: list[Callable[[LineageGraph, ModelVersionRow], list[str]]] = []
-"""Extra children of a model version (deployments). Each adds its nodes and edges to the graph
-and returns the ids of the nodes it added, which are walked no further."""
-
-
 def lineage_of(
     session: Session, workspace_id: str, root: DatasetVersionRow | ModelVersionRow
 ) -> Lineage:
@@ -102,8 +106,7 @@ def lineage_of(
             graph.link(node, _node(graph, child), relation)
             stack.append(child)
         if isinstance(row, ModelVersionRow):
-            for extend in DOWNSTREAM:
-                extend(graph, row)
+            _deployments(graph, row)
     return Lineage(
         root=start,
         nodes=[graph.nodes[k] for k in sorted(graph.nodes)],
@@ -226,8 +229,6 @@ def _evaluations_jobs(graph: LineageGraph, row: ModelVersionRow) -> list[JobRow]
 
 def _deployments(graph: LineageGraph, row: ModelVersionRow) -> list[str]:
     """The deployments serving ``row``, each a node linked from it by ``deployed``."""
-    from lepton.store.models import DeploymentRow
-
     version = graph.model_version(row)
     added = []
     for deployment in graph.session.scalars(
@@ -250,4 +251,22 @@ def _deployments(graph: LineageGraph, row: ModelVersionRow) -> list[str]:
     return added
 
 
-DOWNSTREAM.append(_deployments)
+class LineageService:
+    """The graph around a model version or a dataset version of the caller's workspace."""
+
+    def __init__(self, ctx: Context, datasets: DatasetService, models: ModelService) -> None:
+        self.ctx = ctx
+        self.datasets = datasets
+        self.models = models
+
+    def of_model(self, principal: Principal, ref: str) -> Lineage:
+        """Where a model version came from and what came of it."""
+        with self.ctx.sessions() as session:
+            _, row = self.models.resolve(session, principal, ref)
+            return lineage_of(session, principal.workspace_id, row)
+
+    def of_dataset(self, principal: Principal, ref: str) -> Lineage:
+        """The versions a dataset version was derived from, and the jobs and models made of it."""
+        with self.ctx.sessions() as session:
+            row = self.datasets.resolve(session, principal, ref)
+            return lineage_of(session, principal.workspace_id, row)

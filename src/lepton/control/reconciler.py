@@ -1,5 +1,10 @@
 """The loop every reconciler of the control plane runs: a pass every ``interval_s``, or at once
-when woken, each pass on a worker thread so the event loop never waits on the store."""
+when woken, each pass on a worker thread so the event loop never waits on the store.
+
+Every reconciler gets the one context (stores, settings) and one clock, injected: tests drive
+passes with a fake clock and never sleep. Services wake a reconciler by name through the
+context (``ctx.wake("jobs")``), the one way to reach it.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,29 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 
+from lepton.control.context import Clock, Context
+
 __all__ = ["Reconciler"]
 
 
 class Reconciler(ABC):
     """Subclasses converge one table with the world in :meth:`reconcile_once`."""
 
-    interval_s: float
-    log: logging.Logger
+    name: str
+    """What services wake it by (``jobs``, ``deployments``)."""
 
-    def __init__(self, interval_s: float, log: logging.Logger) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        *,
+        interval_s: float,
+        log: logging.Logger,
+        now: Clock | None = None,
+    ) -> None:
+        self.ctx = ctx
         self.interval_s = interval_s
         self.log = log
+        self.now: Clock = now or ctx.clock
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -36,6 +52,7 @@ class Reconciler(ABC):
         """Reconcile until cancelled: every ``interval_s``, or at once when woken."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self.ctx.on_wake(self.name, self.wake)
         while True:
             try:
                 await asyncio.to_thread(self.reconcile_once)

@@ -20,14 +20,16 @@ from __future__ import annotations
 import logging
 import shutil
 import uuid
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from lepton.deploy.workdir import (
+from lepton.control.context import Clock
+from lepton.control.plane import Control
+from lepton.control.reconciler import Reconciler
+from lepton.control.workdir import (
     deployment_dir,
     deployment_log,
     prepare_generation,
@@ -37,9 +39,7 @@ from lepton.deploy.workdir import (
 from lepton.errors import LeptonError
 from lepton.executors.base import ReplicaExecutor, ReplicaLaunch
 from lepton.schemas import ReplicaState
-from lepton.server.reconciler import Reconciler
-from lepton.server.state import ServerState
-from lepton.store.models import DeploymentRow, ReplicaRow, TokenRow, utcnow
+from lepton.store.models import DeploymentRow, ReplicaRow, TokenRow
 
 __all__ = ["Backoff", "Supervisor"]
 
@@ -61,30 +61,31 @@ class Backoff:
 
 
 class Supervisor(Reconciler):
+    name = "deployments"
+
     def __init__(
         self,
-        state: ServerState,
+        control: Control,
         executor: ReplicaExecutor,
         *,
         interval_s: float = 0.5,
-        now: Callable[[], datetime] = utcnow,
+        now: Clock | None = None,
         backoff: Backoff | None = None,
         drain_grace_s: float = 30.0,
     ) -> None:
-        super().__init__(interval_s, log)
-        self.state = state
+        super().__init__(control.ctx, interval_s=interval_s, log=log, now=now)
+        self.tokens = control.tokens
         self.executor = executor
-        self.now = now
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
         self._signalled: set[tuple[str, int]] = set()  # drains already sent, by replica and pid
 
     @property
     def home(self) -> Path:
-        return self.state.settings.home
+        return self.ctx.settings.home
 
     def reconcile_once(self) -> None:
-        with self.state.sessions() as session:
+        with self.ctx.sessions() as session:
             ids = list(session.scalars(select(DeploymentRow.id)))
             for deployment_id in ids:
                 deployment = session.get(DeploymentRow, deployment_id)
@@ -201,7 +202,7 @@ class Supervisor(Reconciler):
         first: bool = False,
     ) -> None:
         try:
-            source = prepare_generation(self.state, session, deployment)
+            source = prepare_generation(self.ctx, session, deployment)
         except LeptonError as exc:
             # Nothing to serve (the artifact is gone or damaged): say so, retry with backoff.
             replica.failures += 1
@@ -221,7 +222,7 @@ class Supervisor(Reconciler):
         hashes = self._token_hashes(session, deployment)
         args = [
             "--host",
-            self.state.settings.host,
+            self.ctx.settings.host,
             "--port",
             str(deployment.port),
             "--reuse-port",
@@ -289,9 +290,7 @@ class Supervisor(Reconciler):
     def _tear_down(
         self, session: Session, deployment: DeploymentRow, live: list[ReplicaRow]
     ) -> None:
-        token = session.get(TokenRow, deployment.token_id) if deployment.token_id else None
-        if token is not None and token.revoked_at is None:
-            token.revoked_at = self.now()
+        self.tokens.revoke_in(session, deployment.token_id)
         for replica in live:
             if replica.state != ReplicaState.draining:
                 self._drain(session, deployment, replica)

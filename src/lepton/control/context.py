@@ -1,0 +1,64 @@
+"""What every service and reconciler of the control plane works with: settings, the metadata
+store's sessions, the blob store, one clock, and a way to wake the reconcilers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from lepton.settings import Settings
+from lepton.store.blobs import BlobStore
+from lepton.store.db import make_engine, make_sessionmaker, migrate
+from lepton.store.models import utcnow
+
+__all__ = ["Clock", "Context", "open_context"]
+
+Clock = Callable[[], datetime]
+"""The current time, timezone-aware UTC. Injected so reconcilers can be tested without sleeping."""
+
+
+@dataclass
+class Context:
+    """The stores and settings of one running control plane."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    clock: Clock = utcnow
+    started_at: float = field(default_factory=time.monotonic)
+    _wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def wake(self, name: str) -> None:
+        """Ask reconciler ``name`` (``jobs``, ``deployments``) for a pass now, if it runs here."""
+        waker = self._wakers.get(name)
+        if waker is not None:
+            waker()
+
+    def on_wake(self, name: str, waker: Callable[[], None]) -> None:
+        """Register how reconciler ``name`` is woken."""
+        self._wakers[name] = waker
+
+    def work_dir(self) -> Path:
+        """Private (0700) scratch space under LEPTON_HOME for request-time files."""
+        path = self.settings.home / "work"
+        path.mkdir(mode=0o700, exist_ok=True)
+        return path
+
+
+def open_context(settings: Settings) -> Context:
+    """Open the stores: apply migrations, drop a crashed writer's temp objects, and return them."""
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the key and tokens
+    engine = make_engine(settings.database)
+    migrate(engine)
+    blobs = BlobStore.from_settings(settings)
+    blobs.clean_temp()
+    return Context(
+        settings=settings, engine=engine, sessions=make_sessionmaker(engine), blobs=blobs
+    )
