@@ -48,6 +48,15 @@ class Settings:
     """Bearer token the SDK and CLI use; empty means the credentials file."""
     credentials: Path | None = None
     """Credentials file; ``None`` means ``home/credentials.json``."""
+    sandbox: str = "auto"
+    """How user code (job runners, replicas) is contained: ``auto`` (bubblewrap when it works),
+    ``required`` (refuse to start without it), ``bubblewrap``, or ``none``."""
+    user_memory_mb: int = field(default_factory=lambda: _default_memory_mb())
+    """Data-segment limit of each job runner and replica, in MiB (0: none); by default three
+    quarters of the machine's memory."""
+    user_environment: Mapping[str, str] = field(default_factory=lambda: _allowed_environment())
+    """The machine's variables user code may see: locale, time zone, PATH, BLAS threading. Not
+    read from a ``LEPTON_*`` variable: it is what the control plane was started with."""
     replica_token_hashes: str = ""
     """Comma-separated sha256 digests of the tokens a serving replica accepts (set by the
     deployment supervisor; never on the command line, which other users can read)."""
@@ -58,6 +67,8 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
+            if f.name == "user_environment":
+                continue
             raw = env.get(_PREFIX + f.name.upper())
             if raw is None or raw == "":
                 continue
@@ -92,6 +103,24 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+
+_ALLOWED = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ", "TERM", "OMP_NUM_THREADS", "MKL_NUM_THREADS"}
+)
+_ALLOWED_PREFIXES = ("LC_", "OPENBLAS_")  # OPENBLAS_CORETYPE keeps old OpenBLAS builds correct
+
+
+def _allowed_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k in _ALLOWED or k.startswith(_ALLOWED_PREFIXES)}
+
+
+def _default_memory_mb() -> int:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return 0
+    return int(pages * size * 3 / 4 / (1024 * 1024))
 
 
 def _convert(name: str, kind: object, raw: str) -> object:

@@ -19,16 +19,19 @@ import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
-from conftest import ServerFactory
 from lepton.store.blobs import BlobStore
 from lepton.store.db import make_engine, make_sessionmaker
 from lepton.store.models import BlobObjectRow, ContentRefRow
+
+if TYPE_CHECKING:
+    from conftest import ServerFactory
 
 POSTGRES_ENV = "LEPTON_TEST_POSTGRES_URL"
 WORKERS_PER_SERVER = 2

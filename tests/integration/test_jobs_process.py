@@ -80,7 +80,8 @@ def runner_pids(job_id: str) -> list[int]:
         except OSError:
             continue
         zombie = stat.rpartition(")")[2].split()[:1] == ["Z"]
-        if b"lepton.jobs.runner" in argv and job_id.encode() in argv and not zombie:
+        sandbox = argv[0].endswith(b"bwrap")  # the runner's sandbox around it, not the runner
+        if b"lepton.jobs.runner" in argv and job_id.encode() in argv and not zombie and not sandbox:
             found.append(int(entry.name))
     return found
 
@@ -93,7 +94,7 @@ def submitted() -> Iterator[list[str]]:
     for job_id in ids:
         for pid in runner_pids(job_id):
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
 
 
 def sdk(server: ServerProcess) -> Client:
@@ -202,7 +203,8 @@ def test_a_killed_runner_is_retried_and_resumes_from_its_checkpoint(
     job = start_net(client, submitted, SHORT_EPOCHS)
     [pid] = runner_pids(job.id)
 
-    os.killpg(pid, signal.SIGKILL)  # the crash no handler sees: no report, no last checkpoint
+    # The crash no handler sees: no report, no last checkpoint. The whole group, sandbox and all.
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
 
     done = finished(client, job.id)
     log = log_of(client, job.id)

@@ -70,12 +70,14 @@ def up(
 
     from lepton.control.plane import Control
     from lepton.control.workspaces import FirstStart
+    from lepton.sandbox import Sandbox
     from lepton.server.app import create_app, open_control
     from lepton.settings import Settings
 
     settings = Settings.from_env(host=host, port=port)
     _check_port_free(settings.host, settings.port)
     opened = open_control(settings)  # before uvicorn, so a bad setting is a clear error
+    sandbox = Sandbox.detect(settings)  # LEPTON_SANDBOX=required without one stops here
 
     def started(control: Control, first: FirstStart | None) -> None:
         if first is not None:
@@ -93,10 +95,13 @@ def up(
             f"(state in {settings.home}, database {control.ctx.engine.dialect.name}, "
             f"blobs {'encrypted' if control.ctx.blobs.encrypted else 'unencrypted'})."
         )
+        console.print(
+            ("Containment: " if sandbox.active else "[bold]Warning:[/] ") + sandbox.describe()
+        )
         console.print("Try: lepton status")
 
     config = uvicorn.Config(
-        create_app(settings, on_start=started, control=opened),
+        create_app(settings, on_start=started, control=opened, sandbox=sandbox),
         host=settings.host,
         port=settings.port,
         log_level="warning",

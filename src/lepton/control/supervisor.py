@@ -32,6 +32,7 @@ from lepton.control.reconciler import Reconciler
 from lepton.control.workdir import (
     deployment_dir,
     deployment_log,
+    generation_dir,
     prepare_generation,
     remove_generation,
     replica_log,
@@ -243,6 +244,7 @@ class Supervisor(Reconciler):
             env={"LEPTON_REPLICA_TOKEN_HASHES": ",".join(hashes)} if hashes else {},
             log_path=replica_log(self.home, deployment.id, replica.id),
             marker=self._marker(deployment),
+            readable=(generation_dir(self.home, deployment.id, deployment.generation),),
         )
         replica.pid = self.executor.start_replica(launch)
         if not first:

@@ -59,6 +59,8 @@ class ReplicaLaunch:
     marker: str
     """A string on the replica's command line that only this deployment's replicas carry (its
     working folder), so a pid is recognised as its replica after a control-plane restart."""
+    readable: tuple[Path, ...] = ()
+    """Folders the contained replica reads (what it serves); nothing else of LEPTON_HOME."""
 
 
 class ReplicaExecutor(Protocol):

@@ -3,13 +3,16 @@ serving replica a ``python -m lepton.serving`` one.
 
 Both start in their own session, so they outlive a restart of the control plane; the new
 control plane finds them again by pid and by a marker on their command line (the job id, the
-deployment's working folder).
+deployment's working folder). Both run user code, so both start through the sandbox
+(:mod:`lepton.sandbox`): an allow-listed environment, no view of LEPTON_HOME, a working folder
+of their own (``jobs/<id>/work``, ``deployments/<id>/replicas/<replica>.work``), limits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from lepton.executors.base import Launch, ProcessState, ReplicaLaunch
+from lepton.sandbox import Sandbox
 
 __all__ = ["LocalExecutor", "visible_gpus"]
 
@@ -31,7 +35,8 @@ def visible_gpus() -> int:
 
 
 class LocalExecutor:
-    def __init__(self, cpu_slots: int = 1, gpu_slots: int | None = None) -> None:
+    def __init__(self, sandbox: Sandbox, cpu_slots: int = 1, gpu_slots: int | None = None) -> None:
+        self.sandbox = sandbox
         self.cpu_slots = cpu_slots
         self.gpu_slots = visible_gpus() if gpu_slots is None else gpu_slots
         self._children: dict[int, subprocess.Popen[bytes]] = {}
@@ -39,25 +44,29 @@ class LocalExecutor:
         self._lock = threading.Lock()
 
     def submit(self, launch: Launch) -> int:
-        env = dict(os.environ)
-        env.update(launch.env)
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in self._take_gpus(launch.gpus))
+        gpus = ",".join(str(g) for g in self._take_gpus(launch.gpus))
+        work = launch.log_path.parent / "work"
+        shutil.rmtree(work, ignore_errors=True)  # each attempt starts clean; state is in the API
+        command = self.sandbox.command(
+            [sys.executable, "-u", "-m", "lepton.jobs.runner", launch.job_id], work=work
+        )
+        env = self.sandbox.environment({**launch.env, "CUDA_VISIBLE_DEVICES": gpus}, work=work)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_path.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-u", "-m", "lepton.jobs.runner", launch.job_id],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
+                cwd=work,
+                preexec_fn=self.sandbox.limits(),
                 start_new_session=True,  # outlives the control plane; signals reach its group
             )
         with self._lock:
             self._children[process.pid] = process
             if launch.gpus:
-                self._gpus_in_use[process.pid] = [
-                    int(g) for g in env["CUDA_VISIBLE_DEVICES"].split(",") if g
-                ]
+                self._gpus_in_use[process.pid] = [int(g) for g in gpus.split(",") if g]
         return process.pid
 
     def _take_gpus(self, count: int) -> list[int]:
@@ -84,7 +93,10 @@ class LocalExecutor:
 
     def status(self, job_id: str, handle: int) -> ProcessState:
         known = self._child_state(handle)
-        return known or ProcessState(alive=self.attach(job_id, handle))
+        state = known or ProcessState(alive=self.attach(job_id, handle))
+        if not state.alive:
+            _end_group(handle, b"lepton.jobs.runner", job_id.encode())
+        return state
 
     def cancel(self, job_id: str, handle: int) -> None:
         if self.attach(job_id, handle):
@@ -104,18 +116,25 @@ class LocalExecutor:
     # --- serving replicas -------------------------------------------------------------------
 
     def start_replica(self, launch: ReplicaLaunch) -> int:
-        # A clean environment: replicas may run a user's photon code, which must not see the
-        # control plane's LEPTON_* settings (database URL, encryption key, admin token).
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")}
-        env.update(launch.env)
+        # Replicas may run a user's photon code: contained like a job, and the environment holds
+        # only the allow-list and the accepted token hashes, never the control plane's settings.
+        work = launch.log_path.with_suffix(".work")
+        shutil.rmtree(work, ignore_errors=True)
+        command = self.sandbox.command(
+            [sys.executable, "-u", "-m", "lepton.serving", *launch.args],
+            work=work,
+            readable=launch.readable,
+        )
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_path.open("ab") as log:
             process = subprocess.Popen(
-                [sys.executable, "-u", "-m", "lepton.serving", *launch.args],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=env,
+                env=self.sandbox.environment(launch.env, work=work),
+                cwd=work,
+                preexec_fn=self.sandbox.limits(),
                 start_new_session=True,  # keeps serving across a control-plane restart
             )
         with self._lock:
@@ -124,7 +143,10 @@ class LocalExecutor:
 
     def replica_status(self, handle: int, marker: str) -> ProcessState:
         known = self._child_state(handle)
-        return known or ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
+        state = known or ProcessState(alive=_runs(handle, b"lepton.serving", marker.encode()))
+        if not state.alive:
+            _end_group(handle, b"lepton.serving", marker.encode())
+        return state
 
     def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
         if self.replica_status(handle, marker).alive:
@@ -133,12 +155,49 @@ class LocalExecutor:
 
 def _terminate(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
     """SIGTERM the process group of ``handle``; SIGKILL it if still ``alive()`` after
-    ``grace_s`` (watched by a daemon thread)."""
-    try:
-        os.killpg(handle, signal.SIGTERM)
-    except ProcessLookupError:
+    ``grace_s`` (watched by a daemon thread). The sandbox processes of the group are spared the
+    SIGTERM: bubblewrap would exit at once and report the attempt over while the runner inside
+    still finishes; it exits with the runner instead."""
+    if not _signal_group(handle, signal.SIGTERM):
         return
     threading.Thread(target=_kill_later, args=(handle, alive, grace_s), daemon=True).start()
+
+
+def _group(pgid: int) -> list[tuple[int, list[bytes]]]:
+    """The live processes of group ``pgid`` with their command lines."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append((int(entry.name), argv))
+    return members
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send ``sig`` to every process of group ``pgid`` but bubblewrap's; False when the group
+    is gone."""
+    members = _group(pgid)
+    for pid, argv in members:
+        if not argv[0].endswith(b"bwrap"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+    return bool(members)
+
+
+def _end_group(pgid: int, *needles: bytes) -> None:
+    """SIGKILL what is left of a runner's or replica's group once its leader ended: a sandbox
+    killed from outside leaves the process it contained running. Only a group one of whose
+    processes carries ``needles`` is touched, never a group that reused the number."""
+    members = _group(pgid)
+    if any(all(n in b"\0".join(argv) for n in needles) for _, argv in members):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
 
 
 def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:

@@ -17,6 +17,7 @@ from lepton.control.context import open_context
 from lepton.control.plane import Control
 from lepton.control.workspaces import FirstStart
 from lepton.errors import APIVersionMismatch
+from lepton.sandbox import Sandbox
 from lepton.schemas import API_VERSION, API_VERSION_HEADER
 from lepton.server.audit import AuditMiddleware
 from lepton.server.errors import error_response, install_error_handlers
@@ -37,6 +38,7 @@ def create_app(
     *,
     control: Control | None = None,
     run_jobs: bool = True,
+    sandbox: Sandbox | None = None,
 ) -> FastAPI:
     """The FastAPI app. Its lifespan opens the services (unless ``control`` is already open), on
     first start bootstraps, and starts the reconcilers: job scheduler, deployment supervisor and
@@ -57,7 +59,12 @@ def create_app(
             from lepton.control.sweeper import Sweeper
             from lepton.executors.local import LocalExecutor
 
-            executor = LocalExecutor(cpu_slots=settings.job_slots)
+            contained = (
+                sandbox
+                if sandbox is not None
+                else await run_in_threadpool(Sandbox.detect, settings)
+            )
+            executor = LocalExecutor(contained, cpu_slots=settings.job_slots)
             # Replicas keep serving when the control plane stops; the next start re-attaches.
             reconcilers = [
                 Scheduler(control, executor),

@@ -15,6 +15,7 @@ import re
 import socket
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -140,7 +141,12 @@ class BlobStore:
         path = self._object_path(digest)
         if not self._fs.exists(path):
             raise self._not_found(digest)
-        return self._read(digest, path)
+        # Opened now, not at the first chunk: a local file erased while a reader streams it
+        # (a checkpoint replaced meanwhile) stays readable through the open handle.
+        raw = self._open_raw(digest, path)
+        stream = self._read(digest, raw)
+        weakref.finalize(stream, raw.close)  # a stream dropped unread still closes its file
+        return stream
 
     def read_bytes(self, digest: str) -> bytes:
         """The whole plaintext of a blob; for small blobs only."""
@@ -259,21 +265,23 @@ class BlobStore:
             _fsync_dir(os.path.dirname(leaf))
             _fsync_dir(self._path("objects"))
 
-    def _raw_chunks(self, digest: str, path: str) -> Iterator[bytes]:
+    def _open_raw(self, digest: str, path: str) -> IO[bytes]:
         try:
             if self._local:
-                f: IO[bytes] = open(path, "rb")  # noqa: SIM115  (closed by the with below)
-            else:
-                # 4 MiB per ranged GET: few requests, and the read-ahead cache stays small.
-                f = self._fs.open(path, "rb", block_size=4 * CHUNK)
+                return open(path, "rb")
+            # 4 MiB per ranged GET: few requests, and the read-ahead cache stays small.
+            f: IO[bytes] = self._fs.open(path, "rb", block_size=4 * CHUNK)
+            return f
         except FileNotFoundError:
             raise self._not_found(digest) from None  # deleted between exists() and here
+
+    def _raw_chunks(self, f: IO[bytes]) -> Iterator[bytes]:
         with f:
             while chunk := f.read(CHUNK):
                 yield chunk
 
-    def _read(self, digest: str, path: str) -> Iterator[bytes]:
-        raw = self._raw_chunks(digest, path)
+    def _read(self, digest: str, f: IO[bytes]) -> Iterator[bytes]:
+        raw = self._raw_chunks(f)
         name = f"blob {digest}"
         plain = raw if self._key is None else decrypt_stream(self._key, raw, name=name)
         h = hashlib.sha256()
