@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from lepton.enums import JobState, Outcome, Role
 
@@ -401,6 +401,27 @@ class TrainSpec(_Model):
     )
 
 
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+
+
+def _user_env(env: dict[str, str]) -> dict[str, str]:
+    taken = sorted(k for k in env if k.startswith("LEPTON_"))
+    if taken:
+        raise ValueError(
+            f"env may not set {', '.join(taken)}: LEPTON_* variables are the platform's own "
+            "(the job gets its URL and token from Lepton); pick other names"
+        )
+    return env
+
+
+UserEnv = Annotated[
+    dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], Annotated[str, Field(max_length=32768)]],
+    Field(max_length=256),
+    AfterValidator(_user_env),
+]
+"""Variables a user sets for their code: any name but the platform's own ``LEPTON_*``."""
+
+
 class ScriptSpec(_Model):
     kind: Literal["script"] = Field(default="script", description="The user's own script.")
     script_name: str = Field(max_length=256, description="File name of the script.")
@@ -409,6 +430,11 @@ class ScriptSpec(_Model):
     )
     dataset: str | None = Field(default=None, description="Dataset the script may read.")
     args: list[str] = Field(default_factory=list, description="Command-line arguments.")
+    env: UserEnv = Field(
+        default_factory=dict,
+        description="Environment variables the script gets (names other than `LEPTON_*`); not "
+        "secrets: they are shown with the job.",
+    )
     gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=0, description="Retries after the job's process dies."

@@ -71,14 +71,48 @@ def run(
     dataset: str = typer.Option(None, help="Dataset the script reads with lepton.load_dataset()."),
     gpus: int = typer.Option(0, min=0, help="GPUs to use."),
     args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
+    env: list[str] = typer.Option(
+        None, "--env", "-e", help="K=V: a variable the script gets (repeatable; not LEPTON_*)."
+    ),
+    env_file: Path = typer.Option(
+        None, "--env-file", exists=True, dir_okay=False, help="A file of K=V lines."
+    ),
     detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
 ) -> None:
     """Run your own training script as a job, with the same tracking."""
     from lepton.client import Client
 
+    variables = parse_env(list(env or []), env_file)
     client = Client()
-    job = client.jobs.run_script(script, dataset=dataset, args=list(args or []), gpus=gpus)
+    job = client.jobs.run_script(
+        script, dataset=dataset, args=list(args or []), env=variables, gpus=gpus
+    )
     _after_submit(client, job, detach)
+
+
+def parse_env(pairs: list[str], env_file: Path | None) -> dict[str, str]:
+    """``--env K=V`` options over an ``--env-file`` of ``K=V`` lines (``#`` comments and blank
+    lines skipped; an optional ``export`` and quotes around the value are dropped)."""
+    lines: list[tuple[str, str]] = []
+    if env_file is not None:
+        for number, raw in enumerate(env_file.read_text().splitlines(), 1):
+            text = raw.strip()
+            if text and not text.startswith("#"):
+                lines.append((text.removeprefix("export ").strip(), f"{env_file}:{number}"))
+    lines += [(pair, "--env") for pair in pairs]
+    found: dict[str, str] = {}
+    for text, where in lines:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise InvalidRequest(
+                f"{where}: {text!r} is not NAME=VALUE",
+                fix="write each variable as NAME=VALUE, e.g. --env EPOCHS=5",
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        found[name.strip()] = value
+    return found
 
 
 def _after_submit(client: Any, job: Job, detach: bool) -> None:

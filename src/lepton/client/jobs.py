@@ -86,22 +86,25 @@ class Jobs:
         *,
         dataset: str | None = None,
         args: list[str] | None = None,
+        env: dict[str, str] | None = None,
         gpus: int = 0,
         max_retries: int = 0,
     ) -> Job:
         """Upload a script and run it as a job; inside it ``lepton.log`` and
         ``lepton.save_model`` report to the job."""
         path = Path(script)
-        blob = self._client.blobs.upload(path)
-        with _as_invalid_request():
+        with _as_invalid_request():  # checked before anything is uploaded
             spec = ScriptSpec(
                 script_name=path.name,
-                script_digest=blob.digest,
+                script_digest="0" * 64,
                 dataset=dataset,
                 args=args or [],
+                env=env or {},
                 gpus=gpus,
                 max_retries=max_retries,
             )
+        blob = self._client.blobs.upload(path)
+        spec = spec.model_copy(update={"script_digest": blob.digest})
         return self._submit(spec.model_dump(mode="json"))
 
     def _submit(self, spec: dict[str, Any]) -> Job:

@@ -129,6 +129,7 @@ class Scheduler(Reconciler):
             job_id=job.id,
             attempt=job.attempts,
             env={
+                **_spec_env(job),  # first: the platform's own variables below always win
                 "LEPTON_URL": self.ctx.settings.local_url,
                 "LEPTON_TOKEN": bearer,
                 "LEPTON_JOB_ID": job.id,
@@ -160,6 +161,12 @@ class Scheduler(Reconciler):
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
             f.write(line + "\n")
+
+
+def _spec_env(job: JobRow) -> dict[str, str]:
+    """The variables the user declared for the job (the spec refuses ``LEPTON_*`` names)."""
+    env = json.loads(job.spec_json).get("env") or {}
+    return {str(k): str(v) for k, v in env.items() if not str(k).startswith("LEPTON_")}
 
 
 def _spec_gpus(job: JobRow) -> int:
