@@ -89,6 +89,10 @@ class LocalExecutor:
         with self._lock:
             self._children.pop(handle, None)
             self._gpus_in_use.pop(handle, None)
+        if self.sandbox.active and 128 < code <= 128 + 64:
+            # bubblewrap exits 128 + N when what it contains was killed by signal N; report it
+            # as the process's own death by that signal (-9 for SIGKILL), as without a sandbox.
+            code = 128 - code
         return ProcessState(alive=False, exit_code=code)
 
     def status(self, job_id: str, handle: int) -> ProcessState:
