@@ -140,7 +140,8 @@ class Sandbox:
         args += ["--tmpfs", "/tmp"]
         for path in hidden:
             args += ["--tmpfs", str(path)]
-        for path in _runtime_paths(hidden):
+        # /tmp is replaced too: a checkout or venv there (a CI clone) must be bound back.
+        for path in _runtime_paths([*hidden, Path("/tmp").resolve()]):
             args += ["--ro-bind", str(path), str(path)]
         for path in readable:
             args += ["--ro-bind", str(path), str(path)]
