@@ -187,7 +187,7 @@ class ReplicaApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._http(scope, receive, _closing(send) if self.draining else send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -319,6 +319,22 @@ class ReplicaApp:
             f"the request body has {size} bytes; this replica takes at most {self.max_body_bytes}",
             fix="send smaller batches, or start the replica with a larger --max-body-bytes",
         )
+
+
+def _closing(send: Send) -> Send:
+    """``send`` that asks the client to close the connection after this answer: a draining
+    replica sends its keep-alive clients to reconnect (to the other replicas) before it stops,
+    rather than closing idle connections under a request just sent on one."""
+
+    async def closing(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {
+                **message,
+                "headers": [*message.get("headers", []), (b"connection", b"close")],
+            }
+        await send(message)
+
+    return closing
 
 
 async def _send(send: Send, reply: Reply) -> None:

@@ -5,8 +5,10 @@ has run *before* the socket is bound, so with ``SO_REUSEPORT`` the kernel never 
 connection to a replica that is still loading. Then uvicorn (uvloop, httptools, no access log)
 serves on that socket, and ``ready http://HOST:PORT`` is printed once it accepts.
 
-On SIGTERM or SIGINT the replica drains: ``/readyz`` turns 503, the listening socket closes
-(new connections go to the other replicas), requests in flight finish, and the process exits 0.
+On SIGTERM or SIGINT the replica drains: for ``DRAIN_NOTICE_S`` it keeps serving, with
+``/readyz`` at 503 and ``Connection: close`` on every answer so keep-alive clients reconnect
+(to the other replicas); then the listening socket closes, requests in flight finish, and the
+process exits 0.
 """
 
 from __future__ import annotations
@@ -160,6 +162,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     return sock
 
 
+DRAIN_NOTICE_S = 1.0
+
+
 def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> None:
     """Serve ``app`` on ``sock`` until SIGTERM/SIGINT, then drain and return."""
     import uvicorn
@@ -190,8 +195,16 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
                     signal.signal(s, handler)
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if app.draining:  # a second signal: stop now
+                super().handle_exit(sig, frame)
+                return
+            # First announce the drain: /readyz answers 503 and every answer says
+            # "Connection: close", so keep-alive clients move to the other replicas; only then
+            # does the socket close. 1 s: a client under load sends many requests in it.
             app.draining = True
-            super().handle_exit(sig, frame)
+            timer = threading.Timer(DRAIN_NOTICE_S, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
