@@ -28,6 +28,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from lepton.client import Client
 from lepton.control.plane import Control
 from lepton.control.workspaces import FirstStart
+from lepton.executors.base import Launch, ProcessState
 from lepton.server.app import create_app
 from lepton.settings import Settings
 from lepton.store.db import make_engine, migrate
@@ -96,6 +97,34 @@ class Platform:
         """The SDK, sending through the in-process app."""
         settings = Settings(home=Path("/nonexistent/lepton-tests"))  # no credentials file
         return Client(url=str(self.api.base_url), token=token, http=self.api, settings=settings)
+
+
+class StubExecutor:
+    """An executor that starts nothing: it records each launch, and every process it "started"
+    runs until the test says otherwise. A test plays the runner with the launch's token."""
+
+    cpu_slots, gpu_slots = 1, 0
+
+    def __init__(self) -> None:
+        self.launches: list[Launch] = []
+
+    def submit(self, launch: Launch) -> int:
+        self.launches.append(launch)
+        return 4000 + len(self.launches)
+
+    def status(self, job_id: str, handle: int) -> ProcessState:
+        return ProcessState(alive=True)
+
+    def cancel(self, job_id: str, handle: int) -> None:
+        pass
+
+    def attach(self, job_id: str, handle: int) -> bool:
+        return True
+
+
+@pytest.fixture
+def stub_executor() -> StubExecutor:
+    return StubExecutor()
 
 
 @pytest.fixture

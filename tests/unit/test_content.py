@@ -17,11 +17,10 @@ from sqlalchemy import select
 from lepton.client import Client
 from lepton.control.plane import Control
 from lepton.control.scheduler import Scheduler
-from lepton.executors.base import Launch, ProcessState
 from lepton.store.models import BlobObjectRow, ContentRefRow
 
 if TYPE_CHECKING:
-    from conftest import Platform, Started
+    from conftest import Platform, Started, StubExecutor
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -196,35 +195,15 @@ def test_an_upload_nothing_claimed_stays_listed(client: Client, control: Control
     assert_consistent(control)
 
 
-class _Executor:
-    """Starts nothing: the test plays the job's runner with the token it was given."""
-
-    cpu_slots, gpu_slots = 1, 0
-
-    def __init__(self) -> None:
-        self.launches: list[Launch] = []
-
-    def submit(self, launch: Launch) -> int:
-        self.launches.append(launch)
-        return 4000 + len(self.launches)
-
-    def status(self, job_id: str, handle: int) -> ProcessState:
-        return ProcessState(alive=True)
-
-    def cancel(self, job_id: str, handle: int) -> None:
-        pass
-
-    def attach(self, job_id: str, handle: int) -> bool:
-        return True
-
-
 @pytest.fixture
-def running_job(client: Client, control: Control) -> Iterator[tuple[str, str]]:
+def running_job(
+    client: Client, control: Control, stub_executor: StubExecutor
+) -> Iterator[tuple[str, str]]:
     """A train job the scheduler started: its id and its runner's token."""
     frame = pd.DataFrame({"x": [float(i) for i in range(60)], "y": ["a", "b", "c"] * 20})
     client.datasets.push(frame, name="toy", target="y")
     job = client.jobs.train("toy", algorithm="logistic_regression")
-    executor = _Executor()
+    executor = stub_executor
     Scheduler(control, executor).reconcile_once()
     [launch] = executor.launches
     yield job.id, launch.env["LEPTON_TOKEN"]

@@ -12,34 +12,13 @@ import pytest
 from lepton.cli.job import parse_env
 from lepton.control.scheduler import Scheduler
 from lepton.errors import InvalidRequest
-from lepton.executors.base import Launch, ProcessState
 
 if TYPE_CHECKING:
-    from conftest import Platform, Started
-
-
-class _Executor:
-    cpu_slots, gpu_slots = 1, 0
-
-    def __init__(self) -> None:
-        self.launches: list[Launch] = []
-
-    def submit(self, launch: Launch) -> int:
-        self.launches.append(launch)
-        return 5000 + len(self.launches)
-
-    def status(self, job_id: str, handle: int) -> ProcessState:
-        return ProcessState(alive=True)
-
-    def cancel(self, job_id: str, handle: int) -> None:
-        pass
-
-    def attach(self, job_id: str, handle: int) -> bool:
-        return True
+    from conftest import Platform, Started, StubExecutor
 
 
 def test_declared_variables_reach_the_runner_and_platform_ones_win(
-    platform: Platform, started: Started, tmp_path: Path
+    platform: Platform, started: Started, tmp_path: Path, stub_executor: StubExecutor
 ) -> None:
     assert started.state is not None
     client = platform.client(platform.admin)
@@ -47,7 +26,7 @@ def test_declared_variables_reach_the_runner_and_platform_ones_win(
     script.write_text("print('hi')\n")
 
     job = client.jobs.run_script(script, env={"EPOCHS": "5", "GREETING": "hello there"})
-    executor = _Executor()
+    executor = stub_executor
     Scheduler(started.state, executor).reconcile_once()
 
     [launch] = executor.launches

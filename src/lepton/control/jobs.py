@@ -49,6 +49,7 @@ from lepton.schemas import (
     ScriptSpec,
     TrainSpec,
 )
+from lepton.store.blobs import BlobWriter
 from lepton.store.models import DatasetVersionRow, JobMetricRow, JobRow, ModelRow, ModelVersionRow
 
 __all__ = ["JobService", "job_log_path"]
@@ -281,10 +282,7 @@ class JobService:
         with writer:
             return await anyio.to_thread.run_sync(self._keep_checkpoint, principal, job_id, writer)
 
-    def _keep_checkpoint(self, principal: Principal, job_id: str, writer: object) -> Blob:
-        from lepton.store.blobs import BlobWriter
-
-        assert isinstance(writer, BlobWriter)
+    def _keep_checkpoint(self, principal: Principal, job_id: str, writer: BlobWriter) -> Blob:
         with self.ctx.sessions() as session:
             job = self._running(session, principal, job_id)
             released = self.content.release(session, owner(job.id), roles=["checkpoint"])

@@ -53,15 +53,17 @@ def user_environment(settings: Settings, extra: Mapping[str, str]) -> dict[str, 
     return env
 
 
+_BASE = ("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc")
+_NAMESPACES = (
+    *("--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"),
+    *("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
+)
+"""Identity and namespaces of every contained process; the probe checks exactly these."""
+
+
 def _probe(bwrap: str) -> str | None:
     """Why bubblewrap cannot run here (None when it can): the same namespaces the sandbox uses."""
-    command = [
-        bwrap,
-        *("--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"),
-        *("--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"),
-        *("--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"),
-        "true",
-    ]
+    command = [bwrap, *_BASE, *_NAMESPACES, "true"]
     try:
         done = subprocess.run(command, capture_output=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -136,7 +138,7 @@ class Sandbox:
         hidden = [
             p for p in (self.settings.home.resolve(), Path.home().resolve()) if p != Path("/")
         ]
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        args = [self.bwrap, *_BASE]
         args += ["--tmpfs", "/tmp"]
         for path in hidden:
             args += ["--tmpfs", str(path)]
@@ -146,11 +148,9 @@ class Sandbox:
         for path in readable:
             args += ["--ro-bind", str(path), str(path)]
         args += ["--bind", str(work), str(work), "--chdir", str(work)]
-        args += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY)]
-        args += ["--cap-drop", "ALL", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
         # No --die-with-parent: bubblewrap's parent is the control plane, and what it contains
         # must outlive a restart of it. The executor ends the whole group instead.
-        args += ["--unshare-cgroup-try", "--hostname", "lepton-sandbox", "--"]
+        args += [*_NAMESPACES, "--hostname", "lepton-sandbox", "--"]
         return args + argv
 
     def environment(self, extra: Mapping[str, str], *, work: Path) -> dict[str, str]:
