@@ -138,12 +138,9 @@ class BlobStore:
             NotFound: ``digest`` is malformed or no such blob is stored (raised at once).
             BlobIntegrityError: the stored bytes were altered, truncated or use another key.
         """
-        path = self._object_path(digest)
-        if not self._fs.exists(path):
-            raise self._not_found(digest)
-        # Opened now, not at the first chunk: a local file erased while a reader streams it
-        # (a checkpoint replaced meanwhile) stays readable through the open handle.
-        raw = self._open_raw(digest, path)
+        # Opened now, not at the first chunk: a missing blob is a NotFound at once, and a local
+        # file erased while a reader streams it (a checkpoint replaced) stays readable.
+        raw = self._open_raw(digest, self._object_path(digest))
         stream = self._read(digest, raw)
         weakref.finalize(stream, raw.close)  # a stream dropped unread still closes its file
         return stream
@@ -273,7 +270,7 @@ class BlobStore:
             f: IO[bytes] = self._fs.open(path, "rb", block_size=4 * CHUNK)
             return f
         except FileNotFoundError:
-            raise self._not_found(digest) from None  # deleted between exists() and here
+            raise self._not_found(digest) from None
 
     def _raw_chunks(self, f: IO[bytes]) -> Iterator[bytes]:
         with f:
