@@ -411,3 +411,41 @@ def test_migration_0007_records_every_existing_use_of_stored_bytes(engine: Engin
         ("model_version", "m", 5),
         ("photon", "w/echo", 4),
     }
+
+
+def test_migration_0008_keeps_deployments_and_jobs_and_adds_secrets(engine: Engine) -> None:
+    """Deployments and jobs of the earlier schema come out with no variables, secrets or
+    masked values; the new table holds one secret per workspace and name."""
+    _upgrade(engine, "0007")
+    now = utcnow()
+    rows = [
+        "INSERT INTO workspaces (id, name, created_at) VALUES ('w', 'default', :now)",
+        "INSERT INTO jobs (id, workspace_id, kind, state, spec_json, attempts, max_retries, "
+        "created_at, cancel_requested) VALUES ('j', 'w', 'script', 'succeeded', '{}', 1, 0, "
+        ":now, false)",
+        "INSERT INTO deployments (id, workspace_id, name, source_ref, replicas, max_batch_size, "
+        "max_wait_ms, timeout_s, public, port, state, generation, created_at, updated_at) "
+        "VALUES ('d', 'w', 'web', 'echo', 1, 64, 0, 30, true, 9000, 'active', 3, :now, :now)",
+    ]
+    with engine.begin() as connection:
+        for statement in rows:
+            connection.execute(text(statement), {"now": now})
+
+    migrate(engine)
+
+    with engine.connect() as connection:
+        deployment = connection.execute(
+            text("SELECT name, generation, env_json, secrets_json, secret_mask FROM deployments")
+        ).one()
+        job = connection.execute(text("SELECT id, secret_mask FROM jobs")).one()
+    assert tuple(deployment) == ("web", 3, None, None, None)
+    assert tuple(job) == ("j", None)
+    secret = {"id": "s1", "ws": "w", "name": "HF_TOKEN", "sealed": b"\x00sealed", "now": now}
+    insert = text(
+        "INSERT INTO secrets (id, workspace_id, name, ciphertext, created_at, updated_at) "
+        "VALUES (:id, :ws, :name, :sealed, :now, :now)"
+    )
+    with engine.begin() as connection:
+        connection.execute(insert, secret)
+    with pytest.raises(IntegrityError), engine.begin() as connection:
+        connection.execute(insert, {**secret, "id": "s2"})

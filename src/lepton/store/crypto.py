@@ -1,4 +1,4 @@
-"""Encryption at rest: the key, and a streaming AES-256-GCM format for blobs.
+"""Encryption at rest: the key, a streaming AES-256-GCM format for blobs, and sealed values.
 
 The format follows the STREAM construction (Hoang, Reyhanitabar, Rogaway, Vizár 2015)::
 
@@ -9,6 +9,13 @@ Every chunk but the last holds exactly ``CHUNK`` plaintext bytes; the last holds
 and is sealed with last flag 1. Because the position and the "last" bit are in the nonce, and the
 header is the associated data of every chunk, a reader detects a flipped byte, a chunk moved or
 swapped, a blob cut at a chunk boundary, and a header grafted from another blob.
+
+Small values (workspace secrets) are sealed whole, with :func:`seal`::
+
+    sealed = b"LPS1" | key fingerprint (8 bytes) | random nonce (12 bytes) | AES-GCM(plaintext)
+
+with the header and the caller's ``context`` (which row the value belongs to) as associated
+data, so a sealed value copied into another row does not open there.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ __all__ = [
     "decrypt_stream",
     "key_fingerprint",
     "load_or_create_key",
+    "seal",
+    "unseal",
 ]
 
 KEY_SIZE = 32  # AES-256
@@ -245,3 +254,43 @@ def _check_header(header: bytes, key: bytes, name: str) -> bytes:
             fix="set LEPTON_ENCRYPTION_KEY to the key that wrote it",
         )
     return header
+
+
+SEALED_MAGIC = b"LPS1"
+_SEALED_NONCE = 12  # random 96-bit nonces: a 2**-32 collision chance only after 2**32 values
+_SEALED_HEADER = len(SEALED_MAGIC) + _FP_SIZE + _SEALED_NONCE
+
+
+def seal(key: bytes, plaintext: bytes, context: bytes) -> bytes:
+    """``plaintext`` encrypted and authenticated under ``key`` with a fresh random nonce;
+    ``context`` must be given again to :func:`unseal` (it is not stored)."""
+    header = SEALED_MAGIC + _fingerprint_bytes(key) + os.urandom(_SEALED_NONCE)
+    return header + AESGCM(key).encrypt(header[-_SEALED_NONCE:], plaintext, header + context)
+
+
+def unseal(key: bytes, sealed: bytes, context: bytes, *, name: str = "sealed value") -> bytes:
+    """The plaintext :func:`seal` sealed with this ``key`` and ``context``.
+
+    Raises:
+        BlobIntegrityError: not a sealed value, another key, another context, or altered.
+    """
+    header = sealed[:_SEALED_HEADER]
+    if len(sealed) < _SEALED_HEADER + TAG_SIZE or not header.startswith(SEALED_MAGIC):
+        raise BlobIntegrityError(
+            f"{name} is not a sealed Lepton value", fix="set it again; the stored bytes are lost"
+        )
+    stored = header[len(SEALED_MAGIC) : len(SEALED_MAGIC) + _FP_SIZE].hex()
+    if stored != key_fingerprint(key):
+        raise BlobIntegrityError(
+            f"{name} was sealed with key {stored}, the configured key is {key_fingerprint(key)}",
+            fix="set LEPTON_ENCRYPTION_KEY to the key that sealed it, or set the value again",
+        )
+    try:
+        return AESGCM(key).decrypt(
+            header[-_SEALED_NONCE:], sealed[_SEALED_HEADER:], header + context
+        )
+    except InvalidTag:
+        raise BlobIntegrityError(
+            f"{name} failed authentication: it was altered, or belongs to another row",
+            fix="set the value again; the stored bytes are not usable",
+        ) from None

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -37,6 +38,7 @@ __all__ = [
     "ModelVersionRow",
     "PhotonRow",
     "ReplicaRow",
+    "SecretRow",
     "SplitRow",
     "TokenRow",
     "UTCDateTime",
@@ -94,6 +96,22 @@ class TokenRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class SecretRow(Base):
+    """A workspace secret: its value sealed with the control plane's key (AES-256-GCM), the
+    workspace id and name bound in as associated data. No API answers the value."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_secrets_workspace_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32))
 
 
@@ -248,6 +266,9 @@ class JobRow(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     token_id: Mapped[str | None] = mapped_column(String(32))
     checkpoint_digest: Mapped[str | None] = mapped_column(String(64))
+    secret_mask: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The secret values given to the job's attempts, sealed: its log is served with them masked,
+    even after a secret changes or goes."""
 
 
 class JobMetricRow(Base):
@@ -392,6 +413,12 @@ class DeploymentRow(Base):
     """``active``, or ``deleting`` until the supervisor has drained every replica."""
     generation: Mapped[int] = mapped_column(Integer, default=1)
     """Bumped by an update; replicas of older generations are replaced one by one."""
+    env_json: Mapped[str | None] = mapped_column(Text)
+    """Variables the replicas get (JSON object); None for none."""
+    secrets_json: Mapped[str | None] = mapped_column(Text)
+    """Secrets the replicas get, by name (JSON list of ``NAME`` or ``ENV=NAME``); never values."""
+    secret_mask: Mapped[bytes | None] = mapped_column(LargeBinary)
+    """The secret values given to its replicas, sealed, masked when its log is served."""
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
