@@ -203,3 +203,16 @@ def platform_class() -> type[Platform]:
 @pytest.fixture
 def platform(api: TestClient, admin_token: str) -> Platform:
     return Platform(api=api, admin=admin_token)
+
+
+@pytest.fixture
+def control(platform: Platform, started: Started) -> Control:
+    """The services of the running app (its lifespan entered and bootstrapped)."""
+    assert started.state is not None
+    return started.state
+
+
+@pytest.fixture
+def admin_client(platform: Platform) -> Client:
+    """The SDK as the bootstrap admin of ``default``."""
+    return platform.client(platform.admin)

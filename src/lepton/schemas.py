@@ -10,7 +10,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lepton.enums import JobState, Outcome, Role
 
@@ -411,6 +411,9 @@ def _user_env(env: dict[str, str]) -> dict[str, str]:
             f"env may not set {', '.join(taken)}: LEPTON_* variables are the platform's own "
             "(the job gets its URL and token from Lepton); pick other names"
         )
+    with_nul = sorted(k for k, v in env.items() if "\x00" in v)
+    if with_nul:  # the kernel cannot pass one: the process would never start
+        raise ValueError(f"env values may not hold a NUL byte: {', '.join(with_nul)}")
     return env
 
 
@@ -420,6 +423,77 @@ UserEnv = Annotated[
     AfterValidator(_user_env),
 ]
 """Variables a user sets for their code: any name but the platform's own ``LEPTON_*``."""
+
+SECRET_REF_PATTERN = r"^(?:[A-Za-z_][A-Za-z0-9_]{0,127}=)?[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SECRET_VALUE_MAX = 32768
+"""Longest secret value, in characters: a log reader holds back at most this much less one."""
+
+
+def secret_ref(ref: str) -> tuple[str, str]:
+    """``(variable, secret name)`` of a reference: ``NAME`` sets ``NAME``, ``ENV=NAME`` sets
+    ``ENV`` from secret ``NAME``."""
+    variable, _, name = ref.rpartition("=")
+    return variable or name, name
+
+
+def _user_secrets(refs: list[str]) -> list[str]:
+    first: dict[str, str] = {}
+    for ref in refs:
+        variable, name = secret_ref(ref)
+        if variable.startswith("LEPTON_") or name.startswith("LEPTON_"):
+            raise ValueError(
+                f"secret {ref!r} names a LEPTON_* variable or secret: those are the platform's "
+                "own; give the variable another name (ENV=NAME)"
+            )
+        if variable in first:
+            raise ValueError(
+                f"secrets {first[variable]!r} and {ref!r} both set {variable}; give each "
+                "variable one secret"
+            )
+        first[variable] = ref
+    return refs
+
+
+UserSecrets = Annotated[
+    list[Annotated[str, Field(pattern=SECRET_REF_PATTERN)]],
+    Field(max_length=64),
+    AfterValidator(_user_secrets),
+]
+"""Workspace secrets given to user code, by name: ``NAME`` (the variable is named like the
+secret) or ``ENV=NAME``. Only names are stored with a job or deployment, never values."""
+
+
+def env_and_secrets_overlap(env: dict[str, str], secrets: list[str]) -> list[str]:
+    """Variables that both ``env`` and ``secrets`` would set."""
+    return sorted(set(env) & {secret_ref(ref)[0] for ref in secrets})
+
+
+def _one_source_per_variable(env: dict[str, str], secrets: list[str]) -> None:
+    both = env_and_secrets_overlap(env, secrets)
+    if both:
+        raise ValueError(f"{', '.join(both)} set by both env and secrets; drop one of the two")
+
+
+class SecretPut(_Model):
+    value: str = Field(
+        min_length=1,
+        max_length=SECRET_VALUE_MAX,
+        description="The secret's value. Stored encrypted; no API answers it again.",
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:  # it becomes an environment variable, which cannot hold one
+            raise ValueError("a secret value may not hold a NUL byte")
+        return value
+
+
+class Secret(_Model):
+    name: str = Field(description="The secret's name; jobs and deployments refer to it by it.")
+    created_at: datetime = Field(description="When it was created (UTC).")
+    updated_at: datetime = Field(description="When its value was last set (UTC).")
+    created_by: str | None = Field(description="Id of the token that created it.")
 
 
 class ScriptSpec(_Model):
@@ -435,10 +509,20 @@ class ScriptSpec(_Model):
         description="Environment variables the script gets (names other than `LEPTON_*`); not "
         "secrets: they are shown with the job.",
     )
+    secrets: UserSecrets = Field(
+        default_factory=list,
+        description="Workspace secrets the script gets as variables: `NAME`, or `ENV=NAME` to "
+        "name the variable; only names are stored, and the values are masked in the job's log.",
+    )
     gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=0, description="Retries after the job's process dies."
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScriptSpec:
+        _one_source_per_variable(self.env, self.secrets)
+        return self
 
 
 class EvaluateSpec(_Model):

@@ -45,13 +45,16 @@ class Cli:
 
     home: Path
 
-    def __call__(self, *args: str, columns: int = COLUMNS, timeout: float = 60) -> Result:
+    def __call__(
+        self, *args: str, columns: int = COLUMNS, timeout: float = 60, stdin: str | None = None
+    ) -> Result:
+        """Run it; ``stdin`` is piped in (none by default, as from a script without input)."""
         env = clean_env(LEPTON_HOME=str(self.home), COLUMNS=str(columns))
         env.pop("LINES", None)
         done = subprocess.run(
             [str(LEPTON), *args],
             env=env,
-            stdin=subprocess.DEVNULL,
+            **({"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}),
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -43,7 +43,7 @@ def test_help_lists_the_commands(lepton: Cli) -> None:
     result = lepton("--help")
 
     assert result.code == 0
-    for command in ("up", "status", "login", "workspace", "token", "audit"):
+    for command in ("up", "status", "login", "workspace", "token", "secret", "audit"):
         assert re.search(rf"^\W*{command}\b", result.out, re.MULTILINE), command
     assert no_traceback(result)
 

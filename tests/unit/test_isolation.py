@@ -176,6 +176,17 @@ def _make_photon(platform: Platform, tenant: Tenant) -> str:
     return name
 
 
+def _make_secret(platform: Platform, tenant: Tenant) -> str:
+    name = tenant.name.replace("-", "_").upper() + "_KEY"
+    r = platform.api.put(
+        f"/api/v1/secrets/{name}",
+        json={"value": f"value of {tenant.name}"},
+        headers=tenant.headers("admin"),
+    )
+    assert r.status_code == 200, r.text
+    return name
+
+
 RESOURCES: dict[str, Resource] = {
     "workspace_name": Resource(lambda platform, tenant: tenant.name, missing="no-such-ws"),
     "token_id": Resource(_make_token, missing="0123456789abcdef"),
@@ -192,13 +203,17 @@ RESOURCES: dict[str, Resource] = {
     "dataset_ref": Resource(lambda platform, tenant: f"{tenant.name}-data@v1", missing="none@v1"),
     "deployment_name": Resource(_make_deployment, missing="no-such-deployment"),
     "photon_name": Resource(_make_photon, missing="no-such-photon"),
+    "secret_name": Resource(_make_secret, missing="NO_SUCH_SECRET"),
 }
 """Path-parameter name -> how to make one in a workspace. A new parameter needs an entry here."""
 
-CREATES_BY_NAME = frozenset({"dataset_push", "model_register"})
+CREATES_BY_NAME = frozenset({"dataset_push", "model_register", "secret_put"})
 """Operations whose path names a resource the caller creates in its own workspace if absent."""
 
 BODIES: dict[str, Any] = {
+    # Empty: a valid value would make A a secret of B's name, which A's DELETE of that name
+    # would then find (a 200, not the 404 the check expects). The 422 is the same for both.
+    "secret_put": {"value": ""},
     "model_alias_set": {"version": "1"},
     "dataset_transform": {"steps": [{"op": "drop", "columns": ["x"]}]},
     "dataset_split": {"train": 0.5, "validation": 0.0, "test": 0.5, "strategy": "random"},

@@ -17,6 +17,12 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="Jobs: follow, inspect and cancel training runs.", no_args_is_help=True)
 
+SECRET_HELP = (
+    "NAME or ENV=NAME: a workspace secret (lepton secret create NAME) the code gets as a "
+    "variable; repeatable. Its value shows as *** in logs (values under 4 characters are not "
+    "masked)."
+)
+
 
 def _params(values: list[str]) -> dict[str, str]:
     params = {}
@@ -77,6 +83,7 @@ def run(
     env_file: Path = typer.Option(
         None, "--env-file", exists=True, dir_okay=False, help="A file of K=V lines."
     ),
+    secret: list[str] = typer.Option(None, "--secret", help=SECRET_HELP),
     detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
 ) -> None:
     """Run your own training script as a job, with the same tracking."""
@@ -85,7 +92,12 @@ def run(
     variables = parse_env(list(env or []), env_file)
     client = Client()
     job = client.jobs.run_script(
-        script, dataset=dataset, args=list(args or []), env=variables, gpus=gpus
+        script,
+        dataset=dataset,
+        args=list(args or []),
+        env=variables,
+        secrets=list(secret or []),
+        gpus=gpus,
     )
     _after_submit(client, job, detach)
 

@@ -16,6 +16,7 @@ from lepton.cli import job as job_cmd
 from lepton.cli import lineage as lineage_cmd
 from lepton.cli import model as model_cmd
 from lepton.cli import photon as photon_cmd
+from lepton.cli import secret as secret_cmd
 from lepton.cli import token as token_cmd
 from lepton.cli import workspace as workspace_cmd
 from lepton.cli.output import console, fail, print_json, table
@@ -44,6 +45,7 @@ app.command("explain")(explain_cmd.explain)
 app.command("deploy")(deploy_cmd.deploy)
 app.add_typer(deploy_cmd.app, name="deployment")
 app.add_typer(token_cmd.app, name="token")
+app.add_typer(secret_cmd.app, name="secret")
 app.command("audit")(audit_cmd.audit)
 
 

@@ -83,9 +83,11 @@ class Client:
         from lepton.client.deployments import Deployments, Photons
         from lepton.client.jobs import Jobs, Models
         from lepton.client.resources import Audit, Blobs, Tokens, Workspaces
+        from lepton.client.secrets import Secrets
 
         self.workspaces = Workspaces(self)
         self.tokens = Tokens(self)
+        self.secrets = Secrets(self)
         self.audit = Audit(self)
         self.blobs = Blobs(self)
         self.datasets = Datasets(self)

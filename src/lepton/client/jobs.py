@@ -87,6 +87,7 @@ class Jobs:
         dataset: str | None = None,
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
+        secrets: list[str] | None = None,
         gpus: int = 0,
         max_retries: int = 0,
     ) -> Job:
@@ -100,6 +101,7 @@ class Jobs:
                 dataset=dataset,
                 args=args or [],
                 env=env or {},
+                secrets=secrets or [],
                 gpus=gpus,
                 max_retries=max_retries,
             )

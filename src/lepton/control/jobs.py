@@ -25,6 +25,7 @@ from lepton.control.context import Context
 from lepton.control.datasets import DatasetService
 from lepton.control.models import ModelService
 from lepton.control.paging import Page, PageRequest, paged
+from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
 from lepton.control.uploads import UploadService
 from lepton.errors import Conflict, InvalidRequest, LeptonError, NotFound, PermissionDenied
@@ -72,6 +73,7 @@ class JobService:
         datasets: DatasetService,
         models: ModelService,
         uploads: UploadService,
+        secrets: SecretService,
     ) -> None:
         self.ctx = ctx
         self.content = content
@@ -79,6 +81,7 @@ class JobService:
         self.datasets = datasets
         self.models = models
         self.uploads = uploads
+        self.secrets = secrets
         datasets.users.append(self._dataset_users)
         datasets.unlinks.append(self._dataset_unlink)
 
@@ -117,6 +120,8 @@ class JobService:
                     problem = _check_train(spec, row)
                 elif isinstance(spec, EvaluateSpec):
                     spec, problem = self._check_evaluate(session, principal, spec, row)
+            if isinstance(spec, ScriptSpec):
+                self.secrets.require(session, principal, spec.secrets)
             if isinstance(spec, ScriptSpec) and not self.content.uploaded(
                 session, principal.workspace_id, spec.script_digest
             ):
@@ -189,13 +194,16 @@ class JobService:
         return view
 
     def logs(self, principal: Principal, job_id: str, offset: int) -> LogChunk:
-        """The job's log (every attempt) from ``offset``; follow by asking again from there."""
+        """The job's log (every attempt) from ``offset``, with the secret values it was given
+        masked; follow by asking again from there."""
         from lepton.control.logs import read_log
 
         with self.ctx.sessions() as session:
             job = self.job_row(session, principal, job_id)
             ended = job.state in TERMINAL_STATES
-        return read_log(job_log_path(self.ctx.settings.home, job_id), offset, ended=ended)
+            masker = self.secrets.masker("job", job.id, job.secret_mask)
+        path = job_log_path(self.ctx.settings.home, job_id)
+        return read_log(path, offset, ended=ended, masker=masker)
 
     def metrics(self, principal: Principal, job_id: str) -> builtins.list[MetricPoint]:
         """Every metric point the job logged, in order (a retried attempt continues the steps)."""
@@ -375,8 +383,13 @@ class JobService:
             job.finished_at = self.ctx.clock()
             job.pid = None
             job.result_json = json.dumps(body.result) if body.result is not None else None
+            # The runner's error quotes the script's exception, which may quote a secret.
+            masker = self.secrets.masker("job", job.id, job.secret_mask)
             job.error_message = body.error.message if body.error else None
             job.error_fix = body.error.fix if body.error else None
+            if masker:
+                job.error_message = job.error_message and masker.text(job.error_message)
+                job.error_fix = job.error_fix and masker.text(job.error_fix)
             self.tokens.revoke_in(session, job.token_id)
             session.commit()
             return self.view(session, job)

@@ -18,6 +18,7 @@ from lepton.control.jobs import JobService
 from lepton.control.lineage import LineageService
 from lepton.control.models import ModelService
 from lepton.control.photons import PhotonService
+from lepton.control.secrets import SecretService
 from lepton.control.tokens import TokenService
 from lepton.control.uploads import UploadService
 from lepton.control.workspaces import WorkspaceService
@@ -34,11 +35,12 @@ class Control:
         self.tokens = TokenService(ctx)
         self.workspaces = WorkspaceService(ctx, self.tokens)
         self.audit = AuditService(ctx)
+        self.secrets = SecretService(ctx)
         self.uploads = UploadService(ctx, self.content)
         self.datasets = DatasetService(ctx, self.content)
         self.models = ModelService(ctx, self.content, self.datasets)
         self.jobs = JobService(
-            ctx, self.content, self.tokens, self.datasets, self.models, self.uploads
+            ctx, self.content, self.tokens, self.datasets, self.models, self.uploads, self.secrets
         )
         self.photons = PhotonService(ctx, self.content)
         self.deployments = DeploymentService(ctx, self.tokens, self.models, self.photons)

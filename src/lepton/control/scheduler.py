@@ -19,6 +19,7 @@ from lepton.control.context import Clock
 from lepton.control.jobs import job_log_path
 from lepton.control.plane import Control
 from lepton.control.reconciler import Reconciler
+from lepton.errors import LeptonError
 from lepton.executors.base import Executor, Launch
 from lepton.schemas import JobState
 from lepton.store.models import JobRow
@@ -41,6 +42,7 @@ class Scheduler(Reconciler):
     ) -> None:
         super().__init__(control.ctx, interval_s=interval_s, log=log, now=now)
         self.tokens = control.tokens
+        self.secrets = control.secrets
         self.executor = executor
         self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
 
@@ -70,9 +72,9 @@ class Scheduler(Reconciler):
                     break
                 if gpus > self.executor.gpu_slots - busy_gpu:
                     continue
-                self._start(session, job)
-                busy_cpu += 1
-                busy_gpu += gpus
+                if self._start(session, job):
+                    busy_cpu += 1
+                    busy_gpu += gpus
 
     def _check(self, session: Session, job: JobRow) -> bool:
         """Whether the job's process still runs; handles the ones that ended."""
@@ -109,7 +111,14 @@ class Scheduler(Reconciler):
             )
         return False
 
-    def _start(self, session: Session, job: JobRow) -> None:
+    def _start(self, session: Session, job: JobRow) -> bool:
+        """Start the job's next attempt; False when it cannot start (it is failed, saying why)."""
+        try:
+            secrets = self.secrets.resolve(session, job.workspace_id, _spec_secrets(job))
+        except LeptonError as exc:  # deleted since submit, or it does not decrypt
+            self._finish(session, job, JobState.failed, exc.message, exc.fix)
+            return False
+        job.secret_mask = self.secrets.add_mask("job", job.id, job.secret_mask, secrets.values())
         self._revoke(session, job)
         token, bearer = self.tokens.mint(
             session,
@@ -130,6 +139,7 @@ class Scheduler(Reconciler):
             attempt=job.attempts,
             env={
                 **_spec_env(job),  # first: the platform's own variables below always win
+                **secrets,
                 "LEPTON_URL": self.ctx.settings.local_url,
                 "LEPTON_TOKEN": bearer,
                 "LEPTON_JOB_ID": job.id,
@@ -141,6 +151,7 @@ class Scheduler(Reconciler):
         )
         job.pid = self.executor.submit(launch)
         session.commit()
+        return True
 
     def _finish(
         self, session: Session, job: JobRow, state: JobState, message: str | None, fix: str
@@ -167,6 +178,11 @@ def _spec_env(job: JobRow) -> dict[str, str]:
     """The variables the user declared for the job (the spec refuses ``LEPTON_*`` names)."""
     env = json.loads(job.spec_json).get("env") or {}
     return {str(k): str(v) for k, v in env.items() if not str(k).startswith("LEPTON_")}
+
+
+def _spec_secrets(job: JobRow) -> list[str]:
+    """The secrets the job names (``NAME`` or ``ENV=NAME``); their values are read at start."""
+    return [str(ref) for ref in json.loads(job.spec_json).get("secrets") or []]
 
 
 def _spec_gpus(job: JobRow) -> int:
