@@ -153,7 +153,7 @@ def train_models(workdir: Path) -> dict[str, Any]:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
-    from lepton.jobs.user_models import save_user_model
+    from lepton.registry.byo import prepare_model
 
     x, y = make_classification(
         n_samples=4000, n_features=FEATURES, n_informative=12, random_state=0
@@ -165,8 +165,7 @@ def train_models(workdir: Path) -> dict[str, Any]:
     for name, model in fitted.items():
         folder = workdir / name
         folder.mkdir()
-        _, signature = save_user_model(model, folder)
-        (folder / "signature.json").write_text(json.dumps(signature))
+        prepare_model(model, folder, None)  # config.json, model.skops, signature.json
     return {"x": x, "models": fitted}
 
 

@@ -28,7 +28,7 @@ from lepton.errors import (
 
 if TYPE_CHECKING:
     from lepton.client import Client
-    from lepton.jobs.tracking import load_dataset, log, save_model
+    from lepton.jobs.tracking import load_arrays, load_dataset, log, save_model
     from lepton.photon import (
         File,
         JPEGResponse,
@@ -61,6 +61,7 @@ __all__ = [
     "StreamingResponse",
     "WAVResponse",
     "__version__",
+    "load_arrays",
     "load_dataset",
     "log",
     "save_model",
@@ -74,6 +75,7 @@ _LAZY = {
     "Photon": "lepton.photon",
     "StreamingResponse": "lepton.photon",
     "WAVResponse": "lepton.photon",
+    "load_arrays": "lepton.jobs.tracking",
     "load_dataset": "lepton.jobs.tracking",
     "log": "lepton.jobs.tracking",
     "save_model": "lepton.jobs.tracking",

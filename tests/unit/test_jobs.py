@@ -741,7 +741,9 @@ def test_a_script_job_logs_metrics_and_registers_its_model(
     assert version.algorithm == "custom:LogisticRegression"
     assert version.dataset_version == "toy@v1"
     assert version.metrics["train_accuracy"] > 0.9
-    assert version.signature["outputs"] == {"classes": ["no", "yes"]}
+    assert version.signature["outputs"] == {"classes": ["no", "yes"], "task": "classification"}
+    assert version.task == "classification"
+    assert version.signature["inputs"] == [{"name": "x1"}, {"name": "x2"}]
 
 
 @pytest.mark.usefixtures("runner_process")

@@ -28,6 +28,7 @@ PUBLIC = [
     "StreamingResponse",
     "WAVResponse",
     "__version__",
+    "load_arrays",
     "load_dataset",
     "log",
     "save_model",

@@ -136,24 +136,13 @@ class Datasets:
         """``(X, y)``: images decode to ``(N, H, W[, C])`` uint8; tables give the numeric and
         boolean columns other than the target as float64. ``y`` is the target column (the
         version's target unless ``target`` names another), or ``None``."""
-        import numpy as np
+        from lepton.data.arrays import to_arrays
 
         version = self.get(ref)
         frame = self.to_pandas(ref)
-        target = target or version.target
-        y = frame[target].to_numpy() if target and target in frame else None
-        if "image" in frame and any(c.kind == "image" for c in version.schema_):
-            from io import BytesIO
-
-            from PIL import Image
-
-            images = [np.asarray(Image.open(BytesIO(b))) for b in frame["image"]]
-            return np.stack(images), y
-        kinds = {c.name: c.kind for c in version.schema_}
-        features = [
-            c for c in frame.columns if c != target and kinds.get(c) in ("numeric", "boolean")
-        ]
-        return frame[features].to_numpy(dtype=np.float64), y
+        return to_arrays(
+            frame, version.schema_, target or version.target, scale=False, channels="none"
+        )
 
     # -- derive ----------------------------------------------------------------------------
 

@@ -110,6 +110,7 @@ class Models:
         """
         from lepton.registry.artifacts import pack
         from lepton.registry.byo import prepare_model
+        from lepton.registry.explanations import explain_prepared
 
         explanations: dict[str, Any] | None = None
         with tempfile.TemporaryDirectory(prefix="lepton-register-") as tmp:
@@ -118,7 +119,7 @@ class Models:
             flavour, algorithm, task, sig = prepare_model(model, folder, signature)
             plot = None
             if background is not None or X_sample is not None:
-                explanations, plot = _explain(folder, sig, background, X_sample)
+                explanations, plot = explain_prepared(folder, sig, background, X_sample)
             archive = Path(tmp) / "model.zip"
             pack(folder, archive)
             blob = self._client.blobs.upload(archive)
@@ -226,16 +227,3 @@ class Models:
             "same_params": [n for n in param_names if n not in params],
             "datasets": [v.dataset_version for v in versions],
         }
-
-
-def _explain(
-    folder: Path, signature: dict[str, Any], background: Any, X_sample: Any
-) -> tuple[dict[str, Any], bytes | None]:
-    """Explain the prepared model as a replica will load it; pack its background with it."""
-    from lepton.registry.explanations import explain_brought_in
-    from lepton.registry.flavours import load_model
-
-    loaded = load_model(folder, signature)
-    recorded = explain_brought_in(loaded, signature, background=background, X_sample=X_sample)
-    recorded.pack_into(folder)
-    return dict(recorded.facts), recorded.plot

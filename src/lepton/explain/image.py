@@ -1,4 +1,8 @@
-"""Integrated gradients (captum) for the image CNN: a saliency map per image, and a PNG overlay.
+"""Saliency maps for image classifiers, and their PNG overlay.
+
+:class:`IntegratedGradients` (captum) explains the built-in CNN, whose gradients it can follow;
+:class:`Occlusion` explains any other image classifier (an ONNX graph, a Keras model) from its
+probabilities alone.
 
 Integrated gradients walks a straight path from a baseline image to the input and sums the
 gradients of the explained class's probability along it; per pixel, that is the pixel's share
@@ -18,7 +22,7 @@ from lepton.errors import InvalidRequest
 from lepton.explain.explanation import Explanation, RowExplanation, json_label
 from lepton.explain.targets import check_count, target_indices
 
-__all__ = ["BASELINES", "MAX_IMAGES", "N_STEPS", "IntegratedGradients", "overlay_png"]
+__all__ = ["BASELINES", "MAX_IMAGES", "N_STEPS", "IntegratedGradients", "Occlusion", "overlay_png"]
 
 N_STEPS = 32
 """Path steps (Gauss-Legendre). Measured on 64 MNIST test digits (a small CNN, black baseline):
@@ -122,6 +126,98 @@ class IntegratedGradients:
         x = F.conv2d(x, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
         x = F.conv2d(x, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
         return x.round().clamp(0, 255).to(torch.uint8)
+
+
+class Occlusion:
+    """Occlusion for an image classifier seen only through ``predict_proba``.
+
+    Each image is cut into a grid of square windows (a seventh of the shorter side: 4 px on
+    28 x 28); each window in turn is set to black, and the drop in the explained class's
+    probability is spread over the window's pixels. Positive where covering the pixels lowers
+    the probability, that is where they raise it. Not additive: the windows' drops need not
+    sum to ``p(image) - p(black image)``, and each row says by how much they miss in ``delta``.
+    One call costs one model batch of (windows + 2) images per image.
+    """
+
+    kind = "image"
+    method = "occlusion"
+    output_space = "probability"
+
+    def __init__(self, model: Any, shape: list[int]) -> None:
+        if len(shape) not in (2, 3):
+            raise InvalidRequest(
+                f"an input of shape {shape} is not an image (H x W, with channels first or last)",
+                fix="explain image models whose signature shape is [H, W], [H, W, C] or [C, H, W]",
+            )
+        self.model, self.shape = model, [int(d) for d in shape]
+        self.classes: list[Any] = list(model.classes)
+        # channels first when the first axis is a channel count and the last is not
+        self.first = len(shape) == 3 and shape[0] in (1, 3, 4) and shape[-1] not in (1, 3, 4)
+        h, w = (shape[1], shape[2]) if self.first else (shape[0], shape[1])
+        self.side = max(1, round(min(h, w) / 7))
+        self.windows = [
+            (top, left) for top in range(0, h, self.side) for left in range(0, w, self.side)
+        ]
+
+    def explain(self, X: Any, *, target: Any = None, overlay: bool = False) -> Explanation:
+        images = np.asarray(X, dtype=np.float32)
+        if list(images.shape[1:]) != self.shape:
+            if list(images.shape) != self.shape:
+                raise InvalidRequest(
+                    f"the images have shape {list(images.shape)}; the model takes "
+                    f"[N, {', '.join(map(str, self.shape))}]",
+                    fix="send images as the model's predict takes them",
+                )
+            images = images[None]
+        check_count(len(images), MAX_IMAGES)
+        out = Explanation(self.kind, self.method, self.output_space, additive=False)
+        for image in images:
+            batch = np.stack(
+                [image, np.zeros_like(image), *(self._cover(image, w) for w in self.windows)]
+            )
+            proba = np.asarray(self.model.predict_proba(batch), dtype=np.float64)
+            c = int(target_indices(self.classes, target, proba[:1].argmax(axis=1))[0])
+            output, base = float(proba[0, c]), float(proba[1, c])
+            saliency = np.zeros(self._plane(image).shape, dtype=np.float64)
+            for (top, left), p in zip(self.windows, proba[2:, c], strict=True):
+                window = saliency[top : top + self.side, left : left + self.side]
+                window += (output - float(p)) / window.size
+            out.rows.append(
+                RowExplanation(
+                    prediction=json_label(self.classes[int(proba[0].argmax())]),
+                    target=json_label(self.classes[c]),
+                    output=output,
+                    base_value=base,
+                    attributions=saliency,
+                    probability=output,
+                    delta=float(output - base - saliency.sum()),
+                    overlay_png=overlay_png(self._pixels(image), saliency) if overlay else None,
+                )
+            )
+        return out
+
+    def _plane(self, image: np.ndarray) -> np.ndarray:
+        """The H x W plane of one image (its channels averaged)."""
+        if image.ndim == 2:
+            return image
+        return np.asarray(image.mean(axis=0) if self.first else image.mean(axis=-1))
+
+    def _cover(self, image: np.ndarray, window: tuple[int, int]) -> np.ndarray:
+        top, left = window
+        covered = image.copy()
+        rows, cols = slice(top, top + self.side), slice(left, left + self.side)
+        if self.first:
+            covered[:, rows, cols] = 0
+        else:
+            covered[rows, cols] = 0
+        return covered
+
+    def _pixels(self, image: np.ndarray) -> np.ndarray:
+        """The image as uint8 grey levels for the overlay (floats in [0, 1] are scaled)."""
+        plane = self._plane(image)
+        if float(plane.max(initial=0.0)) <= 1.0:
+            plane = plane * 255.0
+        return np.asarray(np.clip(plane, 0, 255).astype(np.uint8))
 
 
 def overlay_png(image: np.ndarray, saliency: np.ndarray) -> bytes:

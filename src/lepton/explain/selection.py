@@ -7,6 +7,7 @@ scikit-learn tree ensemble (tabular)       ``TreeShap``: exact, no background ne
 scikit-learn linear model (tabular)        ``LinearShap``: exact, against the background
 MLP, any other tabular model               ``PermutationShap``: additive, against the background
 CNN (images)                               ``IntegratedGradients`` (captum)
+any other image classifier (ONNX, Keras)   ``Occlusion``: from its probabilities alone
 TF-IDF + linear (text)                     ``LinearTfidf``: exact per-token log-odds
 MiniLM + linear, any other text model      ``Occlusion``: leave one word out
 forecasters                                none: refused with the reason
@@ -80,6 +81,11 @@ def explainer_for(
         return _permutation(inner, names, _or_reference(bg, inner), seed)
     if _is(inner, "lepton.algorithms.sklearn_model", "SklearnModel"):
         return _sklearn(inner, bg, seed)
+    shape = _signature_shape(inner)
+    if shape is not None and len(shape) >= 2 and getattr(inner, "classes", None):
+        from lepton.explain.image import Occlusion
+
+        return Occlusion(inner, shape)
     columns = _signature_columns(inner)
     if columns is None and bg is not None:
         columns = [str(c) for c in bg.rows.columns]
@@ -167,4 +173,11 @@ def _signature_columns(model: Any) -> list[str] | None:
     inputs = (getattr(model, "signature", None) or {}).get("inputs")
     if isinstance(inputs, list) and all(isinstance(c, dict) and "name" in c for c in inputs):
         return [str(c["name"]) for c in inputs]
+    return None
+
+
+def _signature_shape(model: Any) -> list[int] | None:
+    inputs = (getattr(model, "signature", None) or {}).get("inputs")
+    if isinstance(inputs, dict) and isinstance(inputs.get("shape"), list):
+        return [int(d) for d in inputs["shape"]]
     return None

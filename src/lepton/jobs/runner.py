@@ -10,6 +10,7 @@ the next step and exits without reporting, and the scheduler records the job as 
 from __future__ import annotations
 
 import io
+import os
 import platform
 import runpy
 import sys
@@ -242,6 +243,7 @@ def run_script(tracker: Tracker, spec: ScriptSpec) -> dict[str, Any]:
         script = Path(tmp) / Path(spec.script_name).name
         tracker.client.download(f"/api/v1/jobs/{tracker.job_id}/script", script)
         sys.argv = [str(script), *spec.args]
+        os.environ.setdefault("KERAS_BACKEND", "torch")  # Keras's default, TensorFlow, is not here
         sys.path.insert(0, tmp)
         try:
             runpy.run_path(str(script), run_name="__main__")

@@ -1,7 +1,8 @@
 """Experiment tracking inside a job: metrics, checkpoints, and registering the model.
 
-:class:`Tracker` is the runner's side; the module functions ``lepton.log``, ``lepton.save_model``
-and ``lepton.load_dataset`` are what a user's own script calls. Outside a job ``log`` prints and
+:class:`Tracker` is the runner's side; the module functions ``lepton.log``, ``lepton.save_model``,
+``lepton.load_dataset`` and ``lepton.load_arrays`` are what a user's own script calls (and
+``lepton.keras.LeptonCallback`` for Keras). Outside a job ``log`` prints and
 the others say how to run the script as a job.
 """
 
@@ -15,15 +16,20 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lepton.errors import ConfigError, LeptonError, NotFound
+from lepton.errors import ConfigError, InvalidRequest, NotFound
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from lepton.client import Client
-    from lepton.schemas import ModelVersion
+    from lepton.data.arrays import Channels
+    from lepton.schemas import DatasetVersionDetail, ModelVersion
 
-__all__ = ["Tracker", "current", "load_dataset", "log", "save_model"]
+__all__ = ["SPLITS", "Tracker", "current", "load_arrays", "load_dataset", "log", "save_model"]
+
+SPLITS = ("train", "validation", "test")
+"""The parts of a split, in the order of their codes in a stored assignment."""
 
 _FLUSH_S = 2.0  # metrics leave in batches: one request (and one audit event) per 2 s, not per step
 
@@ -142,14 +148,34 @@ class Tracker:
         )
         return Blob.model_validate(answer.json()).digest
 
-    def dataset(self) -> pd.DataFrame:
+    def dataset(self, split: str | None = None) -> pd.DataFrame:
+        """The job's dataset version; only the rows of ``split`` when it is given."""
+        import numpy as np
         import pyarrow.parquet as pq
 
+        if split is not None and split not in SPLITS:
+            raise InvalidRequest(
+                f"there is no split {split!r}", fix=f"ask for one of {', '.join(SPLITS)}"
+            )
         with tempfile.TemporaryDirectory(prefix="lepton-data-") as tmp:
             path = self.client.download(
                 f"/api/v1/jobs/{self.job_id}/data", Path(tmp) / "data.parquet"
             )
-            return pq.read_table(path).to_pandas()
+            frame = pq.read_table(path).to_pandas()
+            if split is None:
+                return frame
+            assignment = np.load(
+                self.client.download(f"/api/v1/jobs/{self.job_id}/split", Path(tmp) / "split.npy"),
+                allow_pickle=False,
+            )
+        return frame[assignment == SPLITS.index(split)].reset_index(drop=True)
+
+    def dataset_info(self) -> DatasetVersionDetail:
+        """Schema and target of the job's dataset version."""
+        from lepton.schemas import DatasetVersionDetail
+
+        answer = self.client.request("GET", f"/api/v1/jobs/{self.job_id}/dataset")
+        return DatasetVersionDetail.model_validate(answer.json())
 
 
 _current: Tracker | None = None
@@ -174,40 +200,79 @@ def log(step: int, **metrics: float) -> None:
     _current.log(step, **metrics)
 
 
-def load_dataset() -> pd.DataFrame:
-    """The dataset the job was submitted with (``lepton run script.py --dataset NAME``)."""
+def _tracker(doing: str, fix: str) -> Tracker:
     if _current is None:
-        raise ConfigError(
-            "load_dataset() reads the dataset of a Lepton job, and this is not one",
-            fix="run the script as a job: lepton run script.py --dataset NAME",
-        )
-    return _current.dataset()
+        raise ConfigError(f"{doing} in a Lepton job, and this is not one", fix=fix)
+    return _current
+
+
+_RUN_WITH_DATA = "run the script as a job: lepton run script.py --dataset NAME"
+
+
+def load_dataset(split: str | None = None) -> pd.DataFrame:
+    """The dataset the job was submitted with (``lepton run script.py --dataset NAME``) as a
+    DataFrame: every row, or those of ``split`` (``train``, ``validation`` or ``test``, as the
+    job's split divides them: ``lepton run --validation 0.1 --test 0.2``). Images arrive as
+    their PNG bytes; :func:`load_arrays` decodes them."""
+    return _tracker("load_dataset() reads the dataset", _RUN_WITH_DATA).dataset(split)
+
+
+def load_arrays(
+    split: str | None = None, *, channels: Channels = "last", target: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The job's dataset as ``(X, y)`` arrays for a framework: images as float32 in [0, 1] of
+    shape ``(N, H, W, C)`` (``channels="first"``: ``(N, C, H, W)`` for PyTorch), tables as the
+    float32 numeric and boolean columns; ``y`` the target column as stored (the dataset's
+    target unless ``target`` names another)."""
+    from lepton.data.arrays import to_arrays
+
+    tracker = _tracker("load_arrays() reads the dataset", _RUN_WITH_DATA)
+    info = tracker.dataset_info()
+    return to_arrays(tracker.dataset(split), info.schema_, target or info.target, channels=channels)
 
 
 def save_model(
-    model: Any, *, name: str | None = None, metrics: dict[str, float] | None = None
+    model: Any,
+    *,
+    name: str | None = None,
+    metrics: dict[str, float] | None = None,
+    signature: dict[str, Any] | None = None,
+    background: Any = None,
 ) -> ModelVersion:
-    """Register ``model`` (a scikit-learn estimator or a PyTorch module) as a new model version
-    of this job, in a safe format (skops; safetensors for PyTorch weights)."""
-    if _current is None:
-        raise ConfigError(
-            "save_model() registers a model from a Lepton job, and this is not one",
-            fix="run the script as a job: lepton run script.py",
-        )
-    from lepton.jobs.user_models import save_user_model
+    """Register ``model`` as a new model version of this job, in a format a replica serves
+    without the script's code: scikit-learn estimators and pipelines (skops), PyTorch modules
+    and Keras 3 models (exported to ONNX), XGBoost and LightGBM models (their own JSON / text
+    formats). Anything else is refused with what is accepted.
 
+    Args:
+        name: the model's name; the job's dataset's name by default.
+        metrics: what the script measured (``{"accuracy": 0.98}``), shown on the model card.
+        signature: the inputs (and classes) where the model does not say them itself, as for
+            ``client.models.register``.
+        background: training rows of a tabular model, packed with it for explanations and
+            summarised on the model card.
+    """
+    from lepton.registry.byo import prepare_model
+    from lepton.registry.explanations import explain_prepared
+
+    tracker = _tracker(
+        "save_model() registers a model", "run the script as a job: lepton run script.py"
+    )
     with tempfile.TemporaryDirectory(prefix="lepton-model-") as tmp:
-        flavour, signature = save_user_model(model, Path(tmp))
-        try:
-            return _current.register(
-                Path(tmp),
-                flavour=flavour,
-                algorithm=f"custom:{type(model).__name__}",
-                task="custom",
-                signature=signature,
-                metrics=metrics or {},
-                params={},
-                name=name,
-            )
-        except LeptonError:
-            raise
+        folder = Path(tmp)
+        flavour, algorithm, task, prepared = prepare_model(model, folder, signature)
+        explanations = plot = None
+        if background is not None:
+            explanations, plot = explain_prepared(folder, prepared, background)
+        return tracker.register(
+            folder,
+            flavour=flavour,
+            algorithm=f"custom:{algorithm}",
+            task=task,
+            signature=prepared,
+            metrics=metrics or {},
+            params={},
+            name=name,
+            explanations=explanations,
+            explanation_plot=plot,
+        )

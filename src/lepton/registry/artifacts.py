@@ -1,4 +1,5 @@
-"""Packed models: a zip of safe files only (JSON, safetensors, skops, ONNX, text).
+"""Packed models: a zip of safe files only (JSON, safetensors, skops, ONNX, text, and Keras's
+zip format, which Keras loads in safe mode).
 
 Packing and unpacking both refuse anything else, and a file that looks like a pickle whatever its
 name, so an artifact can be loaded without running code.
@@ -16,7 +17,7 @@ from lepton.errors import InvalidRequest
 
 __all__ = ["SAFE_SUFFIXES", "check_safe_file", "pack", "read_config", "unpack"]
 
-SAFE_SUFFIXES = frozenset({".json", ".safetensors", ".skops", ".onnx", ".txt", ".md"})
+SAFE_SUFFIXES = frozenset({".json", ".safetensors", ".skops", ".onnx", ".txt", ".md", ".keras"})
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 _MAX_ENTRY = 8 * 1024**3  # 8 GiB: a packed model beyond this is not one we made
 
@@ -30,7 +31,11 @@ def check_safe_file(name: str, head: bytes) -> None:
             f"{', '.join(sorted(SAFE_SUFFIXES))}",
             fix="save models with safetensors (PyTorch), skops (scikit-learn) or ONNX, never pickle",
         )
-    if head.startswith(_PICKLE_MAGIC) or (suffix == ".json" and head[:1] not in (b"{", b"[")):
+    if (
+        head.startswith(_PICKLE_MAGIC)
+        or (suffix == ".json" and head[:1] not in (b"{", b"["))
+        or (suffix == ".keras" and not head.startswith(b"PK\x03\x04"))  # a zip, never HDF5/pickle
+    ):
         raise InvalidRequest(
             f"model file {name!r} is not what its name says (it looks like a pickle or binary)",
             fix="save models with safetensors (PyTorch), skops (scikit-learn) or ONNX, never pickle",

@@ -14,6 +14,8 @@ every serving replica. The ONNX graph is data, and ONNX Runtime runs it without 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from os import PathLike
@@ -43,20 +45,44 @@ def prepare_model(obj: Any, directory: Path, signature: dict[str, Any] | None) -
     """
     if isinstance(obj, (str, PathLike)):
         prepared = _onnx_file(Path(obj), directory, signature)
+    elif _is_keras_model(obj):  # before torch: on the torch backend a Keras model is a Module
+        prepared = _keras(obj, directory, signature)
+    elif _from(obj, "xgboost") or _from(obj, "lightgbm"):
+        prepared = _boosting(obj, directory, signature)
     elif type(obj).__module__.startswith("sklearn") or _looks_like_sklearn(obj):
         prepared = _sklearn(obj, directory, signature)
     elif _is_torch_module(obj):
         prepared = _torch(obj, directory, signature)
     else:
         raise InvalidRequest(
-            f"cannot register a {type(obj).__module__}.{type(obj).__name__}",
-            fix="register a scikit-learn estimator or pipeline, a torch.nn.Module, or the path "
-            "of an .onnx file",
+            f"cannot register a {type(obj).__module__}.{type(obj).__name__}: {ACCEPTED}",
+            fix="pass one of those, or export the model to ONNX yourself and pass the .onnx path",
         )
     sig = prepared[3]
     (directory / SIGNATURE_FILE).write_text(json.dumps(sig, sort_keys=True), encoding="utf-8")
     _check_loads(directory, sig)
     return prepared
+
+
+ACCEPTED = (
+    "Lepton takes scikit-learn estimators and pipelines, PyTorch nn.Modules, Keras 3 models, "
+    "XGBoost and LightGBM scikit-learn models (XGBClassifier, LGBMRegressor, ...), and .onnx files"
+)
+
+
+def _from(obj: Any, package: str) -> bool:
+    """Whether ``obj``'s class (or a base) comes from ``package``."""
+    return any(
+        c.__module__ == package or c.__module__.startswith(package + ".") for c in type(obj).__mro__
+    )
+
+
+def _is_keras_model(obj: Any) -> bool:
+    if not _from(obj, "keras"):
+        return False
+    import keras
+
+    return isinstance(obj, keras.Model)
 
 
 def _looks_like_sklearn(obj: Any) -> bool:
@@ -107,10 +133,19 @@ def _zero_row(signature: dict[str, Any]) -> Any:
 
 
 def _sklearn(obj: Any, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    from lepton.algorithms.persist import save_sklearn
+
+    task, signature = _estimator_signature(obj, given)
+    save_sklearn(obj, directory / "model.skops")
+    cls = f"{type(obj).__module__}.{type(obj).__name__}"
+    _write_config(directory, {"class": cls, "flavour": "sklearn"})
+    return "sklearn", type(obj).__name__, task, signature
+
+
+def _estimator_signature(obj: Any, given: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
+    """The task and checked signature of a fitted scikit-learn-style estimator."""
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
-
-    from lepton.algorithms.persist import save_sklearn
 
     try:
         check_is_fitted(obj)
@@ -160,10 +195,35 @@ def _sklearn(obj: Any, directory: Path, given: dict[str, Any] | None) -> Prepare
         raise _mismatch(
             f"predicting one zero row failed with {type(exc).__name__}: {exc}"
         ) from None
-    save_sklearn(obj, directory / "model.skops")
+    return task, signature
+
+
+# --- XGBoost and LightGBM ------------------------------------------------------------------
+
+
+def _boosting(obj: Any, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    """The scikit-learn wrappers of XGBoost and LightGBM, saved in each library's own format
+    (XGBoost's JSON, LightGBM's text): data that the library parses, never a pickle."""
+    library = "xgboost" if _from(obj, "xgboost") else "lightgbm"
+    if not _looks_like_sklearn(obj):
+        wrapper = (
+            "XGBClassifier or XGBRegressor"
+            if library == "xgboost"
+            else "LGBMClassifier or LGBMRegressor"
+        )
+        raise InvalidRequest(
+            f"a raw {library} {type(obj).__name__} does not say what it predicts: {ACCEPTED}",
+            fix=f"train with the scikit-learn wrapper ({wrapper}) and register that",
+        )
+    task, signature = _estimator_signature(obj, given)
+    if library == "xgboost":
+        obj.save_model(str(directory / "model.json"))
+    else:
+        obj.booster_.save_model(str(directory / "model.txt"))
+    estimator = "classifier" if task == "classification" else "regressor"
     cls = f"{type(obj).__module__}.{type(obj).__name__}"
-    _write_config(directory, {"class": cls, "flavour": "sklearn"})
-    return "sklearn", type(obj).__name__, task, signature
+    _write_config(directory, {"class": cls, "flavour": library, "estimator": estimator})
+    return library, type(obj).__name__, task, signature
 
 
 def _width(signature: dict[str, Any]) -> int | None:
@@ -182,16 +242,7 @@ def _torch(module: Any, directory: Path, given: dict[str, Any] | None) -> Prepar
     signature: dict[str, Any] = (
         dict(given) if given is not None else {"inputs": _torch_inputs(module)}
     )
-    columns = input_columns(signature)
-    if columns is not None:  # named columns reach the net as one float row in that order
-        signature["inputs"] = [{"name": c, "dtype": "float32"} for c in columns]
-        shape = [len(columns)]
-    else:
-        width = _width(signature)
-        if width is None:
-            raise _mismatch("give {'inputs': {'shape': [...], 'dtype': 'float32'}}")
-        shape = [int(d) for d in signature["inputs"]["shape"]]
-        signature["inputs"] = {"shape": shape, "dtype": "float32"}
+    shape = _net_shape(signature)
     example = torch.zeros((1, *shape), dtype=torch.float32)
     module = module.eval()
     try:
@@ -207,21 +258,7 @@ def _torch(module: Any, directory: Path, given: dict[str, Any] | None) -> Prepar
             "the module must return one tensor of shape [batch, outputs]",
             fix="wrap it so forward returns logits (classes) or one value per row (regression)",
         )
-    outputs = dict(signature.get("outputs", {}))
-    classes = outputs.get("classes")
-    if classes is not None and len(classes) != expected.shape[1]:
-        raise _mismatch(
-            f"it returns {expected.shape[1]} scores, the signature lists {len(classes)} classes"
-        )
-    if classes is None and expected.shape[1] != 1:
-        raise InvalidRequest(
-            f"the module returns {expected.shape[1]} scores per row but the signature names no "
-            "classes",
-            fix="pass signature={'inputs': ..., 'outputs': {'classes': [...]}} for a classifier",
-        )
-    task = "classification" if classes is not None else "regression"
-    outputs["task"] = task
-    signature["outputs"] = outputs
+    task = _net_task(signature, int(expected.shape[1]))
     path = directory / "model.onnx"
     with warnings.catch_warnings():
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs
@@ -241,6 +278,110 @@ def _torch(module: Any, directory: Path, given: dict[str, Any] | None) -> Prepar
     _write_config(directory, {"class": cls, "flavour": "onnx", "source": "torch", "task": task})
     _check_same(path, example.numpy(), expected.numpy())
     return "onnx", type(module).__name__, task, signature
+
+
+def _net_shape(signature: dict[str, Any]) -> list[int]:
+    """The per-row input shape of a net; named columns reach it as one float row in order.
+    Normalises ``signature["inputs"]`` to float32."""
+    columns = input_columns(signature)
+    if columns is not None:
+        signature["inputs"] = [{"name": c, "dtype": "float32"} for c in columns]
+        return [len(columns)]
+    if _width(signature) is None:
+        raise _mismatch("give {'inputs': {'shape': [...], 'dtype': 'float32'}}")
+    shape = [int(d) for d in signature["inputs"]["shape"]]
+    signature["inputs"] = {"shape": shape, "dtype": "float32"}
+    return shape
+
+
+def _net_task(
+    signature: dict[str, Any],
+    width: int,
+    *,
+    inferred: list[Any] | None = None,
+    sigmoid: bool = False,
+) -> str:
+    """Check a net's ``width`` output scores per row against the signature's classes (or the
+    ``inferred`` ones) and record the task. ``sigmoid``: one probability of the second class."""
+    outputs = dict(signature.get("outputs", {}))
+    classes = outputs.get("classes") or inferred
+    scores = 2 if sigmoid else width
+    if classes is not None and len(classes) != scores:
+        raise _mismatch(
+            f"it returns {width} scores per row, the signature lists {len(classes)} classes"
+        )
+    if classes is None and width != 1:
+        raise InvalidRequest(
+            f"the model returns {width} scores per row but the signature names no classes",
+            fix="pass signature={'inputs': ..., 'outputs': {'classes': [...]}} for a classifier",
+        )
+    task = "classification" if classes is not None else "regression"
+    if classes is not None:
+        outputs["classes"] = list(classes)
+    outputs["task"] = task
+    signature["outputs"] = outputs
+    return task
+
+
+# --- Keras 3 -------------------------------------------------------------------------------
+
+
+def _keras(model: Any, directory: Path, given: dict[str, Any] | None) -> Prepared:
+    """A Keras 3 model, exported to ONNX through Keras's own exporter (on the PyTorch backend it
+    is ``torch.onnx``); where that cannot be done (another backend without its converter
+    installed) or computes something else, the ``.keras`` format, which replicas load with
+    Keras in safe mode (no code from the file runs)."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InvalidRequest(
+            f"the Keras model has {len(model.inputs)} inputs and {len(model.outputs)} outputs; "
+            "Lepton serves models with one of each",
+            fix="wrap it in a model with one input tensor and one output tensor",
+        )
+    signature: dict[str, Any] = dict(given) if given is not None else {}
+    if "inputs" not in signature:
+        dims = list(model.inputs[0].shape[1:])
+        if any(d is None for d in dims):
+            raise InvalidRequest(
+                f"the Keras model's input has open dimensions {dims}",
+                fix="pass signature={'inputs': {'shape': [...], 'dtype': 'float32'}}",
+            )
+        signature["inputs"] = {"shape": [int(d) for d in dims], "dtype": "float32"}
+    shape = _net_shape(signature)
+    probe = np.random.default_rng(0).random((2, *shape), dtype=np.float32)
+    try:
+        expected = np.asarray(model.predict(probe, verbose=0))
+    except Exception as exc:  # the model refuses a batch of the signature's shape
+        raise _mismatch(
+            f"running the model on a batch of shape {[2, *shape]} failed with "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
+    if expected.ndim != 2:
+        raise InvalidRequest(
+            f"the model returns shape {list(expected.shape)}; Lepton serves [batch, outputs]",
+            fix="end the model with a Dense layer (softmax for classes, none for a value)",
+        )
+    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", "")
+    width = int(expected.shape[1])
+    sigmoid = width == 1 and activation == "sigmoid"
+    inferred = list(range(width)) if width > 1 and activation == "softmax" else None
+    task = _net_task(signature, width, inferred=[0, 1] if sigmoid else inferred, sigmoid=sigmoid)
+    cls = f"{type(model).__module__}.{type(model).__qualname__}"
+    config = {"class": cls, "source": "keras", "task": task}
+    if sigmoid:
+        config["output"] = "sigmoid"
+    path = directory / "model.onnx"
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the tracer's warnings about Python control flow
+            model.export(str(path), format="onnx", verbose=False)
+        _check_same(path, probe, expected)
+    except Exception:  # no ONNX converter for this backend, or an export that differs
+        path.unlink(missing_ok=True)
+        model.save(str(directory / "model.keras"))
+        _write_config(directory, {**config, "flavour": "keras"})
+        return "keras", type(model).__name__, task, signature
+    _write_config(directory, {**config, "flavour": "onnx"})
+    return "onnx", type(model).__name__, task, signature
 
 
 def _torch_inputs(module: Any) -> dict[str, Any]:

@@ -142,6 +142,19 @@ def explain_brought_in(
     return Recorded(summary, facts, plot, time.perf_counter() - start)
 
 
+def explain_prepared(
+    folder: Path, signature: dict[str, Any], background: Any, X_sample: Any = None
+) -> tuple[dict[str, Any], bytes | None]:
+    """Explain a model folder made by :func:`lepton.registry.byo.prepare_model` as a replica
+    will load it, and pack its background into the folder; returns the facts and the plot."""
+    from lepton.registry.flavours import load_model
+
+    loaded = load_model(folder, signature)
+    recorded = explain_brought_in(loaded, signature, background=background, X_sample=X_sample)
+    recorded.pack_into(folder)
+    return dict(recorded.facts), recorded.plot
+
+
 def _summarise(X: Any, seed: int) -> Background:
     from lepton.explain.background import DEFAULT_K, summarise_background
 

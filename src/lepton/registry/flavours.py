@@ -10,7 +10,12 @@ Flavours, told apart by the artifact's ``config.json``:
 * **onnx** (``model.onnx``; PyTorch modules are exported to it at registration): ONNX Runtime,
   which runs the graph as data. A module's architecture is the user's Python code, which a
   serving replica does not have and must not import, so safetensors alone could not rebuild it.
-* **torch** weights saved by ``lepton.save_model`` without an architecture cannot be loaded here
+  Keras 3 models are exported to it as well.
+* **keras** (``model.keras``, where a Keras model could not be exported to ONNX): Keras's own
+  loader in safe mode, which builds layers from their config and refuses code in the file.
+* **xgboost** (``model.json``) and **lightgbm** (``model.txt``): each library's own model
+  format, parsed as data, behind the scikit-learn wrapper's classes.
+* **torch** weights without an architecture (artifacts of older releases) cannot be loaded here
   and say so.
 
 Nothing is unpickled: every path above refuses a file that looks like a pickle before reading it.
@@ -41,7 +46,8 @@ class LoadedModel:
     """A model ready to predict, whatever its flavour.
 
     Attributes:
-        flavour: ``sklearn``, ``torch`` (built-in nets) or ``onnx``.
+        flavour: ``sklearn``, ``torch`` (built-in nets), ``onnx``, ``keras``, ``xgboost`` or
+            ``lightgbm``.
         algorithm: the built-in algorithm's name, or the user's class for models brought in.
         task: ``classification``, ``regression`` or ``forecasting``.
         classes: the class labels in probability-column order, or None.
@@ -108,6 +114,10 @@ def load_model(directory: Path, signature: dict[str, Any] | None = None) -> Load
         return _sklearn(directory, config, signature)
     if flavour == "onnx":
         return _onnx(directory, config, signature)
+    if flavour == "keras":
+        return _keras(directory, config, signature)
+    if flavour in ("xgboost", "lightgbm"):
+        return _boosted(directory, config, signature, str(flavour))
     if flavour == "torch":
         raise InvalidRequest(
             f"this artifact holds PyTorch weights of {config.get('class', 'a module')} without "
@@ -116,7 +126,8 @@ def load_model(directory: Path, signature: dict[str, Any] | None = None) -> Load
             "so it is exported to ONNX, or load the weights into your own module with safetensors",
         )
     raise InvalidRequest(
-        f"config.json names flavour {flavour!r}; Lepton loads built-in, sklearn and onnx models",
+        f"config.json names flavour {flavour!r}; Lepton loads built-in, sklearn, onnx, keras, "
+        "xgboost and lightgbm models",
         fix="register the model through Lepton",
     )
 
@@ -159,31 +170,131 @@ def _sklearn(directory: Path, config: dict[str, Any], signature: dict[str, Any])
 def _onnx(directory: Path, config: dict[str, Any], signature: dict[str, Any]) -> LoadedModel:
     session = onnx_session(directory / "model.onnx")
     input_name = session.get_inputs()[0].name
-    classes = signature.get("outputs", {}).get("classes")
-    task = "classification" if classes else str(config.get("task", "regression"))
 
     def scores(X: Any) -> np.ndarray:
         result = session.run(None, {input_name: np.asarray(X, dtype=np.float32)})[0]
         return np.asarray(result)
 
+    return _scored("onnx", config, signature, scores)
+
+
+def _keras(directory: Path, config: dict[str, Any], signature: dict[str, Any]) -> LoadedModel:
+    import os
+
+    from lepton.registry.artifacts import check_safe_file
+
+    path = directory / "model.keras"
+    if not path.is_file():
+        raise InvalidRequest(f"the artifact has no {path.name}", fix="register the model again")
+    with path.open("rb") as f:
+        check_safe_file(path.name, f.read(16))
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # the backend Lepton installs
+    try:
+        import keras
+    except ImportError:
+        raise InvalidRequest(
+            "this model was saved in Keras's format and Keras is not installed here",
+            fix="pip install 'lepton[keras]' where the model is loaded or served",
+        ) from None
+    try:
+        model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:  # a custom layer this process does not know, or a damaged file
+        raise InvalidRequest(
+            f"Keras could not load {path.name} in safe mode ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]})",
+            fix="use only Keras's own layers, or export the model to ONNX and register the .onnx",
+        ) from None
+
+    def scores(X: Any) -> np.ndarray:
+        return np.asarray(model.predict(np.asarray(X, dtype=np.float32), verbose=0))
+
+    return _scored("keras", config, signature, scores)
+
+
+def _scored(
+    flavour: str,
+    config: dict[str, Any],
+    signature: dict[str, Any],
+    scores: Callable[[Any], np.ndarray],
+) -> LoadedModel:
+    """A net that returns scores per row: logits or probabilities per class, or one value (one
+    probability of the second class when ``config["output"]`` is ``sigmoid``)."""
+    classes = signature.get("outputs", {}).get("classes")
+    task = "classification" if classes else str(config.get("task", "regression"))
+    sigmoid = config.get("output") == "sigmoid"
+
     def proba(X: Any) -> np.ndarray:
-        return _probabilities(scores(X))
+        out = scores(X)
+        if sigmoid:
+            p = out.reshape(len(out), -1)[:, :1].astype(np.float64)
+            return np.hstack([1 - p, p])
+        return _probabilities(out)
 
     def predict(X: Any) -> np.ndarray:
-        out = scores(X)
         if classes:
-            return np.asarray(np.asarray(classes, dtype=object)[np.argmax(out, axis=1)])
+            return np.asarray(np.asarray(classes, dtype=object)[np.argmax(proba(X), axis=1)])
+        out = scores(X)
         flat = out.reshape(len(out), -1)[:, 0] if out.ndim > 1 and out.shape[1] == 1 else out
         return np.asarray(flat)
 
     return LoadedModel(
-        flavour="onnx",
-        algorithm=str(config.get("class", "onnx")),
+        flavour=flavour,
+        algorithm=str(config.get("class", flavour)),
         task=task,
         classes=list(classes) if classes else None,
         signature=signature,
         _predict=predict,
         _proba=proba if classes else None,
+    )
+
+
+def _boosted(
+    directory: Path, config: dict[str, Any], signature: dict[str, Any], library: str
+) -> LoadedModel:
+    """XGBoost's JSON or LightGBM's text model, behind the classes of its signature."""
+    from lepton.registry.artifacts import check_safe_file
+
+    classes = signature.get("outputs", {}).get("classes")
+    classifier = config.get("estimator") == "classifier" and bool(classes)
+    path = directory / ("model.json" if library == "xgboost" else "model.txt")
+    if not path.is_file():
+        raise InvalidRequest(f"the artifact has no {path.name}", fix="register the model again")
+    with path.open("rb") as f:
+        check_safe_file(path.name, f.read(16))
+    try:
+        module = __import__(library)
+    except ImportError:
+        raise InvalidRequest(
+            f"this is a {library} model and {library} is not installed here",
+            fix="pip install 'lepton[boosting]' where the model is loaded or served",
+        ) from None
+    if library == "xgboost":
+        estimator = module.XGBClassifier() if classifier else module.XGBRegressor()
+        estimator.load_model(str(path))
+        raw_proba = estimator.predict_proba if classifier else None
+        values = estimator.predict
+    else:
+        booster = module.Booster(model_file=str(path))
+        raw_proba = values = booster.predict
+
+    def proba(X: Any) -> np.ndarray:
+        assert raw_proba is not None
+        p = np.asarray(raw_proba(X), dtype=np.float64)
+        return np.column_stack([1 - p, p]) if p.ndim == 1 else p
+
+    def predict(X: Any) -> np.ndarray:
+        if classifier:
+            return np.asarray(np.asarray(classes, dtype=object)[np.argmax(proba(X), axis=1)])
+        return np.asarray(values(X))
+
+    return LoadedModel(
+        flavour=library,
+        algorithm=str(config.get("class", library)),
+        task="classification" if classifier else "regression",
+        classes=list(classes) if classifier else None,
+        signature=signature,
+        _predict=predict,
+        _proba=proba if classifier else None,
     )
 
 
@@ -244,7 +355,7 @@ def as_input(X: Any, signature: dict[str, Any], flavour: str) -> Any:
                 fix="send every input column named in the model's signature",
             )
         frame = frame[columns]
-        return frame.to_numpy(dtype=np.float32) if flavour == "onnx" else frame
+        return frame.to_numpy(dtype=np.float32) if flavour in ("onnx", "keras") else frame
     shape = _shape(signature)
     if shape is None or isinstance(X, pd.DataFrame):
         return X
