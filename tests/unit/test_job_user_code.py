@@ -255,3 +255,50 @@ def test_the_keras_callback_stops_training_when_the_job_is_cancelled(
     )
     assert len(history.history["loss"]) == 1, "stopped after the first batch's epoch"
     assert [step for step, _ in fake.logged] == [1]
+
+
+def test_a_jobs_token_registers_only_its_own_jobs_models(
+    client: Client, toy: str, scheduler: Scheduler, executor: FakeExecutor, platform: Platform
+) -> None:
+    first, second = (client.jobs.train(toy, target="label") for _ in range(2))
+    scheduler.reconcile_once()
+    token = executor.latest(first.id).launch.env["LEPTON_TOKEN"]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {
+        "artifact_digest": "0" * 64,
+        "flavour": "sklearn",
+        "algorithm": "x",
+        "task": "classification",
+        "signature": {},
+        "metrics": {},
+        "params": {},
+    }
+
+    elsewhere = [
+        ("POST", "/api/v1/models/stolen/versions", body),
+        ("POST", f"/api/v1/jobs/{second.id}/model", body),
+        ("PUT", "/api/v1/models/toy/aliases/production", {"version": "1"}),
+        ("DELETE", "/api/v1/models/toy/versions/1", None),
+        ("POST", "/api/v1/jobs", {"spec": {"kind": "train", "dataset": toy}}),
+    ]
+    for method, path, payload in elsewhere:
+        answer = platform.api.request(method, path, json=payload, headers=headers)
+        assert answer.status_code == 403, (method, path, answer.text)
+    own = platform.api.post(f"/api/v1/jobs/{first.id}/model", json=body, headers=headers)
+    assert own.status_code != 403, "its own job's model it may register (this blob is unknown)"
+    assert client.models.list() == []
+
+
+def test_a_text_dataset_has_no_array_form_and_says_what_to_use() -> None:
+    from lepton.data.arrays import to_arrays
+    from lepton.errors import DataError
+    from lepton.schemas import Column
+
+    frame = pd.DataFrame({"review": ["good", "bad"], "label": ["pos", "neg"]})
+    schema = [
+        Column(name="review", kind="text", dtype="string", nulls=0),
+        Column(name="label", kind="categorical", dtype="string", nulls=0),
+    ]
+    with pytest.raises(DataError, match=r"review \(text\)") as raised:
+        to_arrays(frame, schema, "label")
+    assert "load_dataset()" in raised.value.fix

@@ -75,6 +75,13 @@ def train(
 def run(
     script: Path = typer.Argument(..., help="A Python script.", exists=True, dir_okay=False),
     dataset: str = typer.Option(None, help="Dataset the script reads with lepton.load_dataset()."),
+    validation: float = typer.Option(
+        0.1, min=0, max=0.9, help="Share of rows load_dataset(split='validation') returns."
+    ),
+    test: float = typer.Option(
+        0.1, min=0.01, max=0.9, help="Share of rows load_dataset(split='test') returns."
+    ),
+    seed: int = typer.Option(0, help="Seed of the split."),
     gpus: int = typer.Option(0, min=0, help="GPUs to use."),
     args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
     env: list[str] = typer.Option(
@@ -94,6 +101,12 @@ def run(
     job = client.jobs.run_script(
         script,
         dataset=dataset,
+        split={
+            "train": 1 - validation - test,
+            "validation": validation,
+            "test": test,
+            "seed": seed,
+        },
         args=list(args or []),
         env=variables,
         secrets=list(secret or []),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import builtins
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +85,7 @@ class Jobs:
         script: str | os.PathLike[str],
         *,
         dataset: str | None = None,
+        split: SplitSpec | Mapping[str, Any] | None = None,
         args: list[str] | None = None,
         env: dict[str, str] | None = None,
         secrets: list[str] | None = None,
@@ -92,13 +93,16 @@ class Jobs:
         max_retries: int = 0,
     ) -> Job:
         """Upload a script and run it as a job; inside it ``lepton.log`` and
-        ``lepton.save_model`` report to the job."""
+        ``lepton.save_model`` report to the job, and ``lepton.load_dataset(split="train")``
+        reads ``dataset`` divided as ``split`` says (``{"train": 0.8, "validation": 0,
+        "test": 0.2}``; 80/10/10 by default)."""
         path = Path(script)
         with _as_invalid_request():  # checked before anything is uploaded
             spec = ScriptSpec(
                 script_name=path.name,
                 script_digest="0" * 64,
                 dataset=dataset,
+                split=SplitSpec.model_validate(split or {}),
                 args=args or [],
                 env=env or {},
                 secrets=secrets or [],

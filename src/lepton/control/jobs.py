@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 import anyio
+from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,7 @@ from lepton.schemas import (
     JobCreate,
     JobError,
     JobFinish,
+    JobSpec,
     JobState,
     LogChunk,
     MetricPoint,
@@ -268,8 +270,10 @@ class JobService:
         """The stored split of the job's dataset version for its split spec (``.npy``)."""
         with self.ctx.sessions() as session:
             job = self.job_row(session, principal, job_id)
-            spec = TrainSpec.model_validate_json(job.spec_json)
+            spec = TypeAdapter(JobSpec).validate_json(job.spec_json)
             row = self._dataset(session, job)
+        if isinstance(spec, EvaluateSpec):
+            raise NotFound(f"job {job_id} evaluates a model; it has no split", fix="")
         return self.ctx.blobs.open(self.datasets.ensure_split(row, spec.split).digest)
 
     def open_script(self, principal: Principal, job_id: str) -> Iterator[bytes]:

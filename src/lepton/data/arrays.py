@@ -45,7 +45,8 @@ def to_arrays(
             (no axis for grey images).
 
     Raises:
-        DataError: images of different sizes, which no single array holds.
+        DataError: images of different sizes, which no single array holds, or no column that
+            makes an array (a text dataset).
     """
     y = frame[target].to_numpy() if target and target in frame else None
     image = next((c.name for c in schema if c.kind == "image" and c.name in frame), None)
@@ -53,6 +54,12 @@ def to_arrays(
         return _images(frame[image], scale, channels), y
     kinds = {c.name: c.kind for c in schema}
     features = [c for c in frame.columns if c != target and kinds.get(c) in ("numeric", "boolean")]
+    if not features and len(frame.columns) > (target in frame):
+        others = ", ".join(f"{c.name} ({c.kind})" for c in schema if c.name != target)
+        raise DataError(
+            f"the dataset has no numeric, boolean or image column to make an array of: {others}",
+            fix="read it as a DataFrame with load_dataset() (text, for instance, stays text)",
+        )
     return frame[features].to_numpy(dtype=np.float32 if scale else np.float64), y
 
 
