@@ -503,10 +503,6 @@ class ScriptSpec(_Model):
         pattern=r"^[0-9a-f]{64}$", description="Blob of the script (upload it first)."
     )
     dataset: str | None = Field(default=None, description="Dataset the script may read.")
-    split: SplitSpec = Field(
-        default_factory=SplitSpec,
-        description="How `lepton.load_dataset(split=...)` divides the dataset's rows.",
-    )
     args: list[str] = Field(default_factory=list, description="Command-line arguments.")
     env: UserEnv = Field(
         default_factory=dict,
@@ -649,6 +645,20 @@ class DeploymentCreate(_Model):
     public: bool = Field(
         default=False, description="Serve without a token. Off by default: a token is minted."
     )
+    env: UserEnv = Field(
+        default_factory=dict,
+        description="Environment variables the replicas get (not `LEPTON_*`); shown with the "
+        "deployment, so not for secrets.",
+    )
+    secrets: UserSecrets = Field(
+        default_factory=list,
+        description="Workspace secrets the replicas get as variables: `NAME` or `ENV=NAME`.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DeploymentCreate:
+        _one_source_per_variable(self.env, self.secrets)
+        return self
 
 
 class DeploymentUpdate(_Model):
@@ -669,6 +679,12 @@ class DeploymentUpdate(_Model):
     )
     timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(
         default=None, description="New request timeout (rolls)."
+    )
+    env: UserEnv | None = Field(
+        default=None, description="Replace the replicas' variables (rolls when they change)."
+    )
+    secrets: UserSecrets | None = Field(
+        default=None, description="Replace the replicas' secrets, by name (rolls when they change)."
     )
 
 
@@ -700,6 +716,10 @@ class Deployment(_Model):
     max_batch_size: int = Field(description="Most requests per model call.")
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")
+    env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas get.")
+    secrets: list[str] = Field(
+        default_factory=list, description="Secrets the replicas get, by name; never their values."
+    )
     token_id: str | None = Field(description="Id of the inference token; None when public.")
     error: str | None = Field(description="Why it cannot serve, when it cannot.")
     replica_states: list[Replica] = Field(description="Each replica, as last observed.")
@@ -730,9 +750,7 @@ class Photon(_Model):
 class ModelRegister(_Model):
     artifact_digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="Blob of the packed model.")
     name: str | None = Field(default=None, description="Model name; the job's default if absent.")
-    flavour: Literal["sklearn", "torch", "onnx", "keras", "xgboost", "lightgbm"] = Field(
-        description="How the artifact is stored."
-    )
+    flavour: Literal["sklearn", "torch", "onnx"] = Field(description="How the artifact is stored.")
     algorithm: str = Field(description="Algorithm that produced it.")
     task: str = Field(description="classification, regression, forecasting.")
     signature: dict[str, Any] = Field(description="Inputs (columns or shape, dtypes) and outputs.")

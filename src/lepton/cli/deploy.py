@@ -6,11 +6,14 @@ from __future__ import annotations
 import json as jsonlib
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
+from lepton.cli.job import SECRET_HELP, parse_env
 from lepton.cli.output import console, print_json, table, when
+from lepton.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from lepton.client import Client
@@ -19,6 +22,9 @@ if TYPE_CHECKING:
 app = typer.Typer(help="Deployments: models and photons served as HTTP APIs.", no_args_is_help=True)
 
 _PUBLIC = "[bold red]PUBLIC[/] (no token)"
+_ENV_HELP = (
+    "K=V: a variable the replicas get (repeatable; not LEPTON_*; shown with the deployment)."
+)
 
 
 def deploy(
@@ -32,11 +38,17 @@ def deploy(
     public: bool = typer.Option(
         False, "--public", help="Serve WITHOUT a token: anyone who reaches the port may call it."
     ),
+    env: list[str] = typer.Option(None, "--env", "-e", help=_ENV_HELP),
+    env_file: Path = typer.Option(
+        None, "--env-file", exists=True, dir_okay=False, help="A file of K=V lines."
+    ),
+    secret: list[str] = typer.Option(None, "--secret", help=SECRET_HELP),
     detach: bool = typer.Option(False, "--detach", help="Return at once; do not wait for ready."),
 ) -> None:
     """Serve a model version or a photon, wait until it is ready, print how to call it."""
     from lepton.client import Client
 
+    variables = parse_env(list(env or []), env_file)
     client = Client()
     created = client.deployments.create(
         model,
@@ -47,6 +59,8 @@ def deploy(
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
         public=public,
+        env=variables,
+        secrets=list(secret or []),
         wait=False,
     )
     serves = created.model or created.photon
@@ -150,6 +164,8 @@ def show(
         ("replicas", f"{d.ready_replicas} of {d.replicas} ready, generation {d.generation}"),
         ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
         ("timeout", f"{d.timeout_s:g} s"),
+        ("env", ", ".join(f"{k}={v}" for k, v in d.env.items()) or None),
+        ("secrets", ", ".join(d.secrets) or None),
         ("created", when(d.created_at)),
     ]
     if d.error:
@@ -207,12 +223,29 @@ def update(
     max_batch_size: int = typer.Option(None, min=1, max=4096, help="Most requests per call."),
     max_wait_ms: float = typer.Option(None, min=0, max=1000, help="Batch wait, ms."),
     timeout: float = typer.Option(None, min=0.001, max=3600, help="Request timeout, seconds."),
+    env: list[str] = typer.Option(
+        None, "--env", "-e", help=_ENV_HELP + " Replaces the current variables."
+    ),
+    env_file: Path = typer.Option(
+        None, "--env-file", exists=True, dir_okay=False, help="A file of K=V lines."
+    ),
+    clear_env: bool = typer.Option(False, "--clear-env", help="Remove every variable."),
+    secret: list[str] = typer.Option(
+        None, "--secret", help=SECRET_HELP + " Replaces the current secrets."
+    ),
+    clear_secrets: bool = typer.Option(False, "--clear-secrets", help="Remove every secret."),
     detach: bool = typer.Option(False, "--detach", help="Return at once."),
 ) -> None:
-    """Roll to a new model version, photon or batching: each new replica is ready before an
-    old one drains, so callers see no failed request."""
+    """Roll to a new model version, photon, batching, variables or secrets: each new replica
+    is ready before an old one drains, so callers see no failed request."""
     from lepton.client import Client
 
+    if (clear_env and (env or env_file)) or (clear_secrets and secret):
+        raise InvalidRequest(
+            "--clear-env / --clear-secrets remove what --env / --secret would set",
+            fix="give either the new variables (secrets) or the --clear option, not both",
+        )
+    variables = parse_env(list(env or []), env_file) if env or env_file else None
     client = Client()
     d = client.deployments.update(
         name,
@@ -221,6 +254,8 @@ def update(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
+        env={} if clear_env else variables,
+        secrets=[] if clear_secrets else (list(secret) if secret else None),
     )
     console.print(f"Deployment {d.name}: generation {d.generation} serving {d.model or d.photon}.")
     if detach:

@@ -54,13 +54,16 @@ class Deployments:
         max_wait_ms: float = 0,
         timeout_s: float = 30,
         public: bool = False,
+        env: dict[str, str] | None = None,
+        secrets: builtins.list[str] | None = None,
         wait: bool = True,
         wait_timeout_s: float = 300,
     ) -> DeploymentCreated:
         """Deploy a model version (``heart``, ``heart@3``, ``heart@production``) or a photon.
         With ``wait`` (the default) returns once every replica is ready, or raises with the
         reason it cannot start. The answer's ``token`` is the inference token: keep it, it is
-        not shown again."""
+        not shown again. The replicas get ``env`` and the workspace ``secrets`` named
+        (``"HF_TOKEN"`` or ``"ENV=HF_TOKEN"``) as environment variables."""
         body = {
             "name": name,
             "model": model,
@@ -70,6 +73,8 @@ class Deployments:
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
             "public": public,
+            "env": env or {},
+            "secrets": secrets or [],
         }
         data = self._client.request("POST", "/api/v1/deployments", json=body).json()
         created = DeploymentCreated.model_validate(data)
@@ -102,9 +107,12 @@ class Deployments:
         max_batch_size: int | None = None,
         max_wait_ms: float | None = None,
         timeout_s: float | None = None,
+        env: dict[str, str] | None = None,
+        secrets: builtins.list[str] | None = None,
     ) -> Deployment:
-        """Roll to a new model version, photon or batching: each new replica is ready before
-        an old one drains. Follow it with :meth:`wait`."""
+        """Roll to a new model version, photon, batching, or variables and secrets (``env`` and
+        ``secrets`` replace the current ones; ``{}`` and ``[]`` remove them): each new replica
+        is ready before an old one drains. Follow it with :meth:`wait`."""
         body = {
             "model": model,
             "photon": photon,
@@ -112,6 +120,8 @@ class Deployments:
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
+            "env": env,
+            "secrets": secrets,
         }
         return self._patch(name, {k: v for k, v in body.items() if v is not None})
 

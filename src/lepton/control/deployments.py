@@ -10,6 +10,7 @@ model version or photon it serves), are decided here.
 from __future__ import annotations
 
 import builtins
+import json
 import re
 import socket
 import uuid
@@ -22,6 +23,7 @@ from lepton.control.context import Context
 from lepton.control.models import ModelService
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.photons import PhotonService
+from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
 from lepton.errors import Conflict, InvalidRequest, NotFound
 from lepton.schemas import (
@@ -34,6 +36,8 @@ from lepton.schemas import (
     LogChunk,
     Replica,
     ReplicaState,
+    env_and_secrets_overlap,
+    secret_ref,
 )
 from lepton.settings import Settings
 from lepton.store.models import (
@@ -43,7 +47,7 @@ from lepton.store.models import (
     ReplicaRow,
 )
 
-__all__ = ["DeploymentService", "replica_url"]
+__all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica_url"]
 
 ROLLING_FIELDS = ("max_batch_size", "max_wait_ms", "timeout_s")
 """Settings a replica reads at start: changing one rolls the deployment to a new generation."""
@@ -66,14 +70,21 @@ def replica_url(settings: Settings, port: int) -> str:
 
 class DeploymentService:
     def __init__(
-        self, ctx: Context, tokens: TokenService, models: ModelService, photons: PhotonService
+        self,
+        ctx: Context,
+        tokens: TokenService,
+        models: ModelService,
+        photons: PhotonService,
+        secrets: SecretService,
     ) -> None:
         self.ctx = ctx
         self.tokens = tokens
         self.models = models
         self.photons = photons
+        self.secrets = secrets
         models.users.append(self._serving_version)
         photons.users.append(self._serving_photons)
+        secrets.users.append(self._using_secret)
 
     def deployment_row(self, session: Session, principal: Principal, name: str) -> DeploymentRow:
         row = session.scalars(
@@ -104,6 +115,7 @@ class DeploymentService:
         public): it is shown only here."""
         with self.ctx.sessions() as session:
             source = self._resolve(session, principal, body.model, body.photon)
+            self.secrets.require(session, principal, body.secrets)
             name = body.name or _default_name(source.name)
             existing = session.scalars(
                 select(DeploymentRow).where(
@@ -135,6 +147,8 @@ class DeploymentService:
                 max_wait_ms=body.max_wait_ms,
                 timeout_s=body.timeout_s,
                 public=body.public,
+                env_json=json.dumps(body.env) if body.env else None,
+                secrets_json=json.dumps(body.secrets) if body.secrets else None,
                 port=_allocate_port(session, self.ctx.settings.host),
                 state="active",
                 generation=1,
@@ -160,8 +174,8 @@ class DeploymentService:
         return DeploymentCreated(**view.model_dump(), token=bearer)
 
     def update(self, principal: Principal, name: str, body: DeploymentUpdate) -> Deployment:
-        """Scale (``replicas``: no restart), or roll to a new model version, photon or
-        batching: a new replica is ready before an old one drains."""
+        """Scale (``replicas``: no restart), or roll to a new model version, photon, batching,
+        variables or secrets: a new replica is ready before an old one drains."""
         with self.ctx.sessions() as session:
             row = self.deployment_row(session, principal, name)
             if row.state == "deleting":
@@ -170,7 +184,8 @@ class DeploymentService:
             if not changes:
                 raise InvalidRequest(
                     "the update changes nothing",
-                    fix="give replicas, model, photon, max_batch_size, max_wait_ms or timeout_s",
+                    fix="give replicas, model, photon, max_batch_size, max_wait_ms, timeout_s, "
+                    "env or secrets",
                 )
             rolls = False
             if body.model is not None or body.photon is not None:
@@ -186,6 +201,8 @@ class DeploymentService:
                 if value is not None and value != getattr(row, field):
                     setattr(row, field, value)
                     rolls = True
+            if body.env is not None or body.secrets is not None:
+                rolls |= self._set_environment(session, principal, row, body)
             if body.replicas is not None:
                 row.replicas = body.replicas
             if rolls:
@@ -196,6 +213,25 @@ class DeploymentService:
             view = self.view(session, row)
         self.ctx.wake("deployments")
         return view
+
+    def _set_environment(
+        self, session: Session, principal: Principal, row: DeploymentRow, body: DeploymentUpdate
+    ) -> bool:
+        """Replace the variables and secrets the replicas get; True when they changed."""
+        env = body.env if body.env is not None else deployment_env(row)
+        secrets = body.secrets if body.secrets is not None else deployment_secrets(row)
+        both = env_and_secrets_overlap(env, secrets)
+        if both:
+            raise InvalidRequest(
+                f"{', '.join(both)} would be set by both env and secrets",
+                fix="drop one of the two in the update",
+            )
+        self.secrets.require(session, principal, secrets)
+        if (env, secrets) == (deployment_env(row), deployment_secrets(row)):
+            return False
+        row.env_json = json.dumps(env) if env else None
+        row.secrets_json = json.dumps(secrets) if secrets else None
+        return True
 
     def delete(self, principal: Principal, name: str) -> Deployment:
         """Revoke the inference token now and drain every replica; the deployment is gone once
@@ -212,14 +248,17 @@ class DeploymentService:
 
     def logs(self, principal: Principal, name: str, offset: int) -> LogChunk:
         """The replicas' output, each line tagged with its replica id, and the supervisor's
-        events, from ``offset``; follow by asking again."""
+        events, from ``offset``, with the secret values given to the replicas masked; follow by
+        asking again."""
         from lepton.control.logs import read_log
         from lepton.control.workdir import deployment_log
 
         with self.ctx.sessions() as session:
             row = self.deployment_row(session, principal, name)
             deployment_id, ended = row.id, row.state == "deleting"
-        return read_log(deployment_log(self.ctx.settings.home, deployment_id), offset, ended=ended)
+            masker = self.secrets.masker("deployment", row.id, row.secret_mask)
+        path = deployment_log(self.ctx.settings.home, deployment_id)
+        return read_log(path, offset, ended=ended, masker=masker)
 
     # --- what it serves -----------------------------------------------------------------------
 
@@ -251,6 +290,22 @@ class DeploymentService:
             .order_by(DeploymentRow.name)
         )
         return [f"deployment {name}" for name in names]
+
+    def _using_secret(self, session: Session, workspace_id: str, name: str) -> builtins.list[str]:
+        rows = session.scalars(
+            select(DeploymentRow)
+            .where(
+                DeploymentRow.workspace_id == workspace_id,
+                DeploymentRow.secrets_json.is_not(None),
+                DeploymentRow.state != "deleting",
+            )
+            .order_by(DeploymentRow.name)
+        )
+        return [
+            f"deployment {row.name}"
+            for row in rows
+            if any(secret_ref(ref)[1] == name for ref in deployment_secrets(row))
+        ]
 
     def _serving_photons(
         self, session: Session, rows: builtins.list[PhotonRow]
@@ -295,6 +350,8 @@ class DeploymentService:
             max_batch_size=row.max_batch_size,
             max_wait_ms=row.max_wait_ms,
             timeout_s=row.timeout_s,
+            env=deployment_env(row),
+            secrets=deployment_secrets(row),
             token_id=row.token_id,
             error=row.error_message or _crash_message(replicas, ready),
             replica_states=[
@@ -314,6 +371,18 @@ class DeploymentService:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def deployment_env(row: DeploymentRow) -> dict[str, str]:
+    """The variables the deployment's replicas get."""
+    env: dict[str, str] = json.loads(row.env_json) if row.env_json else {}
+    return env
+
+
+def deployment_secrets(row: DeploymentRow) -> builtins.list[str]:
+    """The secrets the deployment's replicas get, by name (``NAME`` or ``ENV=NAME``)."""
+    refs: builtins.list[str] = json.loads(row.secrets_json) if row.secrets_json else []
+    return refs
 
 
 def _default_name(name: str) -> str:

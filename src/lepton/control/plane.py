@@ -43,5 +43,7 @@ class Control:
             ctx, self.content, self.tokens, self.datasets, self.models, self.uploads, self.secrets
         )
         self.photons = PhotonService(ctx, self.content)
-        self.deployments = DeploymentService(ctx, self.tokens, self.models, self.photons)
+        self.deployments = DeploymentService(
+            ctx, self.tokens, self.models, self.photons, self.secrets
+        )
         self.lineage = LineageService(ctx, self.datasets, self.models)

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lepton.control.context import Clock
+from lepton.control.deployments import deployment_env, deployment_secrets
 from lepton.control.plane import Control
 from lepton.control.reconciler import Reconciler
 from lepton.control.workdir import (
@@ -76,6 +77,7 @@ class Supervisor(Reconciler):
     ) -> None:
         super().__init__(control.ctx, interval_s=interval_s, log=log, now=now)
         self.tokens = control.tokens
+        self.secrets = control.secrets
         self.executor = executor
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
@@ -167,6 +169,8 @@ class Supervisor(Reconciler):
         replica.pid = None
         replica.restart_at = now + timedelta(seconds=delay)
         tail = _tail(replica_log(self.home, deployment.id, replica.id))
+        masker = self.secrets.masker("deployment", deployment.id, deployment.secret_mask)
+        tail = masker.text(tail) if masker else tail
         replica.last_error = f"exited with code {code}" + (f": {tail}" if tail else "")
         self._event(
             deployment,
@@ -204,8 +208,12 @@ class Supervisor(Reconciler):
     ) -> None:
         try:
             source = prepare_generation(self.ctx, session, deployment)
+            secrets = self.secrets.resolve(
+                session, deployment.workspace_id, deployment_secrets(deployment)
+            )
         except LeptonError as exc:
-            # Nothing to serve (the artifact is gone or damaged): say so, retry with backoff.
+            # Nothing to serve (the artifact is gone or damaged) or a secret is gone: say so,
+            # retry with backoff.
             replica.failures += 1
             replica.state = ReplicaState.crashed
             replica.restart_at = self.now() + timedelta(
@@ -221,6 +229,9 @@ class Supervisor(Reconciler):
         replica_log(self.home, deployment.id, replica.id).unlink(missing_ok=True)
         replica.log_offset = 0
         hashes = self._token_hashes(session, deployment)
+        deployment.secret_mask = self.secrets.add_mask(
+            "deployment", deployment.id, deployment.secret_mask, secrets.values()
+        )
         args = [
             "--host",
             self.ctx.settings.host,
@@ -241,7 +252,11 @@ class Supervisor(Reconciler):
             args.append("--public")
         launch = ReplicaLaunch(
             args=tuple(args),
-            env={"LEPTON_REPLICA_TOKEN_HASHES": ",".join(hashes)} if hashes else {},
+            env={
+                **deployment_env(deployment),  # first: the platform's own variable wins
+                **secrets,
+                **({"LEPTON_REPLICA_TOKEN_HASHES": ",".join(hashes)} if hashes else {}),
+            },
             log_path=replica_log(self.home, deployment.id, replica.id),
             marker=self._marker(deployment),
             readable=(generation_dir(self.home, deployment.id, deployment.generation),),
