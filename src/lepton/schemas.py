@@ -503,6 +503,10 @@ class ScriptSpec(_Model):
         pattern=r"^[0-9a-f]{64}$", description="Blob of the script (upload it first)."
     )
     dataset: str | None = Field(default=None, description="Dataset the script may read.")
+    split: SplitSpec = Field(
+        default_factory=SplitSpec,
+        description="How `lepton.load_dataset(split=...)` divides the dataset's rows.",
+    )
     args: list[str] = Field(default_factory=list, description="Command-line arguments.")
     env: UserEnv = Field(
         default_factory=dict,
@@ -750,7 +754,9 @@ class Photon(_Model):
 class ModelRegister(_Model):
     artifact_digest: str = Field(pattern=r"^[0-9a-f]{64}$", description="Blob of the packed model.")
     name: str | None = Field(default=None, description="Model name; the job's default if absent.")
-    flavour: Literal["sklearn", "torch", "onnx"] = Field(description="How the artifact is stored.")
+    flavour: Literal["sklearn", "torch", "onnx", "keras", "xgboost", "lightgbm"] = Field(
+        description="How the artifact is stored."
+    )
     algorithm: str = Field(description="Algorithm that produced it.")
     task: str = Field(description="classification, regression, forecasting.")
     signature: dict[str, Any] = Field(description="Inputs (columns or shape, dtypes) and outputs.")
