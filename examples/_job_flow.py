@@ -51,6 +51,8 @@ def drive(
     model = client.models.get(job.result["model"] if job.result else "")
     metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted(model.metrics.items()))
     print(f"job registered {model.ref} ({model.flavour}, {model.task}): {metrics}")
+    card = client.models.card(model.ref).split("## Explanations\n\n", 1)
+    print("card: " + (card[1].splitlines()[0] if len(card) == 2 else "no explanation"))
     steps = {p.name for p in client.jobs.metrics(job.id)}
     print(f"tracked metrics: {', '.join(sorted(steps))}")
     client.deployments.create(model.ref, name=deployment)

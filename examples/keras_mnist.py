@@ -46,7 +46,10 @@ def train() -> None:
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"test accuracy on {len(x_test)} held-out digits: {accuracy:.4f} (loss {loss:.4f})")
     lepton.save_model(
-        model, name="keras-mnist", metrics={"accuracy": float(accuracy), "loss": float(loss)}
+        model,
+        name="keras-mnist",
+        metrics={"accuracy": float(accuracy), "loss": float(loss)},
+        background=x_test,  # the card summarises the saliency of 64 held-out digits
     )
 
 

@@ -35,6 +35,8 @@ PROMISES = {
     ],
     "keras_mnist.py": [
         r"job registered keras-mnist@\d+ \(onnx, classification\): accuracy 0\.9[5-9]\d\d",
+        r"card: Mean absolute saliency per predicted class by occlusion of a 7 x 7 grid of "
+        r"windows over 64 images given at registration",
         r"tracked metrics: accuracy, loss, val_accuracy, val_loss",
         r"the deployment read (19[0-9]|200) of 200 held-out digits right",
         r"explained its answer \d by occlusion",
@@ -42,6 +44,7 @@ PROMISES = {
     ],
     "torch_tabular.py": [
         r"job registered cancer-torch@\d+ \(onnx, classification\): accuracy 0\.9\d{3}",
+        r"card: Mean absolute attribution by permutation SHAP over \d+ rows",
         r"tracked metrics: loss",
         r"the deployment got (\d+) of 114 held-out tumours right",
         r"explained by permutation_shap: ",

@@ -287,3 +287,20 @@ def test_a_registered_keras_image_model_is_explained_by_occlusion(client: Client
     assert explanation.method == "occlusion" and len(explanation.rows) == 2
     assert explanation.rows[0].attributions.shape == (8, 8)
     assert explanation.rows[0].prediction == int(loaded.predict(X[:1])[0])
+
+
+def test_a_keras_image_model_given_images_gets_a_saliency_summary_on_its_card(
+    client: Client,
+) -> None:
+    images = np.random.default_rng(4).random((80, 8, 8, 1), dtype=np.float32)
+    client.models.register("cnn", _keras_cnn(), background=images)
+
+    card = client.models.card("cnn@1")
+    assert "## Explanations" in card
+    assert (
+        "saliency per predicted class by occlusion of a 7 x 7 grid of windows over 64 images"
+        in card
+    )
+    assert "| predicted class | images |" in card
+    with pytest.raises(InvalidRequest, match=r"shape \[3, 8, 8\]"):
+        client.models.register("cnn", _keras_cnn(), background=images[:3, :, :, 0])

@@ -249,8 +249,9 @@ def save_model(
         metrics: what the script measured (``{"accuracy": 0.98}``), shown on the model card.
         signature: the inputs (and classes) where the model does not say them itself, as for
             ``client.models.register``.
-        background: training rows of a tabular model, packed with it for explanations and
-            summarised on the model card.
+        background: training rows of a tabular model, packed with it for ``/explain`` and
+            summarised on the model card; for an image classifier, images (64 are used) whose
+            saliency the card summarises.
     """
     from lepton.registry.byo import prepare_model
     from lepton.registry.explanations import explain_prepared

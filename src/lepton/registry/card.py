@@ -290,6 +290,8 @@ def _explanations(facts: dict[str, Any]) -> list[str]:
         return [*out, f"Not computed: {explanations['not_computed']}", ""]
     kind = explanations.get("kind")
     method = _METHODS.get(explanations.get("method", ""), explanations.get("method", "?"))
+    if kind == "image" and explanations.get("method") == "occlusion":
+        method = "occlusion of a 7 x 7 grid of windows"
     rows = f"{explanations.get('rows', '?')} {'images' if kind == 'image' else 'rows'}"
     where = _SAMPLES.get(explanations.get("sample", ""), "")
     what = "saliency per predicted class" if kind == "image" else "attribution"

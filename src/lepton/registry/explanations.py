@@ -118,15 +118,22 @@ def explain_brought_in(
     X_sample: Any = None,
     seed: int = 0,
 ) -> Recorded:
-    """Background and global explanation of a model brought in with data (tabular models).
+    """Background and global explanation of a model brought in with data.
 
-    ``background``: training rows, summarised and packed with the model; ``X_sample``: rows to
-    explain for the card. Either stands in for the other when only one is given.
+    Tables: ``background`` is training rows, summarised and packed with the model; ``X_sample``
+    rows to explain for the card. Either stands in for the other when only one is given.
+    Image classifiers (a signature shape of two or three axes): the images given (64 at most
+    are used) are explained for the card, and nothing is packed.
 
     Raises:
         InvalidRequest: the rows do not fit the model, or the model cannot be explained.
     """
     start = time.perf_counter()
+    shape = _image_shape(signature)
+    if shape is not None:  # images: no background to summarise, the sample is what is explained
+        images = _images(X_sample if X_sample is not None else background, shape)
+        facts, plot = _global(model, images, "image", None, seed, "given")
+        return Recorded(None, facts, plot, time.perf_counter() - start)
     rows = _table(background if background is not None else X_sample, signature, "background")
     explained = rows if X_sample is None else _table(X_sample, signature, "X_sample")
     try:
@@ -184,6 +191,23 @@ def _method(model: Any, background: Background | None, seed: int) -> str:
     from lepton.explain.selection import explainer_for
 
     return explainer_for(model, background, seed=seed).method
+
+
+def _image_shape(signature: dict[str, Any]) -> list[int] | None:
+    inputs = signature.get("inputs")
+    shape = inputs.get("shape") if isinstance(inputs, dict) else None
+    return [int(d) for d in shape] if isinstance(shape, list) and len(shape) in (2, 3) else None
+
+
+def _images(X: Any, shape: list[int]) -> np.ndarray:
+    images = np.asarray(X, dtype=np.float32)
+    if images.ndim != len(shape) + 1 or list(images.shape[1:]) != shape or len(images) == 0:
+        raise InvalidRequest(
+            f"the images given have shape {list(images.shape)}; the model takes "
+            f"[N, {', '.join(map(str, shape))}]",
+            fix="pass a batch of images as the model's predict takes them",
+        )
+    return images
 
 
 def _table(X: Any, signature: dict[str, Any], name: str) -> Any:
