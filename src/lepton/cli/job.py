@@ -36,6 +36,10 @@ def _params(values: list[str]) -> dict[str, str]:
     return params
 
 
+def _split(validation: float, test: float, seed: int) -> dict[str, float]:
+    return {"train": 1 - validation - test, "validation": validation, "test": test, "seed": seed}
+
+
 def train(
     dataset: str = typer.Argument(..., help="Dataset, NAME or NAME@vN."),
     target: str = typer.Option(None, help="Target column [default: the dataset's]."),
@@ -61,12 +65,7 @@ def train(
         time_budget_s=parse_duration(time_budget, "--time-budget"),
         gpus=gpus,
         seed=seed,
-        split={
-            "train": 1 - validation - test,
-            "validation": validation,
-            "test": test,
-            "seed": seed,
-        },
+        split=_split(validation, test, seed),
         model=model,
     )
     _after_submit(client, job, detach)
@@ -101,12 +100,7 @@ def run(
     job = client.jobs.run_script(
         script,
         dataset=dataset,
-        split={
-            "train": 1 - validation - test,
-            "validation": validation,
-            "test": test,
-            "seed": seed,
-        },
+        split=_split(validation, test, seed),
         args=list(args or []),
         env=variables,
         secrets=list(secret or []),
