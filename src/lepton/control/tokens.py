@@ -20,11 +20,17 @@ from sqlalchemy.orm import Session
 
 from lepton.control.context import Context
 from lepton.control.paging import Page, PageRequest, paged
-from lepton.errors import AuthenticationError, Conflict, InvalidRequest, NotFound
+from lepton.errors import (
+    AuthenticationError,
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from lepton.schemas import Role, Token, TokenCreate, TokenCreated
 from lepton.store.models import TokenRow, WorkspaceRow
 
-__all__ = ["Level", "Principal", "TokenService", "hash_secret"]
+__all__ = ["CONSOLE_SESSION", "SESSION_S", "Level", "Principal", "TokenService", "hash_secret"]
 
 Level = Literal["read", "write", "admin"]
 
@@ -33,6 +39,11 @@ _ROLE_LEVELS: dict[Role, frozenset[str]] = {
     Role.editor: frozenset({"read", "write"}),
     Role.admin: frozenset({"read", "write", "admin"}),
 }
+
+CONSOLE_SESSION = "console session"
+"""The name of the tokens the console signs people in with."""
+SESSION_S = 12 * 3600
+"""How long a console session lasts: a working day."""
 
 LOGIN_FIX = "pass a valid token as 'Authorization: Bearer <token>' (lepton login --token ...)"
 
@@ -115,12 +126,58 @@ class TokenService:
 
     def revoke_in(self, session: Session, token_id: str | None) -> None:
         """Revoke ``token_id`` (if any, and not already) in ``session``: the one way a token
-        stops working, used by jobs that end, deployments that go, and admins."""
+        stops working, used by jobs that end, deployments that go, and admins. The console
+        sessions signed in with it end with it."""
         if token_id is None:
             return
         row = session.get(TokenRow, token_id)
+        now = self.ctx.clock()
         if row is not None and row.revoked_at is None:
-            row.revoked_at = self.ctx.clock()
+            row.revoked_at = now
+        sessions = select(TokenRow).where(
+            TokenRow.created_by == token_id,
+            TokenRow.name == CONSOLE_SESSION,
+            TokenRow.revoked_at.is_(None),
+        )
+        for child in session.scalars(sessions):
+            child.revoked_at = now
+
+    # --- console sessions -------------------------------------------------------------------
+
+    def open_session(self, bearer: str) -> tuple[Principal, str]:
+        """Sign in to the console with an API token: a session token of the same role and
+        workspace, valid for :data:`SESSION_S` and revoked with the token it came from.
+
+        Raises:
+            AuthenticationError: the token is not valid.
+            PermissionDenied: it is a narrow (job or deployment) token, not a person's.
+        """
+        signer = self.verify(bearer)
+        if signer.role is None:
+            raise PermissionDenied(
+                f"{signer.describe()} is scoped to one resource and cannot sign in",
+                fix="sign in with a viewer, editor or admin token (lepton token create NAME)",
+            )
+        with self.ctx.sessions() as session:
+            _, session_bearer = self.mint(
+                session,
+                workspace_id=signer.workspace_id,
+                name=CONSOLE_SESSION,
+                role=signer.role,
+                scope=None,
+                expires_in=SESSION_S,
+                created_by=signer.token_id,
+            )
+            session.commit()
+        return self.verify(session_bearer), session_bearer
+
+    def close_session(self, principal: Principal) -> None:
+        """Sign out: the session token stops working at once."""
+        if principal.name != CONSOLE_SESSION:
+            return
+        with self.ctx.sessions() as session:
+            self.revoke_in(session, principal.token_id)
+            session.commit()
 
     # --- authentication ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -98,18 +98,16 @@ def create_app(
         app.include_router(router)
     app.add_middleware(APIVersionMiddleware)
     app.add_middleware(AuditMiddleware)  # outermost: even a refused API version is audited
-    app.add_api_route("/", _root, include_in_schema=False)
+    from lepton.console.views import router as console
+    from lepton.console.views import static_app
+
+    app.include_router(console)  # the web console, at /
+    app.mount("/static", static_app(), name="static")
     return app
 
 
 def _operation_id(route: APIRoute) -> str:
     return route.name.replace(".", "_")
-
-
-async def _root(request: Request) -> Response:
-    return Response(
-        f"Lepton {__version__}: API under /api/v1, docs at /api/v1/docs\n", media_type="text/plain"
-    )
 
 
 class APIVersionMiddleware:

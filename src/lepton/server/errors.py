@@ -6,7 +6,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
@@ -64,11 +64,22 @@ def error_response(exc: LeptonError) -> JSONResponse:
     return _error(exc.status_code, ErrorDetail(**exc.to_dict()))
 
 
-async def _lepton(request: Request, exc: Exception) -> JSONResponse:
+async def _lepton(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, LeptonError)
     if exc.status_code >= 500:
         log.error("server error on %s %s: %s", request.method, request.url.path, exc)
+    if wants_page(request):
+        from lepton.console.views import error_page
+
+        return error_page(request, exc)
     return error_response(exc)
+
+
+def wants_page(request: Request) -> bool:
+    """A browser navigating the console (not the API, not a script): it gets an HTML page."""
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
@@ -115,6 +126,10 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    from lepton.console.session import SignInNeeded
+    from lepton.console.views import sign_in_redirect
+
+    app.add_exception_handler(SignInNeeded, sign_in_redirect)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(LeptonError, _lepton)
     app.add_exception_handler(HTTPException, _http)

@@ -1,0 +1,370 @@
+"""The console's pages: each parses the request, calls the services, and renders a template.
+
+Reads are plain GETs that work without JavaScript; writes are POSTs that need the session's
+CSRF token and a role that may write (viewers never see the controls, and get 403 if they
+send one anyway). Errors from the services are shown on the page they came from.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.staticfiles import StaticFiles
+
+from lepton import __version__
+from lepton.console import charts
+from lepton.console.session import (
+    CSRF_FIELD,
+    SignInNeeded,
+    check_csrf,
+    csrf_token,
+    message_of,
+    principal_of,
+    require_write,
+    set_cookie,
+)
+from lepton.control.paging import PageRequest
+from lepton.control.plane import Control
+from lepton.control.tokens import Principal
+from lepton.enums import JobState
+from lepton.errors import LeptonError
+from lepton.schemas import JobCreate, TrainSpec
+from lepton.server.state import get_control
+
+__all__ = ["CSP", "router", "static_app"]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+"""No inline script or style anywhere: an injected string can never run."""
+
+PAGE = 50
+"""Rows per list page; the next page follows the keyset cursor."""
+
+_templates = Environment(
+    loader=PackageLoader("lepton.console", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_templates.globals.update(charts=charts, version=__version__, quote=quote)
+_templates.filters["zip"] = zip
+
+router = APIRouter(include_in_schema=False)
+
+
+def static_app() -> StaticFiles:
+    return StaticFiles(directory=Path(__file__).parent / "static")
+
+
+def _render(
+    request: Request,
+    name: str,
+    principal: Principal | None,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    body = _templates.get_template(name).render(
+        request=request,
+        me=principal,
+        can_write=principal is not None and principal.has("write"),
+        csrf=csrf_token(request) if principal is not None else "",
+        csrf_field=CSRF_FIELD,
+        **context,
+    )
+    return HTMLResponse(body, status_code=status_code, headers=_headers())
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _session(request: Request) -> Principal:
+    return principal_of(request)
+
+
+def _page(after: str | None) -> PageRequest:
+    return PageRequest(limit=PAGE, after=after or None)
+
+
+# --- signing in --------------------------------------------------------------------------------
+
+
+@router.get("/signin", name="console.signin_form")
+def signin_form(request: Request) -> HTMLResponse:
+    return _render(request, "signin.html", None, error=None)
+
+
+@router.post("/signin", name="console.signin")
+async def signin(request: Request, control: Control = Depends(get_control)) -> Response:
+    form = await request.form()
+    token = str(form.get("token", "")).strip()
+    try:
+        principal, bearer = control.tokens.open_session(token)
+    except LeptonError as exc:
+        return _render(
+            request, "signin.html", None, status_code=exc.status_code, error=message_of(exc)
+        )
+    request.state.principal = principal
+    response = RedirectResponse("/", status_code=303)
+    set_cookie(response, bearer, secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/signout", name="console.signout")
+async def signout(request: Request, control: Control = Depends(get_control)) -> Response:
+    principal = _session(request)
+    await check_csrf(request)
+    control.tokens.close_session(principal)
+    response = RedirectResponse("/signin", status_code=303)
+    response.delete_cookie("lepton_session", path="/")
+    return response
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+
+@router.get("/", name="console.overview")
+def overview(request: Request, control: Control = Depends(get_control)) -> HTMLResponse:
+    me = _session(request)
+    running = control.jobs.list(me, PageRequest(limit=20), state=JobState.running).items
+    failed = control.jobs.list(me, PageRequest(limit=5), state=JobState.failed).items
+    deployments = control.deployments.list(me, PageRequest(limit=50)).items
+    return _render(
+        request, "overview.html", me, running=running, failed=failed, deployments=deployments
+    )
+
+
+# --- datasets ----------------------------------------------------------------------------------
+
+
+@router.get("/datasets", name="console.datasets")
+def datasets(
+    request: Request, after: str | None = None, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    page = control.datasets.list(me, _page(after))
+    return _render(request, "datasets.html", me, page=page)
+
+
+@router.get("/datasets/{name}", name="console.dataset")
+def dataset(
+    request: Request, name: str, version: str = "latest", control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    detail = control.datasets.version(me, name, version)
+    versions = control.datasets.versions(me, name, PageRequest(limit=20)).items
+    return _render(request, "dataset.html", me, detail=detail, versions=versions)
+
+
+@router.post("/datasets/upload", name="console.dataset_upload")
+async def upload(
+    request: Request,
+    name: str,
+    source_name: str,
+    target: str | None = None,
+    control: Control = Depends(get_control),
+) -> Response:
+    """The file is the raw request body (console.js sends it with a progress bar), as with the
+    API's push; the answer is where its page is."""
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    request.state.audit_resource = f"dataset/{name}"
+    from lepton.server.transfer import body_chunks
+
+    chunks = body_chunks(request, control.ctx.settings.max_upload_bytes)
+    detail = await control.datasets.push(
+        me, name, chunks, source_name=source_name, fmt=None, target=target or None
+    )
+    request.state.audit_resource = f"dataset/{detail.ref}"
+    return Response(
+        status_code=201,
+        headers={"Location": f"/datasets/{quote(detail.dataset)}?version={detail.version}"},
+    )
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+
+@router.get("/jobs", name="console.jobs")
+def jobs(
+    request: Request,
+    state: JobState | None = None,
+    after: str | None = None,
+    control: Control = Depends(get_control),
+) -> HTMLResponse:
+    me = _session(request)
+    page = control.jobs.list(me, _page(after), state=state)
+    return _render(request, "jobs.html", me, page=page, state=state, states=list(JobState))
+
+
+@router.get("/jobs/{job_id}", name="console.job")
+def job(request: Request, job_id: str, control: Control = Depends(get_control)) -> HTMLResponse:
+    me = _session(request)
+    return _render(request, "job.html", me, **_job_live(control, me, job_id))
+
+
+@router.get("/jobs/{job_id}/live", name="console.job_live")
+def job_live(
+    request: Request, job_id: str, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    """The part of a job's page that changes while it runs; htmx swaps it every 2 s."""
+    me = _session(request)
+    return _render(request, "job_live.html", me, **_job_live(control, me, job_id))
+
+
+def _job_live(control: Control, me: Principal, job_id: str) -> dict[str, Any]:
+    job = control.jobs.get(me, job_id)
+    log = control.jobs.logs(me, job_id, 0)
+    series: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    for point in control.jobs.metrics(me, job_id):
+        series[point.name].append((point.step, point.value))
+    return {"job": job, "log": log.text[-20_000:], "series": dict(series)}
+
+
+@router.post("/jobs/{job_id}/cancel", name="console.job_cancel")
+async def cancel(
+    request: Request, job_id: str, control: Control = Depends(get_control)
+) -> Response:
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    request.state.audit_resource = f"job/{job_id}"
+    control.jobs.cancel(me, job_id)
+    return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
+
+
+@router.get("/train", name="console.train_form")
+def train_form(
+    request: Request, dataset: str | None = None, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    from lepton.algorithms.registry import list_algorithms
+
+    names = control.datasets.list(me, PageRequest(limit=200)).items
+    return _render(
+        request,
+        "train.html",
+        me,
+        datasets=names,
+        chosen=dataset,
+        algorithms=[a.name for a in list_algorithms()],
+        error=None,
+    )
+
+
+@router.post("/train", name="console.train")
+async def train(request: Request, control: Control = Depends(get_control)) -> Response:
+    """The no-code path: a dataset, a target, AutoML or one algorithm, a time budget."""
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    form = await request.form()
+    fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    try:
+        spec = TrainSpec(
+            dataset=fields.get("dataset", ""),
+            target=fields.get("target") or None,
+            algorithm=fields.get("algorithm") or "auto",
+            time_budget_s=float(fields.get("time_budget_s") or 300),
+        )
+        job = control.jobs.submit(me, JobCreate(spec=spec))
+    except (LeptonError, ValueError) as exc:
+        from lepton.algorithms.registry import list_algorithms
+
+        message = message_of(exc) if isinstance(exc, LeptonError) else str(exc).splitlines()[0]
+        return _render(
+            request,
+            "train.html",
+            me,
+            status_code=422,
+            datasets=control.datasets.list(me, PageRequest(limit=200)).items,
+            chosen=fields.get("dataset"),
+            algorithms=[a.name for a in list_algorithms()],
+            error=message,
+        )
+    request.state.audit_resource = f"job/{job.id}"
+    return RedirectResponse(f"/jobs/{quote(job.id)}", status_code=303)
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@router.get("/models", name="console.models")
+def models(
+    request: Request, after: str | None = None, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    page = control.models.list(me, _page(after))
+    return _render(request, "models.html", me, page=page)
+
+
+@router.get("/models/{name}", name="console.model")
+def model(
+    request: Request, name: str, version: str = "latest", control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    chosen = control.models.version(me, name, version)
+    versions = control.models.versions(me, name, PageRequest(limit=50)).items
+    card = control.models.card(me, name, str(chosen.version), html=False)
+    return _render(request, "model.html", me, model=chosen, versions=versions, card=card)
+
+
+@router.get("/models/{name}/card", name="console.model_card")
+def model_card(
+    request: Request, name: str, version: str = "latest", control: Control = Depends(get_control)
+) -> HTMLResponse:
+    """The card as its own page (the registry renders it, with its plots embedded)."""
+    me = _session(request)
+    page = control.models.card(me, name, version, html=True)
+    return HTMLResponse(page, headers={**_headers(), "Content-Security-Policy": _CARD_CSP})
+
+
+_CARD_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
+"""The card page is static HTML with its own inline style and no script at all."""
+
+
+# --- the audit log -----------------------------------------------------------------------------
+
+
+@router.get("/audit", name="console.audit")
+def audit(
+    request: Request, after: str | None = None, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    from lepton.control.audit import AuditFilter
+
+    me = _session(request)
+    page = control.audit.list(me, AuditFilter(), _page(after))
+    return _render(request, "audit.html", me, page=page)
+
+
+def sign_in_redirect(request: Request, exc: SignInNeeded) -> Response:
+    """A page asked for without a session goes to the sign-in page (htmx: a full reload)."""
+    if request.headers.get("hx-request"):
+        return Response(status_code=401, headers={"HX-Redirect": "/signin"})
+    return RedirectResponse("/signin", status_code=303)
+
+
+def error_page(request: Request, exc: LeptonError) -> HTMLResponse:
+    """A service's refusal on a console page: the message and the fix, with its status."""
+    try:
+        me = principal_of(request)
+    except SignInNeeded:
+        me = None
+    return _render(
+        request, "error.html", me, status_code=exc.status_code, message=exc.message, fix=exc.fix
+    )

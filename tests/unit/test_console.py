@@ -1,0 +1,197 @@
+"""The web console without a browser: sign-in and its cookie, CSRF on every write, roles,
+workspace isolation, escaping, and the pages a user reads."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+
+if TYPE_CHECKING:
+    from conftest import Platform
+
+HTML = {"Accept": "text/html"}
+
+
+def sign_in(api: TestClient, token: str) -> TestClient:
+    answer = api.post("/signin", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == "/"
+    return api
+
+
+def csrf(api: TestClient, path: str = "/") -> str:
+    page = api.get(path, headers=HTML)
+    found = re.search(r'<meta name="csrf-token" content="([0-9a-f]{64})">', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def test_a_page_without_a_session_goes_to_sign_in(api: TestClient) -> None:
+    answer = api.get("/datasets", headers=HTML, follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/signin"
+    form = api.get("/signin")
+    assert form.status_code == 200 and 'name="token"' in form.text
+
+
+def test_signing_in_sets_an_httponly_strict_cookie_and_shows_the_workspace(
+    api: TestClient, platform: Platform
+) -> None:
+    answer = api.post("/signin", data={"token": platform.admin}, follow_redirects=False)
+
+    cookie = answer.headers["set-cookie"]
+    assert "lepton_session=lep_" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert platform.admin not in cookie, "the cookie holds a session token, not the one given"
+    page = api.get("/", headers=HTML)
+    assert page.status_code == 200
+    assert '<strong id="workspace">default</strong>' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert "unsafe-inline" not in page.headers["content-security-policy"]
+
+
+def test_a_wrong_token_is_refused_on_the_form(api: TestClient) -> None:
+    answer = api.post("/signin", data={"token": "lep_nope_nope"})
+    assert answer.status_code == 401
+    assert 'role="alert"' in answer.text and "set-cookie" not in answer.headers
+
+
+def test_a_job_token_cannot_sign_in(api: TestClient, platform: Platform) -> None:
+    narrow = platform.token(platform.admin, scope="job:abc")
+    answer = api.post("/signin", data={"token": narrow})
+    assert answer.status_code == 403 and "scoped to one resource" in answer.text
+
+
+def test_signing_out_ends_the_session_and_revoking_the_token_ends_its_sessions(
+    api: TestClient, platform: Platform
+) -> None:
+    editor = platform.token_info(platform.admin, role="editor", name="ed")
+    sign_in(api, editor["token"])
+    answer = api.post("/signout", data={"csrf": csrf(api)}, follow_redirects=False)
+    assert answer.status_code == 303
+    cookie = api.cookies.get("lepton_session")
+    assert cookie is None
+
+    sign_in(api, editor["token"])
+    kept = api.cookies["lepton_session"]
+    revoked = api.delete(
+        f"/api/v1/tokens/{editor['id']}", headers={"Authorization": f"Bearer {platform.admin}"}
+    )
+    assert revoked.status_code == 200, revoked.text
+    api.cookies.set("lepton_session", kept)
+    later = api.get("/", headers=HTML, follow_redirects=False)
+    assert later.status_code == 303, "the session ended with the token it came from"
+
+
+def test_a_write_without_the_csrf_token_is_refused(api: TestClient, platform: Platform) -> None:
+    sign_in(api, platform.admin)
+    answer = api.post("/train", data={"dataset": "x"}, headers=HTML)
+    assert answer.status_code == 403 and "CSRF" in answer.text
+    other = api.post("/train", data={"dataset": "x", "csrf": "0" * 64}, headers=HTML)
+    assert other.status_code == 403
+
+
+def test_a_viewer_sees_no_write_controls_and_is_refused_a_write(
+    api: TestClient, platform: Platform
+) -> None:
+    viewer = platform.token(platform.admin, role="viewer")
+    sign_in(api, viewer)
+    for path in ("/", "/datasets", "/jobs"):
+        page = api.get(path, headers=HTML)
+        assert page.status_code == 200
+        assert 'href="/train"' not in page.text and 'id="upload"' not in page.text, path
+    answer = api.post("/train", data={"dataset": "x", "csrf": csrf(api)}, headers=HTML)
+    assert answer.status_code == 403 and "may only read" in answer.text
+
+
+def _push(platform: Platform, token: str, name: str, frame: pd.DataFrame) -> None:
+    platform.client(token).datasets.push(frame, name=name)
+
+
+def test_user_strings_render_as_text(api: TestClient, platform: Platform) -> None:
+    evil = "<img src=x onerror=alert(1)>"
+    frame = pd.DataFrame({evil: [1.0, 2.0, 3.0, 4.0] * 5, "label": ["a", "b"] * 10})
+    _push(platform, platform.admin, "xss", frame)
+    sign_in(api, platform.admin)
+
+    page = api.get("/datasets/xss", headers=HTML)
+
+    assert page.status_code == 200
+    assert evil not in page.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
+
+
+def test_a_dataset_page_draws_its_profile(api: TestClient, platform: Platform) -> None:
+    frame = pd.DataFrame(
+        {
+            "age": [float(a) for a in range(40)],
+            "colour": ["red", "blue"] * 20,
+            "label": ["y", "n"] * 20,
+        }
+    )
+    platform.client(platform.admin).datasets.push(frame, name="people", target="label")
+    sign_in(api, platform.admin)
+
+    page = api.get("/datasets/people", headers=HTML)
+
+    assert page.status_code == 200
+    assert page.text.count('<tr class="column">') == 3
+    assert 'class="chart histogram"' in page.text, "a numeric column gets its histogram"
+    assert 'class="chart bars"' in page.text, "class balance and top values are drawn"
+    listing = api.get("/datasets", headers=HTML)
+    assert 'href="/datasets/people"' in listing.text
+
+
+def test_another_workspaces_resources_never_appear(api: TestClient, platform: Platform) -> None:
+    other_admin = platform.workspace("other")
+    _push(platform, other_admin, "secret-data", pd.DataFrame({"x": [1.0, 2.0] * 10}))
+    sign_in(api, platform.admin)
+
+    assert "secret-data" not in api.get("/datasets", headers=HTML).text
+    page = api.get("/datasets/secret-data", headers=HTML)
+    assert page.status_code == 404 and "secret-data" in page.text  # named as asked, not shown
+
+
+def test_the_train_form_submits_a_job_and_its_page_follows_it(
+    api: TestClient, platform: Platform
+) -> None:
+    frame = pd.DataFrame({"x": [float(i) for i in range(60)], "label": ["a", "b", "c"] * 20})
+    platform.client(platform.admin).datasets.push(frame, name="toy", target="label")
+    sign_in(api, platform.admin)
+    form = api.get("/train?dataset=toy", headers=HTML)
+    assert '<option value="toy" selected>' in form.text
+
+    answer = api.post(
+        "/train",
+        data={"dataset": "toy", "algorithm": "auto", "time_budget_s": "30", "csrf": csrf(api)},
+        headers=HTML,
+        follow_redirects=False,
+    )
+
+    assert answer.status_code == 303
+    job_id = answer.headers["location"].removeprefix("/jobs/")
+    page = api.get(f"/jobs/{job_id}", headers=HTML)
+    assert page.status_code == 200 and f"Job {job_id}" in page.text
+    assert f'hx-get="/jobs/{job_id}/live"' in page.text, "a queued job's page refreshes itself"
+    live = api.get(f"/jobs/{job_id}/live", headers=HTML)
+    assert live.text.lstrip().startswith('<div id="live"')
+    listing = api.get("/jobs?state=queued", headers=HTML)
+    assert f'href="/jobs/{job_id}"' in listing.text
+    events = platform.client(platform.admin).audit.list(action="console.train")
+    assert events and events[0].resource == f"job/{job_id}"
+
+
+def test_a_bad_train_form_says_what_is_wrong(api: TestClient, platform: Platform) -> None:
+    sign_in(api, platform.admin)
+    answer = api.post("/train", data={"dataset": "nothing", "csrf": csrf(api)}, headers=HTML)
+    assert answer.status_code == 422 and 'role="alert"' in answer.text
+    assert "nothing" in answer.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/htmx.min.js", "/static/console.js", "/static/console.css"]
+)
+def test_the_static_files_are_served(api: TestClient, path: str) -> None:
+    assert api.get(path).status_code == 200
