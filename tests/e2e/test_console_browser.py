@@ -140,6 +140,27 @@ def test_start_automl_from_the_form_and_watch_it_live(page: Any, server: ServerP
     with Client(server.url, server.token) as client:
         assert client.jobs.get(job_id).state == "succeeded"
 
+    # Deploy it from its page, then ask the try-it form for an answer and its attributions.
+    page.fill('#deploy input[name="deployment"]', "iris-console")
+    page.click('#deploy button[type="submit"]')
+    try:
+        assert page.locator("#token code").inner_text().startswith("lep_"), "shown once"
+        page.wait_for_function(
+            "() => document.querySelector('#deployment-state').textContent === 'ready'",
+            timeout=120_000,
+        )
+        row = frame.drop(columns="species").iloc[120]
+        for column, value in row.items():
+            page.fill(f'input[name="col:{column}"]', str(value))
+        page.click('#try button[type="submit"]')
+        page.wait_for_selector("#attributions svg.bars")
+        assert page.locator("#prediction").inner_text() in ("setosa", "versicolor", "virginica")
+        assert page.locator("#attributions svg.bars rect").count() == 4, "one bar per feature"
+        snap(page, "try-it")
+    finally:
+        with Client(server.url, server.token) as client:
+            client.deployments.delete("iris-console")
+
 
 def test_a_viewer_sees_no_write_controls(page: Any, server: ServerProcess) -> None:
     with Client(server.url, server.token) as client:

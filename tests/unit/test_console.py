@@ -4,7 +4,7 @@ workspace isolation, escaping, and the pages a user reads."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import pytest
@@ -195,3 +195,50 @@ def test_a_bad_train_form_says_what_is_wrong(api: TestClient, platform: Platform
 )
 def test_the_static_files_are_served(api: TestClient, path: str) -> None:
     assert api.get(path).status_code == 200
+
+
+def test_a_model_deploys_from_its_page_and_try_it_reports_a_replica_that_does_not_answer(
+    api: TestClient, platform: Platform
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "label": ["a", "a", "b", "b"]})
+    client = platform.client(platform.admin)
+    client.models.register("tiny", LogisticRegression().fit(frame[["x"]], frame["label"]))
+    sign_in(api, platform.admin)
+    token = csrf(api)
+    page = api.get("/models/tiny", headers=HTML)
+    assert 'id="deploy"' in page.text
+
+    deployed = api.post(
+        "/models/tiny/deploy",
+        data={"version": "1", "deployment": "tiny-web", "csrf": token},
+        headers=HTML,
+    )
+
+    assert deployed.status_code == 201
+    assert re.search(r'id="token">Inference token, shown only now: <code>lep_', deployed.text)
+    assert 'name="col:x"' in deployed.text, "the try-it form is built from the signature"
+    assert client.deployments.get("tiny-web").model == "tiny@1"
+    # No supervisor runs in this app, so no replica answers: the page says so, no 5xx.
+    tried = api.post(
+        "/deployments/tiny-web/try", data={"col:x": "2.5", "csrf": token}, headers=HTML
+    )
+    assert tried.status_code == 200
+    assert "does not answer" in tried.text and 'value="2.5"' in tried.text
+    gone = api.post(
+        "/deployments/tiny-web/delete", data={"csrf": token}, headers=HTML, follow_redirects=False
+    )
+    assert gone.status_code == 303
+
+
+def test_replicas_accept_the_control_planes_own_bearer_for_their_deployment_only(
+    control: Any,
+) -> None:
+    from lepton.serving.auth import TokenCheck, token_hash
+
+    one, other = control.deployments.console_bearer("d1"), control.deployments.console_bearer("d2")
+    assert one != other and one == control.deployments.console_bearer("d1")
+    check = TokenCheck([token_hash(one)])
+    assert check.allows(f"Bearer {one}".encode())
+    assert not check.allows(f"Bearer {other}".encode())

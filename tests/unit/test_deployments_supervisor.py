@@ -145,8 +145,16 @@ def test_replicas_start_on_one_shared_port_with_the_model_and_the_token_hash(
         assert replica.arg("--port") == created.url.rsplit(":", 1)[1]
         assert "--reuse-port" in replica.launch.args and "--public" not in replica.launch.args
         assert replica.arg("--max-batch-size") == "16"
+        # The inference token's hash, and the hash of the control plane's own bearer for
+        # this deployment (the console's try-it form calls with it).
+        own = supervisor.deployments.console_bearer(created.id)
         assert replica.launch.env == {
-            "LEPTON_REPLICA_TOKEN_HASHES": hashlib.sha256(secret.encode()).hexdigest()
+            "LEPTON_REPLICA_TOKEN_HASHES": ",".join(
+                [
+                    hashlib.sha256(secret.encode()).hexdigest(),
+                    hashlib.sha256(own.encode()).hexdigest(),
+                ]
+            )
         }
         model_dir = Path(replica.arg("--model-dir"))
         assert json.loads((model_dir / "config.json").read_text()) == {"algorithm": "logistic"}

@@ -34,7 +34,7 @@ from lepton.control.plane import Control
 from lepton.control.tokens import Principal
 from lepton.enums import JobState
 from lepton.errors import LeptonError
-from lepton.schemas import JobCreate, TrainSpec
+from lepton.schemas import DeploymentCreate, DeploymentUpdate, JobCreate, TrainSpec
 from lepton.server.state import get_control
 
 __all__ = ["CSP", "router", "static_app"]
@@ -336,6 +336,128 @@ def model_card(
 
 _CARD_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-ancestors 'none'"
 """The card page is static HTML with its own inline style and no script at all."""
+
+
+@router.post("/models/{name}/deploy", name="console.model_deploy")
+async def deploy(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    """Serve a version; the page that answers shows the inference token, this once."""
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    form = await request.form()
+    version = str(form.get("version") or "latest")
+    wanted = str(form.get("deployment") or "").strip() or None
+    replicas = int(str(form.get("replicas") or "1"))
+    request.state.audit_resource = f"deployment/{wanted or name}"
+    created = control.deployments.create(
+        me, DeploymentCreate(name=wanted, model=f"{name}@{version}", replicas=replicas)
+    )
+    request.state.audit_resource = f"deployment/{created.name}"
+    parts = {**_deployment_parts(control, me, created.name), "token": created.token}
+    return _render(request, "deployment.html", me, status_code=201, **parts)
+
+
+# --- deployments -------------------------------------------------------------------------------
+
+
+@router.get("/deployments", name="console.deployments")
+def deployments(
+    request: Request, after: str | None = None, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    page = control.deployments.list(me, _page(after))
+    return _render(request, "deployments.html", me, page=page)
+
+
+@router.get("/deployments/{name}", name="console.deployment")
+def deployment(
+    request: Request, name: str, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    return _render(request, "deployment.html", me, **_deployment_parts(control, me, name))
+
+
+@router.get("/deployments/{name}/live", name="console.deployment_live")
+def deployment_live(
+    request: Request, name: str, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    me = _session(request)
+    return _render(request, "deployment_live.html", me, **_deployment_parts(control, me, name))
+
+
+def _deployment_parts(control: Control, me: Principal, name: str) -> dict[str, Any]:
+    served = control.deployments.get(me, name)
+    signature: dict[str, Any] = {}
+    if served.model:
+        model_name, _, number = served.model.rpartition("@")
+        signature = control.models.version(me, model_name, number).signature
+    log = control.deployments.logs(me, name, 0).text[-8_000:]
+    inputs = signature.get("inputs")
+    columns = [c for c in inputs if isinstance(c, dict)] if isinstance(inputs, list) else None
+    return {"deployment": served, "columns": columns, "log": log, "answer": None, "token": None}
+
+
+@router.post("/deployments/{name}/scale", name="console.deployment_scale")
+async def scale(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    form = await request.form()
+    request.state.audit_resource = f"deployment/{name}"
+    replicas = int(str(form.get("replicas") or "1"))
+    control.deployments.update(me, name, DeploymentUpdate(replicas=replicas))
+    return RedirectResponse(f"/deployments/{quote(name)}", status_code=303)
+
+
+@router.post("/deployments/{name}/delete", name="console.deployment_delete")
+async def delete_deployment(
+    request: Request, name: str, control: Control = Depends(get_control)
+) -> Response:
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    request.state.audit_resource = f"deployment/{name}"
+    control.deployments.delete(me, name)
+    return RedirectResponse("/deployments", status_code=303)
+
+
+@router.post("/deployments/{name}/try", name="console.deployment_try")
+async def try_it(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    """One row from the form through the deployment's ``/predict`` and ``/explain``; the
+    answer and the attributions are drawn on its page. Needs a role that may write: it uses
+    the deployment as the control plane, which a viewer's token could not."""
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    parts = _deployment_parts(control, me, name)
+    form = await request.form()
+    row = {
+        str(c["name"]): _value(str(form.get(f"col:{c['name']}", "")), str(c.get("dtype", "")))
+        for c in parts["columns"] or []
+    }
+    answer: dict[str, Any] = {"row": row}
+    try:
+        answer["predict"] = control.deployments.call(me, name, "/predict", {"rows": [row]})
+        answer["explain"] = control.deployments.call(me, name, "/explain", {"rows": [row]})
+        first = answer["explain"]["rows"][0]
+        ranked = sorted(
+            zip(first["names"], first["attributions"], strict=True), key=lambda kv: -abs(kv[1])
+        )
+        answer["ranked"] = ranked[:15]
+    except LeptonError as exc:
+        answer["error"] = message_of(exc)
+    parts["answer"] = answer
+    return _render(request, "deployment.html", me, **parts)
+
+
+def _value(text: str, dtype: str) -> Any:
+    """A form field as the column's type: numbers for numeric columns, else the text."""
+    if dtype in ("string", "object", "str", "category"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 # --- the audit log -----------------------------------------------------------------------------

@@ -10,11 +10,13 @@ model version or photon it serves), are decided here.
 from __future__ import annotations
 
 import builtins
+import hmac
 import json
 import re
 import socket
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -25,7 +27,7 @@ from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.photons import PhotonService
 from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
-from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from lepton.schemas import (
     DEPLOYMENT_NAME_PATTERN,
     Deployment,
@@ -82,6 +84,7 @@ class DeploymentService:
         self.models = models
         self.photons = photons
         self.secrets = secrets
+        self._key: bytes | None = None
         models.users.append(self._serving_version)
         photons.users.append(self._serving_photons)
         secrets.users.append(self._using_secret)
@@ -109,6 +112,65 @@ class DeploymentService:
     def get(self, principal: Principal, name: str) -> Deployment:
         with self.ctx.sessions() as session:
             return self.view(session, self.deployment_row(session, principal, name))
+
+    def console_bearer(self, deployment_id: str) -> str:
+        """The bearer the control plane itself calls a deployment's replicas with (the
+        console's try-it form). Derived from the control plane's key, never stored; replicas
+        get only its hash, so a replica cannot mint it for another deployment."""
+        if self._key is None:
+            from lepton.store.crypto import load_or_create_key
+
+            self._key = load_or_create_key(self.ctx.settings)
+        mac = hmac.new(self._key, b"lepton-console-call:" + deployment_id.encode(), "sha256")
+        return "lepc_" + mac.hexdigest()
+
+    def call(
+        self,
+        principal: Principal,
+        name: str,
+        path: str,
+        body: dict[str, Any],
+        query: dict[str, str] | None = None,
+    ) -> Any:
+        """POST ``body`` to ``path`` (``/predict``, ``/explain``) on the deployment's replicas,
+        as the control plane; returns the replica's JSON answer.
+
+        Raises:
+            ServiceUnavailable: no replica answers.
+            LeptonError: the replica's own refusal (a bad input), with its message.
+        """
+        import httpx
+
+        deployment = self.get(principal, name)
+        headers = (
+            {}
+            if deployment.public
+            else {"Authorization": f"Bearer {self.console_bearer(deployment.id)}"}
+        )
+        try:
+            answer = httpx.post(
+                deployment.url + path,
+                json=body,
+                params=query or {},
+                headers=headers,
+                timeout=deployment.timeout_s + 5,
+            )
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"deployment '{name}' does not answer at {deployment.url} ({type(exc).__name__})",
+                fix=f"wait until it is ready: lepton deployment show {name}",
+            ) from None
+        data = (
+            answer.json()
+            if answer.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        if answer.status_code >= 400:
+            error = data.get("error", {}) if isinstance(data, dict) else {}
+            message = str(error.get("message") or f"the replica answered HTTP {answer.status_code}")
+            kind = InvalidRequest if answer.status_code < 500 else ServiceUnavailable
+            raise kind(message, fix=str(error.get("fix") or ""))
+        return data
 
     def create(self, principal: Principal, body: DeploymentCreate) -> DeploymentCreated:
         """Serve a model version or a photon. The answer holds the inference token (unless

@@ -78,6 +78,7 @@ class Supervisor(Reconciler):
         super().__init__(control.ctx, interval_s=interval_s, log=log, now=now)
         self.tokens = control.tokens
         self.secrets = control.secrets
+        self.deployments = control.deployments
         self.executor = executor
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
@@ -279,7 +280,9 @@ class Supervisor(Reconciler):
         token = session.get(TokenRow, deployment.token_id)
         if token is None or token.revoked_at is not None:
             return []
-        return [token.secret_hash]
+        from lepton.serving.auth import token_hash
+
+        return [token.secret_hash, token_hash(self.deployments.console_bearer(deployment.id))]
 
     def _drain(self, session: Session, deployment: DeploymentRow, replica: ReplicaRow) -> None:
         if replica.pid is None:  # crashed, waiting for its restart: nothing runs

@@ -116,12 +116,16 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = ServerError(
         f"internal error: {type(exc).__name__}",
         fix="this is a bug in Lepton; please report it with the server log",
     )
+    if wants_page(request):
+        from lepton.console.views import error_page
+
+        return error_page(request, error)
     return _error(500, ErrorDetail(**error.to_dict()))
 
 
