@@ -137,6 +137,8 @@ def test_start_automl_from_the_form_and_watch_it_live(page: Any, server: ServerP
     page.click("#job-model")
     page.wait_for_url("**/models/iris?version=*")
     assert "## Evaluation" in page.locator("pre.card").inner_text()
+    assert page.locator("svg.lineage rect.node").count() == 3, "dataset, job and model"
+    snap(page, "model-page")
     with Client(server.url, server.token) as client:
         assert client.jobs.get(job_id).state == "succeeded"
 

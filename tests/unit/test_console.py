@@ -242,3 +242,57 @@ def test_replicas_accept_the_control_planes_own_bearer_for_their_deployment_only
     check = TokenCheck([token_hash(one)])
     assert check.allows(f"Bearer {one}".encode())
     assert not check.allows(f"Bearer {other}".encode())
+
+
+def test_admins_create_and_revoke_tokens_and_nobody_else_sees_the_page(
+    api: TestClient, platform: Platform
+) -> None:
+    editor = platform.token(platform.admin, role="editor")
+    sign_in(api, editor)
+    assert 'href="/tokens"' not in api.get("/", headers=HTML).text
+    assert api.get("/tokens", headers=HTML).status_code == 403
+
+    sign_in(api, platform.admin)
+    made = api.post(
+        "/tokens", data={"name": "ci-bot", "role": "viewer", "csrf": csrf(api)}, headers=HTML
+    )
+    assert made.status_code == 201
+    secret = re.search(r'id="created">.*?<code>(lep_[^<]+)</code>', made.text)
+    assert secret, made.text[:800]
+    assert platform.client(secret.group(1)).datasets.list() == []  # the new token works
+    token_id = secret.group(1).split("_")[1]
+    gone = api.post(
+        f"/tokens/{token_id}/revoke", data={"csrf": csrf(api)}, headers=HTML, follow_redirects=False
+    )
+    assert gone.status_code == 303
+    assert "ci-bot" not in api.get("/tokens", headers=HTML).text
+    events = api.get("/audit?action=console.token_revoke", headers=HTML).text
+    assert f"token/{token_id}" in events and "console.train" not in events
+
+
+def test_a_model_page_points_aliases_compares_versions_and_draws_its_lineage(
+    api: TestClient, platform: Platform
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "label": ["a", "a", "b", "b"]})
+    client = platform.client(platform.admin)
+    for c in (1.0, 0.1):
+        client.models.register(
+            "tiny", LogisticRegression(C=c).fit(frame[["x"]], frame["label"]), metrics={"auc": c}
+        )
+    sign_in(api, platform.admin)
+
+    pointed = api.post(
+        "/models/tiny/alias",
+        data={"version": "2", "alias": "production", "csrf": csrf(api)},
+        headers=HTML,
+    )
+    assert (
+        pointed.status_code == 200 and '<strong class="alias">production</strong>' in pointed.text
+    )
+    assert client.models.get("tiny@production").version == 2
+    assert 'class="chart lineage"' in pointed.text and "tiny@2" in pointed.text
+    compared = api.get("/models/tiny/compare?a=1&b=2", headers=HTML)
+    assert compared.status_code == 200
+    assert compared.text.count('<tr class="metric">') == 1 and "-0.9000" in compared.text

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["bars", "histogram", "lines"]
+__all__ = ["bars", "histogram", "lineage", "lines"]
 
 _PALETTE = ("#2f6fdf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285")
 
@@ -102,4 +103,61 @@ def lines(series: Mapping[str, Sequence[tuple[int, float]]], *, width: int = 480
         f'<svg class="chart lines" role="img" viewBox="0 0 {width} {total}" width="{width}" '
         f'height="{total}"><rect x="0" y="0" width="{width}" height="{height}" fill="none" '
         f'stroke="#ccc"/>{"".join(parts)}{"".join(legend)}</svg>'
+    )
+
+
+_COLUMNS = ("dataset_version", "job", "model_version", "deployment")
+_LINKS = {"dataset_version": "/datasets/{name}?version={version}", "job": "/jobs/{ref}",
+          "model_version": "/models/{name}?version={version}", "deployment": "/deployments/{ref}"}  # fmt: skip
+
+
+def lineage(nodes: Sequence[Any], edges: Sequence[Any], root: str) -> Markup:
+    """The lineage graph left to right: datasets, jobs, models, deployments, one column each,
+    edges as lines, every node a link to its page and the one asked about outlined."""
+    box_w, box_h, gap_x, gap_y = 170, 34, 60, 14
+    columns: dict[str, list[Any]] = {kind: [] for kind in _COLUMNS}
+    for node in nodes:
+        columns.setdefault(node.kind, []).append(node)
+    where: dict[str, tuple[float, float]] = {}
+    for c, kind in enumerate(columns):
+        for r, node in enumerate(columns[kind]):
+            where[node.id] = (c * (box_w + gap_x), r * (box_h + gap_y))
+    parts = []
+    for edge in edges:
+        if edge.source in where and edge.target in where:
+            (x1, y1), (x2, y2) = where[edge.source], where[edge.target]
+            if x1 == x2:  # within one column (a derived dataset, a parent model): a side arc
+                parts.append(
+                    f'<path d="M{x1 + box_w:.0f},{y1 + box_h / 2:.0f} C{x1 + box_w + 30:.0f},'
+                    f"{y1 + box_h / 2:.0f} {x2 + box_w + 30:.0f},{y2 + box_h / 2:.0f} "
+                    f'{x2 + box_w:.0f},{y2 + box_h / 2:.0f}" fill="none" stroke="#8a94a6">'
+                    f"<title>{escape(edge.relation)}</title></path>"
+                )
+            else:
+                parts.append(
+                    f'<line x1="{x1 + box_w:.0f}" y1="{y1 + box_h / 2:.0f}" x2="{x2:.0f}" '
+                    f'y2="{y2 + box_h / 2:.0f}" stroke="#8a94a6"><title>{escape(edge.relation)}'
+                    "</title></line>"
+                )
+    for node in nodes:
+        x, y = where[node.id]
+        name, _, version = str(node.ref).partition("@")
+        href = _LINKS.get(node.kind, "").format(
+            name=escape(name), version=escape(version.lstrip("v")), ref=escape(node.ref)
+        )
+        stroke = ' stroke="#1d2330" stroke-width="2"' if node.id == root else ' stroke="#c5cbd6"'
+        parts.append(
+            f'<a href="{href}"><rect class="node {escape(node.kind)}" x="{x:.0f}" y="{y:.0f}" '
+            f'width="{box_w}" height="{box_h}" rx="4" fill="#f1f4f9"{stroke}/>'
+            f'<text x="{x + 8:.0f}" y="{y + 14:.0f}" font-size="10" fill="#6b7385">'
+            f"{escape(node.kind.replace('_', ' '))}</text>"
+            f'<text x="{x + 8:.0f}" y="{y + 28:.0f}" font-size="12">{escape(str(node.ref)[:24])}'
+            "</text></a>"
+        )
+    rows = max((len(v) for v in columns.values()), default=1)
+    width = len(columns) * (box_w + gap_x)
+    height = max(rows, 1) * (box_h + gap_y) + 10
+    return Markup(
+        f'<svg class="chart lineage" role="img" viewBox="-2 -2 {width} {height}" width="{width}" '
+        f'height="{height}">{"".join(parts)}</svg>'
     )

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.staticfiles import StaticFiles
 
 from lepton import __version__
@@ -32,9 +33,16 @@ from lepton.console.session import (
 from lepton.control.paging import PageRequest
 from lepton.control.plane import Control
 from lepton.control.tokens import Principal
-from lepton.enums import JobState
-from lepton.errors import LeptonError
-from lepton.schemas import DeploymentCreate, DeploymentUpdate, JobCreate, TrainSpec
+from lepton.enums import JobState, Outcome
+from lepton.errors import InvalidRequest, LeptonError, PermissionDenied
+from lepton.schemas import (
+    DeploymentCreate,
+    DeploymentUpdate,
+    JobCreate,
+    Role,
+    TokenCreate,
+    TrainSpec,
+)
 from lepton.server.state import get_control
 
 __all__ = ["CSP", "router", "static_app"]
@@ -321,7 +329,36 @@ def model(
     chosen = control.models.version(me, name, version)
     versions = control.models.versions(me, name, PageRequest(limit=50)).items
     card = control.models.card(me, name, str(chosen.version), html=False)
-    return _render(request, "model.html", me, model=chosen, versions=versions, card=card)
+    graph = control.lineage.of_model(me, chosen.ref)
+    return _render(
+        request, "model.html", me, model=chosen, versions=versions, card=card, graph=graph
+    )
+
+
+@router.post("/models/{name}/alias", name="console.model_alias")
+async def alias(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    form = await request.form()
+    version, label = str(form.get("version", "")), str(form.get("alias", "")).strip()
+    request.state.audit_resource = f"model/{name}@{label}"
+    control.models.set_alias(me, name, version, label)
+    return RedirectResponse(f"/models/{quote(name)}?version={quote(version)}", status_code=303)
+
+
+@router.get("/models/{name}/compare", name="console.model_compare")
+def compare(
+    request: Request, name: str, a: str, b: str, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    """Two versions side by side: metrics (with the difference), parameters, lineage."""
+    me = _session(request)
+    left, right = control.models.version(me, name, a), control.models.version(me, name, b)
+    metrics = sorted(set(left.metrics) | set(right.metrics))
+    params = sorted(set(left.params) | set(right.params))
+    return _render(
+        request, "compare.html", me, left=left, right=right, metrics=metrics, params=params
+    )
 
 
 @router.get("/models/{name}/card", name="console.model_card")
@@ -465,13 +502,89 @@ def _value(text: str, dtype: str) -> Any:
 
 @router.get("/audit", name="console.audit")
 def audit(
-    request: Request, after: str | None = None, control: Control = Depends(get_control)
+    request: Request,
+    action: str | None = None,
+    actor: str | None = None,
+    outcome: Outcome | None = None,
+    after: str | None = None,
+    control: Control = Depends(get_control),
 ) -> HTMLResponse:
     from lepton.control.audit import AuditFilter
 
     me = _session(request)
-    page = control.audit.list(me, AuditFilter(), _page(after))
-    return _render(request, "audit.html", me, page=page)
+    where = AuditFilter(action=action or None, actor=actor or None, outcome=outcome)
+    page = control.audit.list(me, where, _page(after))
+    query = "&".join(
+        f"{k}={quote(str(v))}"
+        for k, v in (("action", action), ("actor", actor), ("outcome", outcome))
+        if v
+    )
+    return _render(
+        request, "audit.html", me, page=page, where=where, query=query, outcomes=list(Outcome)
+    )
+
+
+# --- tokens (admins) ---------------------------------------------------------------------------
+
+
+def _admin(me: Principal) -> None:
+    if not me.has("admin"):
+        raise PermissionDenied(
+            f"{me.describe()} may not manage tokens", fix="sign in with an admin token"
+        )
+
+
+@router.get("/tokens", name="console.tokens")
+def tokens(request: Request, control: Control = Depends(get_control)) -> HTMLResponse:
+    me = _session(request)
+    _admin(me)
+    listed = control.tokens.list(me, PageRequest(limit=200)).items
+    return _render(request, "tokens.html", me, tokens=listed, created=None, roles=list(Role))
+
+
+@router.post("/tokens", name="console.token_create")
+async def token_create(request: Request, control: Control = Depends(get_control)) -> Response:
+    """A new token; the page that answers shows its secret, this once."""
+    me = _session(request)
+    await check_csrf(request)
+    _admin(me)
+    form = await request.form()
+    days = str(form.get("expires_days") or "").strip()
+    try:
+        body = TokenCreate(
+            name=str(form.get("name", "")),
+            role=Role(str(form.get("role") or "viewer")),
+            expires_in=int(float(days) * 86400) if days else None,
+        )
+    except (ValueError, ValidationError) as exc:
+        raise InvalidRequest(
+            f"the token form is not valid: {str(exc).splitlines()[0]}",
+            fix="names are letters, digits and . _ @ -; expiry in days",
+        ) from None
+    created = control.tokens.create(me, body)
+    request.state.audit_resource = f"token/{created.id}"
+    listed = control.tokens.list(me, PageRequest(limit=200)).items
+    return _render(
+        request,
+        "tokens.html",
+        me,
+        status_code=201,
+        tokens=listed,
+        created=created,
+        roles=list(Role),
+    )
+
+
+@router.post("/tokens/{token_id}/revoke", name="console.token_revoke")
+async def token_revoke(
+    request: Request, token_id: str, control: Control = Depends(get_control)
+) -> Response:
+    me = _session(request)
+    await check_csrf(request)
+    _admin(me)
+    request.state.audit_resource = f"token/{token_id}"
+    control.tokens.revoke(me, token_id)
+    return RedirectResponse("/tokens", status_code=303)
 
 
 def sign_in_redirect(request: Request, exc: SignInNeeded) -> Response:
