@@ -295,7 +295,10 @@ def test_run_a_script_that_logs_and_saves_a_model(lepton: Cli, script_run: Resul
     points = json.loads(ok(lepton("job", "metrics", found.group(1), "--json")).out)
     assert [(p["step"], p["name"]) for p in points] == [(i, "train_accuracy") for i in range(3)]
     shown = flat(ok(lepton("model", "show", "bc-script")).out)
-    assert "bc-script@1: custom:Pipeline (sklearn), classification, trained on breast-cancer@v1" in shown
+    assert (
+        "bc-script@1: custom:Pipeline (sklearn), classification, trained on breast-cancer@v1"
+        in shown
+    )
 
 
 def test_run_a_script_whose_process_dies_exits_1_naming_the_exit_code(
