@@ -296,3 +296,35 @@ def test_a_model_page_points_aliases_compares_versions_and_draws_its_lineage(
     compared = api.get("/models/tiny/compare?a=1&b=2", headers=HTML)
     assert compared.status_code == 200
     assert compared.text.count('<tr class="metric">') == 1 and "-0.9000" in compared.text
+
+
+def test_a_jobs_page_costs_the_same_queries_however_many_datasets_its_jobs_read(
+    api: TestClient, platform: Platform, control: Any
+) -> None:
+    from sqlalchemy import event
+
+    client = platform.client(platform.admin)
+    for i in range(6):
+        frame = pd.DataFrame({"x": [float(j + i) for j in range(30)], "label": ["a", "b"] * 15})
+        client.datasets.push(frame, name=f"d{i}", target="label")
+    sign_in(api, platform.admin)
+
+    def queries_for_jobs_page() -> int:
+        seen: list[str] = []
+
+        def count(*args: Any) -> None:
+            seen.append(str(args[2]))
+
+        event.listen(control.ctx.engine, "before_cursor_execute", count)
+        try:
+            assert api.get("/jobs", headers=HTML).status_code == 200
+        finally:
+            event.remove(control.ctx.engine, "before_cursor_execute", count)
+        return len(seen)
+
+    client.jobs.train("d0", algorithm="logistic_regression")
+    one_dataset = queries_for_jobs_page()
+    for i in range(1, 6):
+        client.jobs.train(f"d{i}", algorithm="logistic_regression")
+    six_datasets = queries_for_jobs_page()
+    assert six_datasets == one_dataset, "no query per row"

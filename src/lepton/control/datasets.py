@@ -16,10 +16,11 @@ import json
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -138,6 +139,21 @@ class DatasetService:
         row = session.get(DatasetVersionRow, version_id)
         dataset = session.get(DatasetRow, row.dataset_id) if row else None
         return f"{dataset.name}@v{row.version}" if row and dataset else None
+
+    def load_refs(self, session: Session, version_ids: Iterable[str | None]) -> builtins.list[Any]:
+        """Load the versions (and their datasets) behind ``version_ids`` into ``session`` in
+        two queries, so :meth:`ref` answers each from the session without another. The
+        session holds its rows weakly: keep the list returned while the refs are read."""
+        wanted = {v for v in version_ids if v}
+        if not wanted:
+            return []
+        rows: builtins.list[Any] = list(
+            session.scalars(select(DatasetVersionRow).where(DatasetVersionRow.id.in_(wanted)))
+        )
+        parents = {r.dataset_id for r in rows}
+        if parents:
+            rows += session.scalars(select(DatasetRow).where(DatasetRow.id.in_(parents)))
+        return rows
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 from pydantic import TypeAdapter
@@ -162,6 +163,7 @@ class JobService:
         query = select(JobRow).where(JobRow.workspace_id == principal.workspace_id)
         if state is not None:
             query = query.where(JobRow.state == state.value)
+        held: builtins.list[Any] = []  # the prefetched rows, alive while the views are made
         with self.ctx.sessions() as session:
             return paged(
                 session,
@@ -171,6 +173,9 @@ class JobService:
                 lambda r: self.view(session, r),
                 descending=True,
                 parse=lambda v: [datetime.fromisoformat(str(v[0])), v[1]],
+                prefetch=lambda rows: held.extend(
+                    self.datasets.load_refs(session, (r.dataset_version_id for r in rows))
+                ),
             )
 
     def get(self, principal: Principal, job_id: str) -> Job:
