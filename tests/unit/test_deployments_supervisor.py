@@ -412,3 +412,17 @@ def test_after_a_restart_live_replicas_are_reattached_and_lost_ones_restarted(
     clock.advance(1.1)
     again.reconcile_once()
     assert len(fresh.history) == 1 and fresh.history[0].startswith("start 800")
+
+
+def test_a_rolled_deployment_is_updating_until_the_old_generation_has_drained() -> None:
+    from types import SimpleNamespace
+
+    from lepton.control.deployments import _summary
+
+    row = SimpleNamespace(state="active", generation=2, replicas=1, error_message=None)
+    new = SimpleNamespace(generation=2, state="ready")
+    old = SimpleNamespace(generation=1, state="draining")
+    assert _summary(row, [new, old], ready=1) == "updating", "the old one still answers"
+    assert _summary(row, [new], ready=1) == "ready"
+    scaled_down = SimpleNamespace(generation=2, state="draining")
+    assert _summary(row, [new, scaled_down], ready=1) == "ready", "same version either way"

@@ -474,9 +474,11 @@ def _summary(
 ) -> DeploymentState:
     if row.state == "deleting":
         return DeploymentState.deleting
-    active = [r for r in replicas if r.state != ReplicaState.draining]
-    if any(r.generation != row.generation for r in active):
+    # An older generation still running, draining or not, still answers some requests with
+    # what it serves: the update is not done until it is gone.
+    if any(r.generation != row.generation for r in replicas):
         return DeploymentState.updating
+    active = [r for r in replicas if r.state != ReplicaState.draining]
     crashed = any(r.state == ReplicaState.crashed for r in active)
     if ready >= row.replicas and not crashed:
         return DeploymentState.ready
