@@ -260,18 +260,28 @@ async def cancel(
 def train_form(
     request: Request, dataset: str | None = None, control: Control = Depends(get_control)
 ) -> HTMLResponse:
-    me = _session(request)
+    return _train_page(request, _session(request), control, dataset, None)
+
+
+def _train_page(
+    request: Request,
+    me: Principal,
+    control: Control,
+    chosen: str | None,
+    error: str | None,
+    status_code: int = 200,
+) -> HTMLResponse:
     from lepton.algorithms.registry import list_algorithms
 
-    names = control.datasets.list(me, PageRequest(limit=200)).items
     return _render(
         request,
         "train.html",
         me,
-        datasets=names,
-        chosen=dataset,
+        status_code=status_code,
+        datasets=control.datasets.list(me, PageRequest(limit=200)).items,
+        chosen=chosen,
         algorithms=[a.name for a in list_algorithms()],
-        error=None,
+        error=error,
     )
 
 
@@ -292,19 +302,8 @@ async def train(request: Request, control: Control = Depends(get_control)) -> Re
         )
         job = control.jobs.submit(me, JobCreate(spec=spec))
     except (LeptonError, ValueError) as exc:
-        from lepton.algorithms.registry import list_algorithms
-
         message = message_of(exc) if isinstance(exc, LeptonError) else str(exc).splitlines()[0]
-        return _render(
-            request,
-            "train.html",
-            me,
-            status_code=422,
-            datasets=control.datasets.list(me, PageRequest(limit=200)).items,
-            chosen=fields.get("dataset"),
-            algorithms=[a.name for a in list_algorithms()],
-            error=message,
-        )
+        return _train_page(request, me, control, fields.get("dataset"), message, 422)
     request.state.audit_resource = f"job/{job.id}"
     return RedirectResponse(f"/jobs/{quote(job.id)}", status_code=303)
 
