@@ -56,3 +56,22 @@ def test_a_ragged_row_deep_in_the_file_names_its_line_and_leaves_no_table(tmp_pa
 
     assert "ragged.csv, line 5002" in caught.value.message
     assert not (tmp_path / "data.parquet").exists()
+
+
+def test_a_parquet_file_with_category_columns_is_profiled_like_text(tmp_path: Path) -> None:
+    frame = pd.DataFrame(
+        {
+            "city": pd.Categorical(["Oslo", "Rome", "Oslo", None] * 50),
+            "day": pd.Categorical(["2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"] * 50),
+            "y": [0, 1] * 100,
+        }
+    )
+    source = tmp_path / "cats.parquet"
+    frame.to_parquet(source)
+
+    result = ingest(source, "cats.parquet", tmp_path)
+
+    kinds = {c.name: c.kind.value for c in result.analysis.columns}
+    assert kinds == {"city": "categorical", "day": "datetime", "y": "numeric"}
+    city = next(p for p in result.analysis.profile.column_profiles if p.name == "city")
+    assert city.nulls == 50 and city.distinct == 2

@@ -103,9 +103,11 @@ def read_column(pf: pq.ParquetFile, name: str) -> pa.ChunkedArray:
 
 
 def iter_column(pf: pq.ParquetFile, name: str, batch_size: int = 1024) -> Iterator[pa.Array]:
-    """One column in batches, for columns too big to hold at once (images)."""
+    """One column in batches, for columns too big to hold at once (images); decoded like
+    :func:`read_column` (a category column's batches are its values, not codes)."""
     for batch in pf.iter_batches(batch_size=batch_size, columns=[name], use_threads=False):
-        yield batch.column(0)
+        col = batch.column(0)
+        yield col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def read_codes(path: Path, name: str) -> tuple[pa.Array, npt.NDArray[np.int64]]:
