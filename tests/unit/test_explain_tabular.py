@@ -306,3 +306,11 @@ def test_global_explanation_and_plot_are_deterministic() -> None:
     assert png.startswith(b"\x89PNG") and png == global_plot(again)
     with pytest.raises(InvalidRequest, match="cannot be plotted"):
         global_plot({"kind": "audio"})
+
+
+def test_a_background_with_few_distinct_rows_keeps_each_once_weighted_by_its_copies() -> None:
+    rows = pd.DataFrame({"a": [0.0, 1.0, 1.0, 2.0] * 30, "b": ["x", "y", "y", "x"] * 30})
+    summary = summarise_background(rows, 20, seed=0)
+    assert len(summary.rows) == 3
+    weight = dict(zip(summary.rows["a"], summary.weights, strict=True))
+    assert weight == pytest.approx({0.0: 0.25, 1.0: 0.5, 2.0: 0.25})

@@ -108,6 +108,12 @@ def summarise_background(
     from sklearn.cluster import KMeans
 
     points = _numeric(frame)
+    distinct, first, inverse = np.unique(points, axis=0, return_index=True, return_inverse=True)
+    if len(distinct) <= k:
+        # Few distinct rows (repeated measurements, a coarse feature): each one, weighted by
+        # its copies, is the exact summary; k-means would only warn about empty clusters.
+        weight = np.bincount(inverse.ravel(), weights=given, minlength=len(distinct))
+        return Background(frame.iloc[first].reset_index(drop=True), weight / weight.sum())
     # n_init=3: three seeded restarts; k-means++ alone occasionally strands a cluster.
     km = KMeans(n_clusters=k, n_init=3, random_state=seed).fit(points, sample_weight=given)
     chosen, shares = [], []
