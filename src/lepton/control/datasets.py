@@ -24,14 +24,14 @@ from typing import Any
 
 import anyio
 import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lepton.control.content import Content
 from lepton.control.context import Context
 from lepton.control.named import named_row
-from lepton.control.numbering import next_number
+from lepton.control.numbering import newest_versions, next_number
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.data.ingest import Analysis
@@ -160,14 +160,34 @@ class DatasetService:
     def list(self, principal: Principal, page: PageRequest) -> Page[Dataset]:
         """The workspace's datasets with their newest version."""
         query = select(DatasetRow).where(DatasetRow.workspace_id == principal.workspace_id)
+        counts: dict[str, int] = {}
+        latest: dict[str, DatasetVersionRow] = {}
+        held: builtins.list[Any] = []  # the prefetched parents, alive while the views are made
+
+        def prefetch(rows: builtins.list[DatasetRow]) -> None:
+            found, newest = newest_versions(
+                session,
+                DatasetVersionRow.dataset_id,
+                DatasetVersionRow.version,
+                [r.id for r in rows],
+            )
+            counts.update(found)
+            latest.update((r.dataset_id, r) for r in newest)
+            held.extend(self.load_refs(session, (r.parent_id for r in newest)))
+
         with self.ctx.sessions() as session:
             return paged(
-                session, query, [DatasetRow.name], page, lambda r: self._dataset_view(session, r)
+                session,
+                query,
+                [DatasetRow.name],
+                page,
+                lambda r: self._dataset_view(session, r, counts.get(r.id, 0), latest.get(r.id)),
+                prefetch=prefetch,
             )
 
     def get(self, principal: Principal, name: str) -> Dataset:
         with self.ctx.sessions() as session:
-            return self._dataset_view(session, self.dataset_row(session, principal, name))
+            return self._one_view(session, self.dataset_row(session, principal, name))
 
     def versions(self, principal: Principal, name: str, page: PageRequest) -> Page[DatasetVersion]:
         with self.ctx.sessions() as session:
@@ -390,6 +410,18 @@ class DatasetService:
             _, row = self.version_row(session, principal, name, version)
         return _split_view(self.ensure_split(row, spec))
 
+    def splits(self, principal: Principal, name: str, version: str) -> builtins.list[Split]:
+        """The splits stored with a version (every one a job or a user asked for), oldest
+        first."""
+        with self.ctx.sessions() as session:
+            _, row = self.version_row(session, principal, name, version)
+            stored = session.scalars(
+                select(SplitRow)
+                .where(SplitRow.version_id == row.id)
+                .order_by(SplitRow.created_at, SplitRow.spec_hash)
+            )
+            return [_split_view(s) for s in stored]
+
     def ensure_split(self, row: DatasetVersionRow, spec: SplitSpec) -> SplitRow:
         """The stored split of a version for ``spec``, computing and storing it the first time."""
         from lepton.data.splits import make_split
@@ -463,7 +495,7 @@ class DatasetService:
         dataset. Without ``force`` it refuses while a job or model uses one of the versions."""
         with self.ctx.sessions() as session:
             dataset = self.dataset_row(session, principal, name)
-            view = self._dataset_view(session, dataset)
+            view = self._one_view(session, dataset)
             rows = list(
                 session.scalars(
                     select(DatasetVersionRow)
@@ -574,20 +606,25 @@ class DatasetService:
             pii=PIIReport.model_validate_json(row.pii_json),
         )
 
-    def _dataset_view(self, session: Session, dataset: DatasetRow) -> Dataset:
-        versions = session.scalar(
-            select(func.count()).where(DatasetVersionRow.dataset_id == dataset.id)
+    def _one_view(self, session: Session, dataset: DatasetRow) -> Dataset:
+        counts, newest = newest_versions(
+            session, DatasetVersionRow.dataset_id, DatasetVersionRow.version, [dataset.id]
         )
-        latest = session.scalars(
-            select(DatasetVersionRow)
-            .where(DatasetVersionRow.dataset_id == dataset.id)
-            .order_by(DatasetVersionRow.version.desc())
-            .limit(1)
-        ).first()
+        return self._dataset_view(
+            session, dataset, counts.get(dataset.id, 0), newest[0] if newest else None
+        )
+
+    def _dataset_view(
+        self,
+        session: Session,
+        dataset: DatasetRow,
+        versions: int,
+        latest: DatasetVersionRow | None,
+    ) -> Dataset:
         return Dataset(
             name=dataset.name,
             created_at=dataset.created_at,
-            versions=versions or 0,
+            versions=versions,
             latest=self.version_view(session, dataset, latest) if latest else None,
         )
 

@@ -14,11 +14,12 @@ import json
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -26,7 +27,7 @@ from lepton.control.content import Content
 from lepton.control.context import Context
 from lepton.control.datasets import DatasetService
 from lepton.control.named import named_row
-from lepton.control.numbering import next_number
+from lepton.control.numbering import newest_versions, next_number
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.errors import Conflict, InvalidRequest, NotFound
@@ -155,9 +156,15 @@ class ModelService:
 
     def list(self, principal: Principal, page: PageRequest) -> Page[Model]:
         query = select(ModelRow).where(ModelRow.workspace_id == principal.workspace_id)
+        loaded = _Loaded()
         with self.ctx.sessions() as session:
             return paged(
-                session, query, [ModelRow.name], page, lambda r: self._model_view(session, r)
+                session,
+                query,
+                [ModelRow.name],
+                page,
+                lambda r: self._model_view(session, r, loaded),
+                prefetch=lambda rows: self._load_models(session, rows, loaded),
             )
 
     def get(self, principal: Principal, name: str) -> Model:
@@ -170,12 +177,14 @@ class ModelService:
             query = select(ModelVersionRow).where(
                 ModelVersionRow.model_id == model.id, ModelVersionRow.deleted_at.is_(None)
             )
+            loaded = _Loaded()
             return paged(
                 session,
                 query,
                 [ModelVersionRow.version],
                 page,
-                lambda r: self.version_view(session, model, r),
+                lambda r: self.version_view(session, model, r, loaded),
+                prefetch=lambda rows: self._load_versions(session, [model.id], rows, loaded),
             )
 
     def version(self, principal: Principal, name: str, version: str) -> ModelVersion:
@@ -202,6 +211,23 @@ class ModelService:
             return [
                 self._evaluation_view(session, model, row, e) for e in self._evals(session, row)
             ]
+
+    def explanation(self, principal: Principal, name: str, version: str) -> dict[str, Any]:
+        """The global explanation recorded at registration (what drives the model over a sample
+        of held-out rows), or ``{"not_computed": reason}``.
+
+        Raises:
+            NotFound: none was recorded (a version registered without one).
+        """
+        with self.ctx.sessions() as session:
+            model, row = self.version_row(session, principal, name, version)
+            if not row.explanations_json:
+                raise NotFound(
+                    f"model {model.name}@{row.version} has no global explanation",
+                    fix="register it from a job (lepton.save_model) or with a background sample",
+                )
+            found: dict[str, Any] = json.loads(row.explanations_json)
+            return found
 
     def card(self, principal: Principal, name: str, version: str, *, html: bool) -> str:
         """The model card, rendered from recorded facts only."""
@@ -492,7 +518,19 @@ class ModelService:
             created_at=evaluation.created_at,
         )
 
-    def version_view(self, session: Session, model: ModelRow, row: ModelVersionRow) -> ModelVersion:
+    def version_view(
+        self,
+        session: Session,
+        model: ModelRow,
+        row: ModelVersionRow,
+        loaded: _Loaded | None = None,
+    ) -> ModelVersion:
+        """``loaded``: what a page prefetched (:meth:`_load_versions`), so a page of versions
+        costs the same few queries however long it is."""
+        if loaded is None:
+            aliases = self._aliases(session, model.id, row.id)
+        else:
+            aliases = sorted(a for a, vid, _ in loaded.aliases.get(model.id, []) if vid == row.id)
         env: Any = json.loads(row.environment_json) if row.environment_json else None
         return ModelVersion(
             model=model.name,
@@ -512,28 +550,72 @@ class ModelService:
             created_at=row.created_at,
             description=row.description,
             parent=self.ref(session, row.parent_id),
-            aliases=self._aliases(session, model.id, row.id),
+            aliases=aliases,
         )
 
-    def _model_view(self, session: Session, model: ModelRow) -> Model:
-        live = (ModelVersionRow.model_id == model.id) & ModelVersionRow.deleted_at.is_(None)
-        count = session.scalar(select(func.count()).select_from(ModelVersionRow).where(live))
-        latest = session.scalars(
-            select(ModelVersionRow).where(live).order_by(ModelVersionRow.version.desc()).limit(1)
-        ).first()
-        aliases = session.execute(
-            select(ModelAliasRow.alias, ModelVersionRow.version)
-            .join(ModelVersionRow, ModelVersionRow.id == ModelAliasRow.version_id)
-            .where(ModelAliasRow.model_id == model.id)
-            .order_by(ModelAliasRow.alias)
-        )
+    def _model_view(
+        self, session: Session, model: ModelRow, loaded: _Loaded | None = None
+    ) -> Model:
+        if loaded is None:
+            loaded = _Loaded()
+            self._load_models(session, [model], loaded)
+        latest = loaded.latest.get(model.id)
         return Model(
             name=model.name,
             created_at=model.created_at,
-            versions=count or 0,
-            latest=self.version_view(session, model, latest) if latest else None,
-            aliases={alias: number for alias, number in aliases},
+            versions=loaded.counts.get(model.id, 0),
+            latest=self.version_view(session, model, latest, loaded) if latest else None,
+            aliases={alias: number for alias, _, number in loaded.aliases.get(model.id, [])},
         )
+
+    def _load_models(self, session: Session, models: Sequence[ModelRow], loaded: _Loaded) -> None:
+        """Counts, newest versions and aliases of a page of models, and what those versions refer
+        to: a few queries for the whole page."""
+        ids = [m.id for m in models]
+        if not ids:
+            return
+        counts, rows = newest_versions(
+            session,
+            ModelVersionRow.model_id,
+            ModelVersionRow.version,
+            ids,
+            ModelVersionRow.deleted_at.is_(None),
+        )
+        loaded.counts.update(counts)
+        loaded.latest.update((r.model_id, r) for r in rows)
+        self._load_versions(session, ids, rows, loaded)
+
+    def _load_versions(
+        self,
+        session: Session,
+        model_ids: Sequence[str],
+        rows: Sequence[ModelVersionRow],
+        loaded: _Loaded,
+    ) -> None:
+        """The aliases of ``model_ids`` and what ``rows`` refer to (datasets, parents), so the
+        views answer from the session."""
+        for alias, version_id, model_id, number in session.execute(
+            select(
+                ModelAliasRow.alias,
+                ModelAliasRow.version_id,
+                ModelAliasRow.model_id,
+                ModelVersionRow.version,
+            )
+            .join(ModelVersionRow, ModelVersionRow.id == ModelAliasRow.version_id)
+            .where(ModelAliasRow.model_id.in_(model_ids))
+            .order_by(ModelAliasRow.alias)
+        ):
+            loaded.aliases.setdefault(model_id, []).append((alias, version_id, number))
+        loaded.held += self.datasets.load_refs(session, (r.dataset_version_id for r in rows))
+        parents = {r.parent_id for r in rows if r.parent_id}
+        if parents:
+            found = list(
+                session.scalars(select(ModelVersionRow).where(ModelVersionRow.id.in_(parents)))
+            )
+            owners = {r.model_id for r in found} - set(model_ids)
+            if owners:
+                found += session.scalars(select(ModelRow).where(ModelRow.id.in_(owners)))
+            loaded.held += found
 
     def facts(self, session: Session, model: ModelRow, row: ModelVersionRow) -> dict[str, Any]:
         """Everything the registry recorded about ``row``, as the model card's one input
@@ -617,3 +699,15 @@ def _explanation_plot(row: ModelVersionRow) -> str | None:
         return None
     plot = json.loads(row.explanations_json).get("plot")
     return str(plot) if plot else None
+
+
+@dataclass
+class _Loaded:
+    """What a page of models or versions refers to, loaded once for the page."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    latest: dict[str, ModelVersionRow] = field(default_factory=dict)
+    aliases: dict[str, builtins.list[tuple[str, str, int]]] = field(default_factory=dict)
+    """Model id to ``(alias, version id, version number)``, by alias."""
+    held: builtins.list[Any] = field(default_factory=list)
+    """Rows the views read through ``session.get``: the session holds them only weakly."""

@@ -9,13 +9,17 @@ caller commits, so concurrent pushes are numbered one after the other without re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from lepton.store.models import CounterRow
 
-__all__ = ["next_number"]
+__all__ = ["newest_versions", "next_number"]
 
 
 def next_number(session: Session, kind: str, key: str) -> int:
@@ -29,3 +33,29 @@ def next_number(session: Session, kind: str, key: str) -> int:
     )
     number: int = session.execute(statement).scalar_one()
     return number
+
+
+def newest_versions(
+    session: Session,
+    series: InstrumentedAttribute[str],
+    version: InstrumentedAttribute[int],
+    keys: Sequence[str],
+    live: ColumnElement[bool] | None = None,
+) -> tuple[dict[str, int], list[Any]]:
+    """How many (live) versions each series in ``keys`` has, and the newest version rows, in
+    two queries however many series: what a page of datasets or models shows per row.
+    ``series`` is the version table's column naming its series, ``version`` its number."""
+    if not keys:
+        return {}, []
+    where = series.in_(list(keys)) if live is None else series.in_(list(keys)) & live
+    counts: dict[str, int] = {}
+    tops: list[tuple[str, int]] = []
+    for key, count, top in session.execute(
+        select(series, func.count(), func.max(version)).where(where).group_by(series)
+    ):
+        counts[key] = count
+        tops.append((key, top))
+    if not tops:
+        return counts, []
+    entity = series.class_
+    return counts, list(session.scalars(select(entity).where(tuple_(series, version).in_(tops))))
