@@ -348,3 +348,31 @@ def test_v2_text_columns_as_bytes_tensors() -> None:
 
     assert meta.json()["inputs"][1] == {"name": "city", "datatype": "BYTES", "shape": [-1]}
     assert infer.json()["outputs"][0]["data"] == ["pos", "neg"]
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected_shape", "white"),
+    [
+        ({"shape": [4, 6, 1], "dtype": "float32"}, (4, 6, 1), 255.0),
+        ({"shape": [4, 6, 1], "dtype": "float32", "pixel_range": [0, 1]}, (4, 6, 1), 1.0),
+        (
+            {"shape": [3, 4, 6], "dtype": "float32", "pixel_range": [-1, 1], "channels": "first"},
+            (3, 4, 6),
+            1.0,
+        ),
+    ],
+)
+def test_an_uploaded_image_is_given_as_the_model_was_trained(
+    inputs: dict[str, Any], expected_shape: tuple[int, ...], white: float
+) -> None:
+    from lepton.serving.inputs import InputSpec, decode_image
+
+    buffer = io.BytesIO()
+    picture = Image.new("RGB", (12, 8), (0, 0, 0))
+    picture.paste((255, 255, 255), (0, 0, 12, 4))  # the top half white
+    picture.save(buffer, format="PNG")
+    array = decode_image(InputSpec.from_signature({"inputs": inputs}), buffer.getvalue(), "f")
+    assert array.shape == expected_shape and array.dtype == np.float32
+    rows = array[0] if inputs.get("channels") == "first" else array[..., 0]
+    black = float(inputs.get("pixel_range", [0, 255])[0])
+    assert rows[0].tolist() == [white] * 6 and rows[-1].tolist() == [black] * 6

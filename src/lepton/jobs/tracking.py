@@ -47,6 +47,9 @@ class Tracker:
         self._last_flush = time.monotonic()
         self._lock = threading.Lock()
         self.resume_state = self._fetch_checkpoint()
+        self.image_inputs: dict[str, Any] = {}
+        """How ``load_arrays`` gave images (range, channel order): what a model trained on them
+        takes, so ``save_model`` records it and an uploaded image is served the same way."""
 
     def _fetch_checkpoint(self) -> bytes | None:
         try:
@@ -228,7 +231,10 @@ def load_arrays(
 
     tracker = _tracker("load_arrays() reads the dataset", _RUN_WITH_DATA)
     info = tracker.dataset_info()
-    return to_arrays(tracker.dataset(split), info.schema_, target or info.target, channels=channels)
+    X, y = to_arrays(tracker.dataset(split), info.schema_, target or info.target, channels=channels)
+    if X.ndim == 4:  # images, scaled to [0, 1]
+        tracker.image_inputs = {"pixel_range": [0.0, 1.0], "channels": channels}
+    return X, y
 
 
 def save_model(
@@ -261,7 +267,9 @@ def save_model(
     )
     with tempfile.TemporaryDirectory(prefix="lepton-model-") as tmp:
         folder = Path(tmp)
-        flavour, algorithm, task, prepared = prepare_model(model, folder, signature)
+        flavour, algorithm, task, prepared = prepare_model(
+            model, folder, signature, image_inputs=tracker.image_inputs
+        )
         explanations = plot = None
         if background is not None:
             explanations, plot = explain_prepared(folder, prepared, background)

@@ -35,9 +35,19 @@ Prepared = tuple[str, str, str, dict[str, Any]]
 """(flavour, algorithm, task, signature) of a prepared folder."""
 
 
-def prepare_model(obj: Any, directory: Path, signature: dict[str, Any] | None) -> Prepared:
+def prepare_model(
+    obj: Any,
+    directory: Path,
+    signature: dict[str, Any] | None,
+    *,
+    image_inputs: dict[str, Any] | None = None,
+) -> Prepared:
     """Write ``obj`` into the empty folder ``directory`` in a safe format, with ``config.json``
     and ``signature.json``, and check that it loads back and predicts.
+
+    ``image_inputs`` (``pixel_range``, ``channels``) says how the images it was trained on
+    were given, kept in an image-shaped signature so an uploaded image is served the same way;
+    the same keys in ``signature["inputs"]`` win.
 
     Raises:
         InvalidRequest: an unsupported object, an unfitted estimator, or a signature that does
@@ -58,10 +68,41 @@ def prepare_model(obj: Any, directory: Path, signature: dict[str, Any] | None) -
             f"cannot register a {type(obj).__module__}.{type(obj).__name__}: {ACCEPTED}",
             fix="pass one of those, or export the model to ONNX yourself and pass the .onnx path",
         )
-    sig = prepared[3]
+    sig = _image_layout(prepared[3], signature, image_inputs)
+    prepared = (*prepared[:3], sig)
     (directory / SIGNATURE_FILE).write_text(json.dumps(sig, sort_keys=True), encoding="utf-8")
     _check_loads(directory, sig)
     return prepared
+
+
+IMAGE_KEYS = ("pixel_range", "channels")
+
+
+def _image_layout(
+    sig: dict[str, Any], given: dict[str, Any] | None, image_inputs: dict[str, Any] | None
+) -> dict[str, Any]:
+    inputs = sig.get("inputs")
+    if not isinstance(inputs, dict) or len(inputs.get("shape", ())) not in (2, 3):
+        return sig
+    asked = (given or {}).get("inputs")
+    layout = {**(image_inputs or {}), **(asked if isinstance(asked, dict) else {})}
+    kept = {k: layout[k] for k in IMAGE_KEYS if k in layout}
+    span = kept.get("pixel_range")
+    if span is not None and not (
+        isinstance(span, list | tuple)
+        and len(span) == 2
+        and all(isinstance(v, int | float) for v in span)
+        and span[0] < span[1]
+    ):
+        raise InvalidRequest(
+            f"signature inputs.pixel_range is {span!r}",
+            fix="give [black, white] as the model takes them, e.g. [0, 1] or [0, 255]",
+        )
+    if kept.get("channels", "last") not in ("first", "last"):
+        raise InvalidRequest(
+            f"signature inputs.channels is {kept['channels']!r}", fix="give first or last"
+        )
+    return {**sig, "inputs": {**inputs, **kept}} if kept else sig
 
 
 ACCEPTED = (

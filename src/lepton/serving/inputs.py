@@ -30,6 +30,11 @@ class InputSpec:
     """Per column: ``number``, ``bool``, ``string`` or ``datetime``."""
     shape: tuple[int, ...] | None = None
     dtype: str = "float32"
+    pixel_range: tuple[float, float] | None = None
+    """What black and white are in the model's input (``(0, 1)`` for images scaled as
+    ``lepton.load_arrays`` gives them); None: the stored 0 to 255."""
+    channels: str = "last"
+    """``first`` for an image model that takes ``(C, H, W)``."""
 
     @property
     def numeric(self) -> bool:
@@ -44,9 +49,14 @@ class InputSpec:
                 kinds=tuple(_kind(str(c.get("dtype", "float64"))) for c in inputs),
             )
         if isinstance(inputs, dict) and isinstance(inputs.get("shape"), list):
+            span = inputs.get("pixel_range")
             return cls(
                 shape=tuple(int(d) for d in inputs["shape"]),
                 dtype=str(inputs.get("dtype", "float32")),
+                pixel_range=(float(span[0]), float(span[1]))
+                if isinstance(span, list) and len(span) == 2
+                else None,
+                channels="first" if inputs.get("channels") == "first" else "last",
             )
         return cls()
 
@@ -250,12 +260,19 @@ def decode_image(spec: InputSpec, content: bytes, field: str) -> np.ndarray:
         raise InvalidRequest(
             f"file {field!r} is not an image Pillow can read", fix="send a PNG or JPEG"
         ) from None
-    channels = 1 if len(shape) == 2 else shape[2]
+    first = spec.channels == "first" and len(shape) == 3
+    height, width = shape[1:] if first else shape[:2]
+    channels = 1 if len(shape) == 2 else shape[0] if first else shape[2]
     image = opened.convert("L" if channels == 1 else "RGB")
-    if image.size != (shape[1], shape[0]):
-        image = image.resize((shape[1], shape[0]))
-    array = np.asarray(image, dtype=np.dtype(spec.dtype))
-    return array.reshape(shape)
+    if image.size != (width, height):
+        image = image.resize((width, height))
+    array = np.asarray(image)
+    if spec.pixel_range is not None:
+        low, high = spec.pixel_range
+        array = low + array.astype(np.float64) * ((high - low) / 255.0)
+    if first:
+        array = array.reshape(height, width, channels).transpose(2, 0, 1)
+    return array.astype(np.dtype(spec.dtype)).reshape(shape)
 
 
 def _short(value: Any) -> str:
