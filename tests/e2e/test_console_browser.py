@@ -204,3 +204,46 @@ def test_another_workspaces_resources_never_appear(page: Any, server: ServerProc
     assert "default-only" not in page.content()
     page.goto(server.url + "/datasets/default-only")
     assert "does not exist in workspace 'elsewhere'" in page.locator(".error").inner_text()
+
+
+def test_an_image_model_answers_an_uploaded_image_in_the_try_it_form(
+    page: Any, server: ServerProcess, tmp_path: Path
+) -> None:
+    import torch
+    from PIL import Image
+
+    class Brightness(torch.nn.Module):
+        """Light or dark: the mean pixel against mid-grey, on [0, 1] pixels."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mean = x.mean(dim=(1, 2, 3))
+            return torch.softmax(torch.stack([0.5 - mean, mean - 0.5], dim=1) * 20, dim=1)
+
+    signature = {
+        "inputs": {"shape": [8, 8, 1], "dtype": "float32", "pixel_range": [0, 1]},
+        "outputs": {"classes": ["dark", "light"]},
+    }
+    with Client(server.url, server.token) as client:
+        client.models.register("brightness", Brightness(), signature=signature)
+    # Grey 100 of 255 is dark on [0, 1] pixels (0.39); read as raw 0-255 it would be light.
+    grey = tmp_path / "grey.png"
+    Image.new("L", (32, 32), 100).save(grey)
+    sign_in(page, server, server.token)
+
+    page.goto(server.url + "/models/brightness")
+    page.fill('#deploy input[name="deployment"]', "brightness")
+    page.click('#deploy button[type="submit"]')
+    try:
+        page.wait_for_function(
+            "() => document.querySelector('#deployment-state').textContent === 'ready'",
+            timeout=120_000,
+        )
+        page.set_input_files('#try input[name="image"]', str(grey))
+        page.click('#try button[type="submit"]')
+        page.wait_for_selector("#attributions figure")
+        assert page.locator("#prediction").inner_text() == "dark"
+        assert page.locator('#attributions img[alt="the image sent"]').count() == 1
+        snap(page, "try-it-image")
+    finally:
+        with Client(server.url, server.token) as client:
+            client.deployments.delete("brightness")

@@ -298,33 +298,211 @@ def test_a_model_page_points_aliases_compares_versions_and_draws_its_lineage(
     assert compared.text.count('<tr class="metric">') == 1 and "-0.9000" in compared.text
 
 
+def queries_for(api: TestClient, control: Any, path: str) -> int:
+    """How many SQL statements rendering ``path`` ran."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(control.ctx.engine, "before_cursor_execute", count)
+    try:
+        assert api.get(path, headers=HTML).status_code == 200
+    finally:
+        event.remove(control.ctx.engine, "before_cursor_execute", count)
+    return len(seen)
+
+
 def test_a_jobs_page_costs_the_same_queries_however_many_datasets_its_jobs_read(
     api: TestClient, platform: Platform, control: Any
 ) -> None:
-    from sqlalchemy import event
-
     client = platform.client(platform.admin)
     for i in range(6):
         frame = pd.DataFrame({"x": [float(j + i) for j in range(30)], "label": ["a", "b"] * 15})
         client.datasets.push(frame, name=f"d{i}", target="label")
     sign_in(api, platform.admin)
 
-    def queries_for_jobs_page() -> int:
-        seen: list[str] = []
-
-        def count(*args: Any) -> None:
-            seen.append(str(args[2]))
-
-        event.listen(control.ctx.engine, "before_cursor_execute", count)
-        try:
-            assert api.get("/jobs", headers=HTML).status_code == 200
-        finally:
-            event.remove(control.ctx.engine, "before_cursor_execute", count)
-        return len(seen)
-
     client.jobs.train("d0", algorithm="logistic_regression")
-    one_dataset = queries_for_jobs_page()
+    one_dataset = queries_for(api, control, "/jobs")
     for i in range(1, 6):
         client.jobs.train(f"d{i}", algorithm="logistic_regression")
-    six_datasets = queries_for_jobs_page()
+    six_datasets = queries_for(api, control, "/jobs")
     assert six_datasets == one_dataset, "no query per row"
+
+
+def test_model_and_dataset_lists_cost_the_same_queries_however_long_they_are(
+    api: TestClient, platform: Platform, control: Any
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    client = platform.client(platform.admin)
+    frame = pd.DataFrame({"x": [float(j) for j in range(30)], "label": ["a", "b"] * 15})
+    fitted = LogisticRegression().fit(frame[["x"]], frame["label"])
+    sign_in(api, platform.admin)
+
+    def grow(i: int) -> None:
+        client.datasets.push(frame, name=f"d{i}", target="label")
+        client.datasets.push(frame.iloc[: 20 + i], name=f"d{i}", target="label")
+        for _ in range(2):
+            client.models.register(f"m{i}", fitted, metrics={"auc": 0.5})
+        client.models.alias(f"m{i}@2", "production")
+
+    grow(0)
+    short = [queries_for(api, control, p) for p in ("/models", "/datasets", "/models/m0")]
+    for i in range(1, 5):
+        grow(i)
+        client.models.register("m0", fitted, metrics={"auc": 0.5})
+    long = [queries_for(api, control, p) for p in ("/models", "/datasets", "/models/m0")]
+    assert long == short, "no query per row"
+    page = api.get("/models", headers=HTML).text
+    assert page.count("production") >= 5 and "m4@2" in page
+
+
+def test_a_dataset_is_transformed_and_split_from_its_page_and_its_lineage_drawn(
+    api: TestClient, platform: Platform
+) -> None:
+    client = platform.client(platform.admin)
+    frame = pd.DataFrame(
+        {
+            "email": [f"user{i}@example.com" for i in range(40)],
+            "x": [float(i % 7) for i in range(40)],
+            "code": [str(i % 5) for i in range(40)],
+            "label": ["a", "b"] * 20,
+        }
+    )
+    frame.loc[3, "x"] = None
+    client.datasets.push(pd.concat([frame, frame.iloc[:2]]), name="people", target="label")
+    sign_in(api, platform.admin)
+    page = api.get("/datasets/people", headers=HTML)
+    assert 'id="transform"' in page.text and 'class="badge">personal data' in page.text
+
+    made = api.post(
+        "/datasets/people/transform",
+        data={
+            "csrf": csrf(api),
+            "version": "1",
+            "col:email": "hash",
+            "col:code": "drop",
+            "col:x": "keep",
+            "cast:label": "category",
+            "drop_nulls": "1",
+            "deduplicate": "1",
+        },
+        headers=HTML,
+        follow_redirects=False,
+    )
+    assert made.status_code == 303 and made.headers["location"] == "/datasets/people?version=2"
+    child = client.datasets.get("people@v2")
+    assert [c.name for c in child.schema_] == ["email", "x", "label"]
+    assert child.rows == 39, "one row without x and the two repeated rows are gone"
+    assert [s.op for s in child.transform.steps] == ["drop", "anonymize", "cast", "drop_nulls",
+                                                     "deduplicate"]  # fmt: skip
+    pulled = client.datasets.to_pandas("people@v2")
+    assert not pulled["email"].str.contains("@example.com").any()
+    shown = api.get("/datasets/people?version=2", headers=HTML).text
+    assert 'class="chart lineage"' in shown and "people@v1" in shown and "people@v2" in shown
+
+    nothing = api.post(
+        "/datasets/people/transform", data={"csrf": csrf(api), "version": "2"}, headers=HTML
+    )
+    assert nothing.status_code == 422 and "changes nothing" in nothing.text
+    wrong = api.post(
+        "/datasets/people/transform",
+        data={"csrf": csrf(api), "version": "2", "col:nope": "drop"},
+        headers=HTML,
+    )
+    assert wrong.status_code == 422 and 'id="form-error"' in wrong.text and "nope" in wrong.text
+
+    split = api.post(
+        "/datasets/people/split",
+        data={"csrf": csrf(api), "version": "2", "strategy": "stratified", "train": "0.6",
+              "validation": "0.2", "test": "0.2", "seed": "3", "target": "label"},
+        headers=HTML,
+    )  # fmt: skip
+    assert split.status_code == 200 and split.text.count('<tr class="split">') == 1
+    stored = client.datasets.splits("people@v2")
+    assert len(stored) == 1 and sum(stored[0].counts.values()) == 39
+    assert stored[0].spec.seed == 3 and stored[0].strategy == "stratified"
+    bad = api.post(
+        "/datasets/people/split",
+        data={
+            "csrf": csrf(api),
+            "version": "2",
+            "train": "0.9",
+            "validation": "0.2",
+            "test": "0.2",
+        },
+        headers=HTML,
+    )
+    assert bad.status_code == 422 and 'role="alert"' in bad.text
+
+
+def test_a_viewer_sees_no_transform_or_split_form_and_cannot_post_one(
+    api: TestClient, platform: Platform
+) -> None:
+    client = platform.client(platform.admin)
+    client.datasets.push(pd.DataFrame({"x": [1.0, 2.0, 3.0]}), name="small")
+    viewer = platform.token(platform.admin, role="viewer", name="v")
+    sign_in(api, viewer)
+    page = api.get("/datasets/small", headers=HTML).text
+    assert 'id="transform"' not in page and 'id="split"' not in page
+    refused = api.post(
+        "/datasets/small/transform",
+        data={"csrf": csrf(api), "version": "1", "col:x": "drop"},
+        headers=HTML,
+    )
+    assert refused.status_code == 403
+    assert len(client.datasets.versions("small")) == 1
+
+
+def test_a_model_page_draws_its_global_explanation_and_evaluations_with_slices(
+    api: TestClient, platform: Platform, control: Any
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sqlalchemy import select
+
+    from lepton.registry.evaluation import evaluate_predictions
+    from lepton.store.models import ModelVersionRow
+
+    client = platform.client(platform.admin)
+    frame = pd.DataFrame(
+        {"x": [float(j % 10) for j in range(60)], "noise": [0.0] * 60, "label": ["a", "b"] * 30}
+    )
+    features = frame[["x", "noise"]]
+    fitted = LogisticRegression().fit(features, frame["label"])
+    version = client.models.register("sliced", fitted, background=features, X_sample=features)
+    explanation = client.models.explanation(version.ref)
+    assert explanation["features"][0]["name"] == "x"
+    predicted = fitted.predict(features)
+    result = evaluate_predictions(
+        "classification",
+        frame["label"],
+        predicted,
+        slice_columns={"region": ["north", "south", "east"] * 20},
+        target="label",
+    )
+    me = control.tokens.verify(platform.admin)
+    with control.ctx.sessions() as session:
+        row = session.scalars(select(ModelVersionRow)).one()
+    control.models.record_evaluation(me, row, result, job=None, split="test")
+    sign_in(api, platform.admin)
+
+    page = api.get("/models/sliced", headers=HTML).text
+    assert 'id="explanation"' in page and "x: " in page
+    assert 'class="chart heatmap confusion"' in page
+    assert "<h4>By region</h4>" in page
+    table = page[page.index('<table class="slice">') :].split("</table>")[0]
+    assert table.count("<tr>") == 4, "a header and north, south, east"
+    north = next(p for p in result["slices"]["region"] if p["value"] == "north")
+    assert f"{north['metrics']['accuracy']:.4f}" in table
+
+    other = client.models.register("plain", fitted)
+    bare = api.get(f"/models/{other.model}", headers=HTML).text
+    assert 'id="explanation"' not in bare and "No evaluations yet" in bare
+    missing = api.get(
+        "/api/v1/models/plain/versions/1/explanation",
+        headers={"Authorization": f"Bearer {platform.admin}"},
+    )
+    assert missing.status_code == 404 and "no global explanation" in missing.text

@@ -172,6 +172,12 @@ class Datasets:
         )
         return Split.model_validate(response.json())
 
+    def splits(self, ref: str) -> builtins.list[Split]:
+        """The splits stored with a version, oldest first."""
+        name, version = parse_ref(ref)
+        response = self._client.request("GET", f"/api/v1/datasets/{name}/versions/{version}/splits")
+        return [Split.model_validate(s) for s in response.json()]
+
     def split_assignment(self, ref: str, split: Split) -> np.ndarray:
         """The per-row assignment of a split: 0 train, 1 validation, 2 test."""
         import numpy as np

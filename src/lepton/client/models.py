@@ -170,6 +170,11 @@ class Models:
         data = self._client.request("GET", f"{_path(ref)}/evaluations").json()
         return [Evaluation.model_validate(item) for item in data]
 
+    def explanation(self, ref: str) -> dict[str, Any]:
+        """The global explanation recorded at registration (see ``lepton.explain``)."""
+        data: dict[str, Any] = self._client.request("GET", f"{_path(ref)}/explanation").json()
+        return data
+
     def evaluate(
         self,
         ref: str,

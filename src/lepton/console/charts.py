@@ -9,7 +9,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["bars", "histogram", "lineage", "lines"]
+__all__ = ["bars", "heatmap", "histogram", "lineage", "lines"]
 
 _PALETTE = ("#2f6fdf", "#d9480f", "#2b8a3e", "#862e9c", "#e67700", "#0b7285")
 
@@ -80,7 +80,7 @@ def lines(series: Mapping[str, Sequence[tuple[int, float]]], *, width: int = 480
     x_span = (last - first) or 1
     parts, legend = [], []
     for i, (name, points) in enumerate(sorted(shown.items())):
-        values = [v for _, v in points if math.isfinite(v)]
+        values = [v for _, v in points if math.isfinite(v)] or [0.0]
         low, high = min(values), max(values)
         y_span = (high - low) or 1
         colour = _PALETTE[i % len(_PALETTE)]
@@ -103,6 +103,55 @@ def lines(series: Mapping[str, Sequence[tuple[int, float]]], *, width: int = 480
         f'<svg class="chart lines" role="img" viewBox="0 0 {width} {total}" width="{width}" '
         f'height="{total}"><rect x="0" y="0" width="{width}" height="{height}" fill="none" '
         f'stroke="#ccc"/>{"".join(parts)}{"".join(legend)}</svg>'
+    )
+
+
+def heatmap(
+    grid: Sequence[Sequence[float]],
+    *,
+    labels: Sequence[str] | None = None,
+    size: int = 224,
+    counts: bool = False,
+) -> Markup:
+    """A grid of cells, darker for larger values: an image's saliency, or (with ``labels`` for
+    rows and columns, and ``counts`` written in the cells) a confusion matrix."""
+    rows = len(grid)
+    cols = max((len(r) for r in grid), default=0)
+    if not rows or not cols:
+        return Markup("")
+    top = max((abs(float(v)) for r in grid for v in r if math.isfinite(float(v))), default=0) or 1
+    margin = 70 if labels else 0
+    cell = max(1.0, (size - margin) / max(rows, cols))
+    parts = []
+    for i, line in enumerate(grid):
+        for j, value in enumerate(line):
+            shade = abs(float(value)) / top if math.isfinite(float(value)) else 0
+            x, y = margin + j * cell, margin + i * cell
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" '
+                f'fill="{_PALETTE[1] if not labels else _PALETTE[0]}" '
+                f'fill-opacity="{0.04 + 0.96 * shade:.3f}"><title>'
+                + (f"{escape(labels[i])} as {escape(labels[j])}: " if labels else f"({i}, {j}): ")
+                + f"{_num(float(value))}</title></rect>"
+            )
+            if counts:
+                parts.append(
+                    f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" font-size="11" '
+                    f'text-anchor="middle">{_num(float(value))}</text>'
+                )
+    for k, label in enumerate(labels or []):
+        middle = margin + (k + 0.5) * cell
+        parts.append(
+            f'<text x="{margin - 4}" y="{middle + 4:.1f}" font-size="10" text-anchor="end">'
+            f"{escape(str(label)[:10])}</text>"
+            f'<text x="{middle:.1f}" y="{margin - 6}" font-size="10" text-anchor="middle">'
+            f"{escape(str(label)[:10])}</text>"
+        )
+    total = margin + cell * max(rows, cols)
+    kind = "confusion" if labels else "saliency"
+    return Markup(
+        f'<svg class="chart heatmap {kind}" role="img" viewBox="0 0 {total:.0f} {total:.0f}" '
+        f'width="{total:.0f}" height="{total:.0f}">{"".join(parts)}</svg>'
     )
 
 

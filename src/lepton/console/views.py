@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote
 
+import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
+from starlette.datastructures import UploadFile
 from starlette.staticfiles import StaticFiles
 
 from lepton import __version__
@@ -34,16 +36,20 @@ from lepton.control.paging import PageRequest
 from lepton.control.plane import Control
 from lepton.control.tokens import Principal
 from lepton.enums import JobState, Outcome
-from lepton.errors import InvalidRequest, LeptonError, PermissionDenied
+from lepton.errors import InvalidRequest, LeptonError, NotFound, PermissionDenied
 from lepton.schemas import (
+    CastType,
     DeploymentCreate,
     DeploymentUpdate,
     JobCreate,
     Role,
+    SplitSpec,
     TokenCreate,
     TrainSpec,
+    TransformRequest,
 )
 from lepton.server.state import get_control
+from lepton.serving.inputs import InputSpec, decode_image
 
 __all__ = ["CSP", "router", "static_app"]
 
@@ -102,6 +108,19 @@ def _headers() -> dict[str, str]:
 
 def _session(request: Request) -> Principal:
     return principal_of(request)
+
+
+async def _writer(request: Request) -> Principal:
+    """The session of a write: its CSRF token checked, its role one that may write."""
+    me = _session(request)
+    await check_csrf(request)
+    require_write(me)
+    return me
+
+
+def _fields(form: Any) -> dict[str, str]:
+    """A form's text fields (files left out)."""
+    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
 
 
 def _page(after: str | None) -> PageRequest:
@@ -174,8 +193,102 @@ def dataset(
 ) -> HTMLResponse:
     me = _session(request)
     detail = control.datasets.version(me, name, version)
-    versions = control.datasets.versions(me, name, PageRequest(limit=20)).items
-    return _render(request, "dataset.html", me, detail=detail, versions=versions)
+    return _render(request, "dataset.html", me, **_dataset_parts(control, me, detail))
+
+
+def _dataset_parts(control: Control, me: Principal, detail: Any) -> dict[str, Any]:
+    number = str(detail.version)
+    return {
+        "detail": detail,
+        "versions": control.datasets.versions(me, detail.dataset, PageRequest(limit=20)).items,
+        "splits": control.datasets.splits(me, detail.dataset, number),
+        "graph": control.lineage.of_dataset(me, detail.ref),
+        "casts": list(get_args(CastType)),
+        "error": None,
+    }
+
+
+@router.post("/datasets/{name}/transform", name="console.dataset_transform")
+async def transform(
+    request: Request, name: str, control: Control = Depends(get_control)
+) -> Response:
+    """A new version from the form: columns dropped, anonymised or cast, rows without values or
+    repeated removed, images resized; its page shows the result (and its parent in lineage)."""
+    me = await _writer(request)
+    form = await request.form()
+    fields = _fields(form)
+    version = fields.get("version") or "latest"
+    request.state.audit_resource = f"dataset/{name}@v{version}"
+    try:
+        body = TransformRequest.model_validate({"steps": transform_steps(fields)})
+        made = control.datasets.transform(me, name, version, body)
+    except (InvalidRequest, ValidationError) as exc:
+        detail = control.datasets.version(me, name, version)
+        parts = {**_dataset_parts(control, me, detail), "error": _form_error(exc)}
+        return _render(request, "dataset.html", me, status_code=422, **parts)
+    request.state.audit_resource = f"dataset/{made.ref}"
+    return RedirectResponse(
+        f"/datasets/{quote(made.dataset)}?version={made.version}", status_code=303
+    )
+
+
+def transform_steps(fields: dict[str, str]) -> list[dict[str, Any]]:
+    """The transform form as steps, in an order that cannot trip over itself: drop first, then
+    anonymise, cast, and the row filters last (so they see the final columns)."""
+    actions = {k[4:]: v for k, v in fields.items() if k.startswith("col:")}
+    casts = {k[5:]: v for k, v in fields.items() if k.startswith("cast:") and v}
+    dropped = [c for c, a in actions.items() if a == "drop"]
+    steps: list[dict[str, Any]] = []
+    if dropped:
+        steps.append({"op": "drop", "columns": dropped})
+    for method in ("hash", "mask"):
+        chosen = [c for c, a in actions.items() if a == method]
+        if chosen:
+            steps.append({"op": "anonymize", "columns": chosen, "method": method})
+    kept = {c: t for c, t in casts.items() if c not in dropped}
+    if kept:
+        steps.append({"op": "cast", "types": kept})
+    if fields.get("drop_nulls"):
+        steps.append({"op": "drop_nulls"})
+    if fields.get("deduplicate"):
+        steps.append({"op": "deduplicate"})
+    if fields.get("width") or fields.get("height"):
+        size = {k: fields.get(k, "") for k in ("width", "height")}
+        steps.append({"op": "resize_images", **{k: v or None for k, v in size.items()}})
+    if not steps:
+        raise InvalidRequest(
+            "the transform changes nothing",
+            fix="drop, anonymise or cast a column, or tick a row filter",
+        )
+    return steps
+
+
+@router.post("/datasets/{name}/split", name="console.dataset_split")
+async def split(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    """Store a train/validation/test split with the version (jobs on it can then use it)."""
+    me = await _writer(request)
+    form = await request.form()
+    fields = {k: v for k, v in _fields(form).items() if v}
+    version = fields.pop("version", "latest")
+    fields.pop(CSRF_FIELD, None)
+    request.state.audit_resource = f"dataset/{name}@v{version}"
+    try:
+        control.datasets.split(me, name, version, SplitSpec.model_validate(fields))
+    except (InvalidRequest, ValidationError) as exc:
+        detail = control.datasets.version(me, name, version)
+        parts = {**_dataset_parts(control, me, detail), "error": _form_error(exc)}
+        return _render(request, "dataset.html", me, status_code=422, **parts)
+    return RedirectResponse(f"/datasets/{quote(name)}?version={version}#splits", status_code=303)
+
+
+def _form_error(exc: LeptonError | ValidationError) -> str:
+    """A refusal as one line for the form: the service's message and fix, or pydantic's first
+    complaint with the field it is about."""
+    if isinstance(exc, LeptonError):
+        return message_of(exc)
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "steps")
+    return f"{where}: {first.get('msg', 'not valid')}" if where else str(first.get("msg"))
 
 
 @router.post("/datasets/upload", name="console.dataset_upload")
@@ -188,9 +301,7 @@ async def upload(
 ) -> Response:
     """The file is the raw request body (console.js sends it with a progress bar), as with the
     API's push; the answer is where its page is."""
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     request.state.audit_resource = f"dataset/{name}"
     from lepton.server.transfer import body_chunks
 
@@ -248,9 +359,7 @@ def _job_live(control: Control, me: Principal, job_id: str) -> dict[str, Any]:
 async def cancel(
     request: Request, job_id: str, control: Control = Depends(get_control)
 ) -> Response:
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     request.state.audit_resource = f"job/{job_id}"
     control.jobs.cancel(me, job_id)
     return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
@@ -288,11 +397,9 @@ def _train_page(
 @router.post("/train", name="console.train")
 async def train(request: Request, control: Control = Depends(get_control)) -> Response:
     """The no-code path: a dataset, a target, AutoML or one algorithm, a time budget."""
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     form = await request.form()
-    fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    fields = _fields(form)
     try:
         spec = TrainSpec(
             dataset=fields.get("dataset", ""),
@@ -327,18 +434,27 @@ def model(
     me = _session(request)
     chosen = control.models.version(me, name, version)
     versions = control.models.versions(me, name, PageRequest(limit=50)).items
-    card = control.models.card(me, name, str(chosen.version), html=False)
-    graph = control.lineage.of_model(me, chosen.ref)
+    number = str(chosen.version)
+    try:
+        explanation: dict[str, Any] | None = control.models.explanation(me, name, number)
+    except NotFound:
+        explanation = None
     return _render(
-        request, "model.html", me, model=chosen, versions=versions, card=card, graph=graph
+        request,
+        "model.html",
+        me,
+        model=chosen,
+        versions=versions,
+        card=control.models.card(me, name, number, html=False),
+        graph=control.lineage.of_model(me, chosen.ref),
+        evaluations=control.models.evaluations(me, name, number),
+        explanation=explanation,
     )
 
 
 @router.post("/models/{name}/alias", name="console.model_alias")
 async def alias(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     form = await request.form()
     version, label = str(form.get("version", "")), str(form.get("alias", "")).strip()
     request.state.audit_resource = f"model/{name}@{label}"
@@ -377,9 +493,7 @@ _CARD_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame
 @router.post("/models/{name}/deploy", name="console.model_deploy")
 async def deploy(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
     """Serve a version; the page that answers shows the inference token, this once."""
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     form = await request.form()
     version = str(form.get("version") or "latest")
     wanted = str(form.get("deployment") or "").strip() or None
@@ -430,14 +544,20 @@ def _deployment_parts(control: Control, me: Principal, name: str) -> dict[str, A
     log = control.deployments.logs(me, name, 0).text[-8_000:]
     inputs = signature.get("inputs")
     columns = [c for c in inputs if isinstance(c, dict)] if isinstance(inputs, list) else None
-    return {"deployment": served, "columns": columns, "log": log, "answer": None, "token": None}
+    spec = InputSpec.from_signature(signature)
+    return {
+        "deployment": served,
+        "columns": columns,
+        "spec": spec if spec.shape is not None and len(spec.shape) in (2, 3) else None,
+        "log": log,
+        "answer": None,
+        "token": None,
+    }
 
 
 @router.post("/deployments/{name}/scale", name="console.deployment_scale")
 async def scale(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     form = await request.form()
     request.state.audit_resource = f"deployment/{name}"
     replicas = int(str(form.get("replicas") or "1"))
@@ -449,9 +569,7 @@ async def scale(request: Request, name: str, control: Control = Depends(get_cont
 async def delete_deployment(
     request: Request, name: str, control: Control = Depends(get_control)
 ) -> Response:
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     request.state.audit_resource = f"deployment/{name}"
     control.deployments.delete(me, name)
     return RedirectResponse("/deployments", status_code=303)
@@ -462,28 +580,64 @@ async def try_it(request: Request, name: str, control: Control = Depends(get_con
     """One row from the form through the deployment's ``/predict`` and ``/explain``; the
     answer and the attributions are drawn on its page. Needs a role that may write: it uses
     the deployment as the control plane, which a viewer's token could not."""
-    me = _session(request)
-    await check_csrf(request)
-    require_write(me)
+    me = await _writer(request)
     parts = _deployment_parts(control, me, name)
     form = await request.form()
-    row = {
-        str(c["name"]): _value(str(form.get(f"col:{c['name']}", "")), str(c.get("dtype", "")))
-        for c in parts["columns"] or []
-    }
-    answer: dict[str, Any] = {"row": row}
+    answer: dict[str, Any] = {"row": {}}
     try:
-        answer["predict"] = control.deployments.call(me, name, "/predict", {"rows": [row]})
-        answer["explain"] = control.deployments.call(me, name, "/explain", {"rows": [row]})
+        upload = form.get("image")
+        if parts["spec"] is not None and isinstance(upload, UploadFile):
+            body, answer["image"] = await _image_body(parts["spec"], upload)
+        else:
+            row = {
+                str(c["name"]): _value(str(form.get(f"col:{c['name']}", "")), str(c.get("dtype")))
+                for c in parts["columns"] or []
+            }
+            answer["row"], body = row, {"rows": [row]}
+        answer["predict"] = control.deployments.call(me, name, "/predict", body)
+        overlay = {"overlay": "true"} if "image" in answer else None
+        answer["explain"] = control.deployments.call(me, name, "/explain", body, query=overlay)
         first = answer["explain"]["rows"][0]
-        ranked = sorted(
-            zip(first["names"], first["attributions"], strict=True), key=lambda kv: -abs(kv[1])
-        )
-        answer["ranked"] = ranked[:15]
+        if first.get("names"):
+            ranked = sorted(
+                zip(first["names"], first["attributions"], strict=True), key=lambda kv: -abs(kv[1])
+            )
+            answer["ranked"] = ranked[:15]
+        else:  # an image: where the attributions are, summed over colour channels
+            grid = np.abs(np.asarray(first["attributions"], dtype=np.float64))
+            answer["saliency"] = (grid.sum(axis=-1) if grid.ndim == 3 else grid).tolist()
     except LeptonError as exc:
         answer["error"] = message_of(exc)
+    finally:
+        await form.close()
     parts["answer"] = answer
     return _render(request, "deployment.html", me, **parts)
+
+
+MAX_TRY_IMAGE = 20 << 20
+"""The largest image the try-it form takes (bytes): a photo, not a dataset."""
+
+
+async def _image_body(spec: InputSpec, upload: UploadFile) -> tuple[dict[str, Any], str]:
+    """An uploaded image as the model takes it (as the replica itself would convert an upload),
+    and a PNG of what was sent, to show beside the answer."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    content = await upload.read(MAX_TRY_IMAGE + 1)
+    if len(content) > MAX_TRY_IMAGE:
+        raise InvalidRequest("the image is over 20 MiB", fix="try a smaller image")
+    if not content:
+        raise InvalidRequest("no image was chosen", fix="choose a PNG or JPEG file")
+    array = decode_image(spec, content, upload.filename or "image")
+    shown = io.BytesIO()
+    with Image.open(io.BytesIO(content)) as opened:  # decode_image has read it already
+        preview = opened.convert("RGB")
+        preview.thumbnail((224, 224))
+        preview.save(shown, format="PNG")
+    return {"inputs": [array.tolist()]}, base64.b64encode(shown.getvalue()).decode("ascii")
 
 
 def _value(text: str, dtype: str) -> Any:

@@ -203,6 +203,18 @@ def split_version(
     return control.datasets.split(principal, dataset_name, version, spec)
 
 
+@router.get("/{dataset_name}/versions/{version}/splits", name="dataset.splits")
+def list_splits(
+    dataset_name: DatasetName,
+    version: VersionParam,
+    principal: Principal = Depends(require("read")),
+    control: Control = Depends(get_control),
+) -> list[Split]:
+    """The splits stored with the version, oldest first: each one a job trained on or a
+    user asked for."""
+    return control.datasets.splits(principal, dataset_name, version)
+
+
 @router.get(
     "/{dataset_name}/versions/{version}/splits/{split_digest}",
     name="dataset.split_assignment",

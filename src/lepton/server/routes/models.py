@@ -204,6 +204,18 @@ def list_model_evaluations(
     return control.models.evaluations(principal, model_name, version)
 
 
+@router.get("/{model_name}/versions/{version}/explanation", name="model.explanation")
+def get_model_explanation(
+    model_name: ModelName,
+    version: ModelVersionParam,
+    principal: Principal = Depends(require("read")),
+    control: Control = Depends(get_control),
+) -> dict[str, Any]:
+    """The global explanation recorded at registration: mean absolute attributions over a
+    sample of held-out rows (features, words, or saliency per class), with the method."""
+    return control.models.explanation(principal, model_name, version)
+
+
 @router.get(
     "/{model_name}/versions/{version}/card",
     name="model.card",
