@@ -692,6 +692,37 @@ class DeploymentUpdate(_Model):
     )
 
 
+class DeploymentRevision(_Model):
+    generation: int = Field(description="The generation this revision began.")
+    current: bool = Field(description="True for the generation the deployment runs now.")
+    reason: str = Field(
+        description="Why it began: `created`, `updated model`, `rolled back to generation 2`."
+    )
+    model: str | None = Field(description="Model version served, `name@N`.")
+    photon: str | None = Field(description="Photon served, `name@N`; None once deleted.")
+    requested: str = Field(description="The reference as given (`heart@production`).")
+    available: bool = Field(
+        description="False once what it served has been deleted: it cannot be rolled back to."
+    )
+    max_batch_size: int = Field(description="Most requests per model call.")
+    max_wait_ms: float = Field(description="Batch wait.")
+    timeout_s: float = Field(description="Request timeout.")
+    env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas got.")
+    secrets: list[str] = Field(
+        default_factory=list, description="Secrets the replicas got, by name; never their values."
+    )
+    created_at: datetime = Field(description="When it began (UTC).")
+    created_by: str | None = Field(description="Id of the token that began it.")
+
+
+class DeploymentRollback(_Model):
+    generation: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
+        default=None,
+        description="Roll back to this generation's revision; by default the one before the "
+        "current generation.",
+    )
+
+
 class Replica(_Model):
     id: str = Field(description="Replica id; its output is tagged with it in the logs.")
     generation: int = Field(description="Deployment generation it serves.")
@@ -735,6 +766,48 @@ class DeploymentCreated(Deployment):
     token: str | None = Field(
         description="The inference token, shown only in this answer; None when public."
     )
+
+
+class TrafficPoint(_Model):
+    start: datetime = Field(description="Start of the window (UTC).")
+    requests: int = Field(description="Requests answered in the window, whatever their status.")
+    requests_per_s: float = Field(description="`requests` over the window's length.")
+    errors: int = Field(description="Answers with a 5xx status: the deployment failed them.")
+    rejected: int = Field(
+        description="Answers with a 4xx status: refused requests (no token, bad input, too large)."
+    )
+    p50_ms: float | None = Field(
+        description="Median latency in ms, interpolated within its histogram bucket as "
+        "Prometheus' `histogram_quantile` does; None without timed requests."
+    )
+    p95_ms: float | None = Field(description="95th-percentile latency in ms, likewise.")
+    p99_ms: float | None = Field(description="99th-percentile latency in ms, likewise.")
+
+
+class TrafficTotals(TrafficPoint):
+    start: datetime = Field(description="Start of the span's first window (UTC).")
+    requests_per_s: float = Field(description="`requests` over `seconds`.")
+    seconds: float = Field(description="Seconds from `start` to now.")
+    codes: dict[str, int] = Field(
+        default_factory=dict,
+        description="Error answers by error code (`invalid_input`, `unauthenticated`, "
+        "`timeout`, ...), 4xx and 5xx alike.",
+    )
+
+
+class DeploymentTraffic(_Model):
+    deployment: str = Field(description="Deployment name.")
+    window_s: int = Field(description="Seconds each point covers.")
+    points: list[TrafficPoint] = Field(
+        description="One per window, oldest first, from the span's start (or the control "
+        "plane's, if later) to the window still filling now; a window without requests is zeros."
+    )
+    totals: TrafficTotals = Field(description="The whole span at once.")
+    replicas_reporting: int = Field(
+        description="Replicas whose latest report falls in the span (a replica reports only "
+        "when its counters changed, so an idle one is not counted)."
+    )
+    note: str = Field(description="Where the numbers come from and how long they are kept.")
 
 
 class Photon(_Model):

@@ -60,6 +60,9 @@ class Settings:
     replica_token_hashes: str = ""
     """Comma-separated sha256 digests of the tokens a serving replica accepts (set by the
     deployment supervisor; never on the command line, which other users can read)."""
+    traffic_interval_s: float = 5.0
+    """Seconds between a replica's traffic reports to the supervisor (a line on its output, only
+    when its counters changed); 0: none, and no traffic is shown."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -128,11 +131,16 @@ def _convert(name: str, kind: object, raw: str) -> object:
     try:
         if text == "int":
             return int(raw)
+        if text == "float":
+            return float(raw)
         if "Path" in text:
             return Path(raw).expanduser()
     except ValueError:
+        what, example = ("a whole number", "an integer such as 8700")
+        if text == "float":
+            what, example = ("a number", "a number such as 0.5")
         raise ConfigError(
-            f"{_PREFIX}{name.upper()}={raw!r} is not a whole number",
-            fix=f"set {_PREFIX}{name.upper()} to an integer such as 8700, or unset it",
+            f"{_PREFIX}{name.upper()}={raw!r} is not {what}",
+            fix=f"set {_PREFIX}{name.upper()} to {example}, or unset it",
         ) from None
     return raw

@@ -1,6 +1,6 @@
 """Deploying through the CLI as a user does: ``lepton deploy`` prints a curl example that works,
-``lepton deployment list|show|logs|scale|update|rm``, ``--public`` shown as such, and a photon
-pushed with ``lepton photon push`` and served with ``lepton deploy --photon``.
+``lepton deployment list|show|logs|scale|update|history|rollback|rm``, ``--public`` shown as
+such, and a photon pushed with ``lepton photon push`` and served with ``lepton deploy --photon``.
 
 Every deployment a test makes is removed by that test (``rm`` waits until its replicas have
 stopped), so no replica outlives the module's server.
@@ -111,7 +111,7 @@ def test_deploy_prints_a_curl_example_that_works_and_rm_revokes_it(
     assert missing.code == 4 and "lepton deployment list" in missing.err
 
 
-def test_scale_and_update_roll_to_the_new_version(lepton: Cli, client: Client) -> None:
+def test_scale_update_and_rollback_roll_between_versions(lepton: Cli, client: Client) -> None:
     ok(lepton("deploy", "clf@1", "--name", "rolling", "--public", timeout=TIMEOUT))
     try:
         ok(lepton("deployment", "scale", "rolling", "2"))
@@ -119,12 +119,27 @@ def test_scale_and_update_roll_to_the_new_version(lepton: Cli, client: Client) -
         assert "generation 2 serving clf@2" in flat(updated.out)
         assert "Rolled: 2 of 2 replica(s) ready." in updated.out
         deployment = client.deployments.get("rolling")
-        r = httpx.post(
-            f"{deployment.url}/predict",
-            json={"rows": [_helpers.ROW]},
-            timeout=30,
-        )
-        assert r.status_code == 200 and predicted(r.json()) == 0  # version 2 flips the classes
+
+        def answer() -> object:
+            r = httpx.post(f"{deployment.url}/predict", json={"rows": [_helpers.ROW]}, timeout=30)
+            assert r.status_code == 200, r.text
+            return predicted(r.json())
+
+        assert answer() == 0  # version 2 flips the classes
+
+        history = flat(ok(lepton("deployment", "history", "rolling")).out)
+        assert re.search(r"2 \* │ clf@2 │ updated model", history), history
+        assert re.search(r"1 │ clf@1 │ created", history), history
+        back = flat(ok(lepton("deployment", "rollback", "rolling", timeout=TIMEOUT)).out)
+        assert "rolled back to generation 1; generation 3 serving clf@1" in back
+        assert "Rolled back: 2 of 2 replica(s) ready." in back
+        assert "lepton deployment history rolling" in back
+        assert answer() == 1
+
+        missing = lepton("deployment", "rollback", "rolling", "--to", "9")
+        assert missing.code == 4 and "Traceback" not in missing.err
+        assert "no generation 9; its revisions are generations 1, 2, 3" in flat(missing.err)
+        assert "lepton deployment history rolling" in flat(missing.err)
     finally:
         ok(lepton("deployment", "rm", "rolling", timeout=TIMEOUT))
 

@@ -235,6 +235,29 @@ def test_a_rolling_update_under_load_fails_no_request(
         assert not alive(pid)
 
 
+def test_a_rollback_serves_the_earlier_version_again(client: Client) -> None:
+    client.deployments.create("clf@1", name="undo", public=True)
+    try:
+        client.deployments.update("undo", model="clf@2")
+        rolled = client.deployments.wait("undo")
+        assert predicted(client.deployments.predict("undo", [ROW])) == 0  # clf@2 flips
+
+        back = client.deployments.rollback("undo")
+        assert (back.generation, back.model, back.replicas) == (3, "clf@1", 1)
+        ready = client.deployments.wait("undo")
+
+        assert [r.generation for r in ready.replica_states] == [3]
+        assert not set(pids(rolled)) & set(pids(ready))  # new replicas serve it
+        assert predicted(client.deployments.predict("undo", [ROW])) == 1
+        assert [(r.generation, r.reason) for r in client.deployments.revisions("undo")] == [
+            (3, "rolled back to generation 1"),
+            (2, "updated model"),
+            (1, "created"),
+        ]
+    finally:
+        client.deployments.delete("undo")
+
+
 def test_deleting_stops_the_replicas_and_revokes_the_token(client: Client) -> None:
     created = client.deployments.create("clf", name="short-lived", public=False)
     assert created.token is not None

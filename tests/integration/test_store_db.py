@@ -36,6 +36,7 @@ from lepton.store.models import (
     AuditEventRow,
     Base,
     ContentRefRow,
+    DeploymentRevisionRow,
     TokenRow,
     WorkspaceRow,
     utcnow,
@@ -449,3 +450,58 @@ def test_migration_0008_keeps_deployments_and_jobs_and_adds_secrets(engine: Engi
         connection.execute(insert, secret)
     with pytest.raises(IntegrityError), engine.begin() as connection:
         connection.execute(insert, {**secret, "id": "s2"})
+
+
+def test_migration_0009_records_the_generation_each_deployment_runs(engine: Engine) -> None:
+    """Each deployment of the earlier schema gets one revision, of its current generation; the
+    revisions go with their deployment and hold up no deletion of what they name."""
+    _upgrade(engine, "0008")
+    created, changed = utcnow() - timedelta(days=2), utcnow() - timedelta(hours=1)
+    insert = text(
+        "INSERT INTO deployments (id, workspace_id, name, photon_id, source_ref, replicas, "
+        "max_batch_size, max_wait_ms, timeout_s, public, port, state, generation, env_json, "
+        "secrets_json, created_at, updated_at, created_by) VALUES (:id, 'w', :id, 'p', :ref, 1, "
+        "8, 2.5, 30, true, :port, 'active', :gen, :env, :secrets, :created, :changed, 'tok')"
+    )
+    times = {"now": created, "created": created, "changed": changed}
+    with engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO workspaces (id, name, created_at) VALUES ('w', 'default', :now)"),
+            times,
+        )
+        connection.execute(
+            text(
+                "INSERT INTO photons (id, workspace_id, name, version, digest, size, entry, "
+                "manifest_json, created_at) VALUES ('p', 'w', 'echo', 1, :d, 3, 'e.py:E', '{}', "
+                ":now)"
+            ),
+            {**times, "d": "f" * 64},
+        )
+        web = {"id": "web", "ref": "echo", "port": 9000, "gen": 3, "env": '{"MODE": "fast"}'}
+        connection.execute(insert, {**times, **web, "secrets": '["API_KEY"]'})
+        new = {"id": "new", "ref": "echo@1", "port": 9001, "gen": 1, "env": None}
+        connection.execute(insert, {**times, **new, "secrets": None})
+
+    migrate(engine)
+
+    with make_sessionmaker(engine)() as session:
+        revisions = {r.deployment_id: r for r in session.scalars(select(DeploymentRevisionRow))}
+        found = {
+            key: (r.generation, r.photon_id, r.source_ref, r.max_batch_size, r.max_wait_ms,
+                  r.env_json, r.secrets_json, r.reason, r.created_at, r.created_by)
+            for key, r in revisions.items()
+        }  # fmt: skip
+    assert found == {
+        "web": (3, "p", "echo", 8, 2.5, '{"MODE": "fast"}', '["API_KEY"]',
+                "recorded at upgrade; earlier generations were not kept", changed, None),
+        "new": (1, "p", "echo@1", 8, 2.5, None, None, "created", created, "tok"),
+    }  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE deployments SET photon_id = NULL"))
+        connection.execute(text("DELETE FROM photons WHERE id = 'p'"))  # ON DELETE SET NULL
+        connection.execute(text("DELETE FROM deployments WHERE id = 'web'"))  # ON DELETE CASCADE
+    with engine.connect() as connection:
+        left = connection.execute(
+            text("SELECT deployment_id, photon_id FROM deployment_revisions")
+        ).all()
+    assert [tuple(r) for r in left] == [("new", None)]

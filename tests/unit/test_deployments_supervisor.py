@@ -426,3 +426,86 @@ def test_a_rolled_deployment_is_updating_until_the_old_generation_has_drained() 
     assert _summary(row, [new], ready=1) == "ready"
     scaled_down = SimpleNamespace(generation=2, state="draining")
     assert _summary(row, [new, scaled_down], ready=1) == "ready", "same version either way"
+
+
+# --- traffic -------------------------------------------------------------------------------------
+
+
+def traffic(seq: int, statuses: dict[int, int]) -> str:
+    """A replica's traffic report line, as ``serving/traffic.py`` writes it."""
+    from lepton.serving.traffic import PREFIX
+
+    routes = {"predict": {"status": {str(s): n for s, n in statuses.items()}, "errors": {}}}
+    return PREFIX.decode() + json.dumps({"v": 1, "seq": seq, "le": [0.01], "routes": routes}) + "\n"
+
+
+def say(replica: FakeReplica, text: str) -> None:
+    with replica.launch.log_path.open("a") as f:
+        f.write(text)
+
+
+def test_traffic_reports_are_summed_over_replicas_and_kept_out_of_the_log(
+    platform: Platform, client: Client, supervisor: Supervisor, fake: FakeReplicas
+) -> None:
+    client.deployments.create("heart", replicas=2, wait=False)
+    supervisor.reconcile_once()
+    fake.ready()
+    supervisor.reconcile_once()
+    a, b = fake.running()
+    assert a.arg("--traffic-interval-s") == "5"
+
+    say(a, "a print of the model's own\n" + traffic(1, {200: 3, 422: 1}))
+    say(b, traffic(1, {200: 4}) + "half a print" + traffic(2, {200: 6, 503: 1}))
+    supervisor.reconcile_once()
+
+    viewer = platform.client(platform.token(platform.admin, role="viewer"))
+    seen = viewer.deployments.traffic("heart", minutes=1)
+    assert (seen.totals.requests, seen.totals.errors, seen.totals.rejected) == (3 + 1 + 7, 1, 1)
+    assert seen.replicas_reporting == 2 and seen.deployment == "heart"
+    assert sum(p.requests for p in seen.points) == 11
+    log = client.deployments.logs("heart").text
+    ids = {r.pid: r.id for r in show(client).replica_states}
+    assert f"[{ids[a.pid]}] a print of the model's own\n" in log
+    assert f"[{ids[b.pid]}] half a print\n" in log
+    assert "lepton-traffic" not in log
+
+
+def test_a_drained_replicas_last_report_counts_and_a_deleted_deployment_is_forgotten(
+    client: Client, supervisor: Supervisor, fake: FakeReplicas
+) -> None:
+    first = client.deployments.create("heart", replicas=2, wait=False)
+    supervisor.reconcile_once()
+    fake.ready()
+    supervisor.reconcile_once()
+    client.deployments.scale("heart", 1)
+    supervisor.reconcile_once()
+    (drained,) = [int(h.split()[1]) for h in fake.history if h.startswith("drain")]
+
+    say(fake.replicas[drained], traffic(1, {200: 2}))  # written once the drain answered all
+    fake.exit(drained, 0)
+    supervisor.reconcile_once()
+
+    assert client.deployments.traffic("heart").totals.requests == 2
+    assert client.deployments.traffic("heart").replicas_reporting == 0  # it is gone
+    (left,) = fake.running()
+    say(left, traffic(1, {200: 5}))
+    client.deployments.delete("heart", wait=False)
+    supervisor.reconcile_once()
+    fake.exit(left.pid, 0)
+    supervisor.reconcile_once()
+
+    assert first.id not in supervisor.traffic._deployments  # its memory is freed
+    client.deployments.create("heart", wait=False)  # the same name, a new deployment
+    assert client.deployments.traffic("heart").totals.requests == 0
+
+
+def test_traffic_is_asked_for_at_most_the_hour_kept(client: Client) -> None:
+    from lepton.errors import InvalidRequest
+
+    client.deployments.create("heart", wait=False)
+    assert len(client.deployments.traffic("heart", minutes=60).points) >= 1
+    for minutes in (0, 61):
+        with pytest.raises(InvalidRequest, match="minutes"):
+            client.deployments.traffic("heart", minutes=minutes)
+    with pytest.raises(NotFound):
+        client.deployments.traffic("nope")

@@ -81,6 +81,16 @@ def test_bad_integer_is_a_config_error_with_a_fix(name: str) -> None:
     assert f"set LEPTON_{name} to an integer" in caught.value.fix
 
 
+def test_a_float_setting_reads_a_number_and_refuses_words() -> None:
+    assert Settings.from_env({"LEPTON_TRAFFIC_INTERVAL_S": "0.5"}).traffic_interval_s == 0.5
+    assert Settings.from_env({}).traffic_interval_s == 5.0
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"LEPTON_TRAFFIC_INTERVAL_S": "often"})
+
+    assert "LEPTON_TRAFFIC_INTERVAL_S='often' is not a number" in caught.value.message
+    assert "set LEPTON_TRAFFIC_INTERVAL_S to a number such as 0.5" in caught.value.fix
+
+
 def test_ipv6_host_is_bracketed_in_the_local_url() -> None:
     assert Settings(host="::1", port=8700).local_url == "http://[::1]:8700"
 

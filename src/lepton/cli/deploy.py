@@ -1,4 +1,4 @@
-"""``lepton deploy``, ``lepton deployment list|show|logs|scale|update|rm`` and
+"""``lepton deploy``, ``lepton deployment list|show|logs|scale|update|history|rollback|rm`` and
 ``lepton photon push|list|rm``."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from lepton.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from lepton.client import Client
-    from lepton.schemas import Deployment
+    from lepton.schemas import Deployment, DeploymentRevision, DeploymentTraffic
 
 app = typer.Typer(help="Deployments: models and photons served as HTTP APIs.", no_args_is_help=True)
 
@@ -149,10 +149,12 @@ def show(
     name: str = typer.Argument(..., help="Deployment name."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """A deployment: URL, access, what it serves, batching, and each replica's state."""
+    """A deployment: URL, access, what it serves, batching, the last minute's traffic, and
+    each replica's state."""
     from lepton.client import Client
 
-    d = Client().deployments.get(name)
+    client = Client()
+    d = client.deployments.get(name)
     if json:
         print_json(d)
         return
@@ -162,6 +164,7 @@ def show(
         ("state", d.state.value),
         ("serves", f"{d.model or d.photon} (asked for {d.requested})"),
         ("replicas", f"{d.ready_replicas} of {d.replicas} ready, generation {d.generation}"),
+        ("traffic", _last_minute(client.deployments.traffic(name, minutes=1))),
         ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
         ("timeout", f"{d.timeout_s:g} s"),
         ("env", ", ".join(f"{k}={v}" for k, v in d.env.items()) or None),
@@ -178,6 +181,22 @@ def show(
             for r in d.replica_states
         ],
     )
+
+
+def _last_minute(traffic: DeploymentTraffic) -> str:
+    """The last minute in a few words: the rate, p95, and errors or refusals if any."""
+    t = traffic.totals
+    if not t.requests:
+        return "no requests in the last minute"
+    parts = [f"{_figure(t.requests_per_s)} requests/s"]
+    if t.p95_ms is not None:
+        parts.append(f"p95 {_figure(t.p95_ms)} ms")
+    parts += [f"{n} {what}" for n, what in ((t.errors, "errors"), (t.rejected, "rejected")) if n]
+    return ", ".join(parts) + " (last minute)"
+
+
+def _figure(value: float) -> str:
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
 
 
 @app.command()
@@ -263,6 +282,70 @@ def update(
     with console.status("rolling..."):
         d = client.deployments.wait(name)
     console.print(f"Rolled: {d.ready_replicas} of {d.replicas} replica(s) ready.")
+
+
+@app.command()
+def history(
+    name: str = typer.Argument(..., help="Deployment name."),
+    json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What each generation served and why it began, newest first (* marks the current one)."""
+    from lepton.client import Client
+
+    revisions = Client().deployments.revisions(name)
+    if json:
+        print_json(revisions)
+        return
+    table(
+        ["gen", "serves", "reason", "batching", "env", "created"],
+        [
+            (
+                f"{r.generation} *" if r.current else r.generation,
+                (r.model or r.photon or r.requested) + ("" if r.available else " (deleted)"),
+                r.reason,
+                f"{r.max_batch_size}, {r.max_wait_ms:g} ms, {r.timeout_s:g} s",
+                _variables(r),
+                when(r.created_at),
+            )
+            for r in revisions
+        ],
+    )
+    if len(revisions) > 1:
+        console.print(f"Roll back: lepton deployment rollback {name} [--to GEN]")
+
+
+def _variables(r: DeploymentRevision) -> str | None:
+    """Variables with their values, secrets by name only."""
+    shown = [f"{k}={v}" for k, v in r.env.items()] + [f"{s} (secret)" for s in r.secrets]
+    return ", ".join(shown) or None
+
+
+@app.command()
+def rollback(
+    name: str = typer.Argument(..., help="Deployment name."),
+    to: int = typer.Option(
+        None, "--to", min=1, help="Generation to roll back to [default: the one before]."
+    ),
+    detach: bool = typer.Option(False, "--detach", help="Return at once."),
+) -> None:
+    """Serve what an earlier generation served again, as a new generation rolled out like an
+    update (the replica count stays)."""
+    from lepton.client import Client
+
+    client = Client()
+    d = client.deployments.rollback(name, to)
+    [latest] = client.deployments.revisions(name, limit=1)  # says which generation it took
+    console.print(
+        f"Deployment {d.name}: {latest.reason}; generation {d.generation} serving "
+        f"{d.model or d.photon}."
+    )
+    if detach:
+        console.print(f"Not waiting. Follow it: lepton deployment show {name}")
+        return
+    with console.status("rolling back..."):
+        d = client.deployments.wait(name)
+    console.print(f"Rolled back: {d.ready_replicas} of {d.replicas} replica(s) ready.")
+    console.print(f"History: lepton deployment history {name}")
 
 
 @app.command("rm")

@@ -20,7 +20,9 @@ from lepton.errors import ConfigError, ConnectionFailed, InvalidRequest, NotFoun
 from lepton.schemas import (
     Deployment,
     DeploymentCreated,
+    DeploymentRevision,
     DeploymentState,
+    DeploymentTraffic,
     LogChunk,
     Photon,
 )
@@ -125,6 +127,22 @@ class Deployments:
         }
         return self._patch(name, {k: v for k, v in body.items() if v is not None})
 
+    def revisions(
+        self, name: str, *, limit: int | None = None
+    ) -> builtins.list[DeploymentRevision]:
+        """What each generation served and why it began, newest first (the first ``limit``)."""
+        data = self._client.collect(f"/api/v1/deployments/{name}/revisions", limit=limit)
+        return [DeploymentRevision.model_validate(item) for item in data]
+
+    def rollback(self, name: str, generation: int | None = None) -> Deployment:
+        """Roll back to the revision before the current generation, or to ``generation``'s
+        (see :meth:`revisions`): a new generation that rolls out as an update does, keeping the
+        replica count. Follow it with :meth:`wait`."""
+        data = self._client.request(
+            "POST", f"/api/v1/deployments/{name}/rollback", json={"generation": generation}
+        ).json()
+        return Deployment.model_validate(data)
+
     def _patch(self, name: str, body: dict[str, Any]) -> Deployment:
         data = self._client.request("PATCH", f"/api/v1/deployments/{name}", json=body).json()
         return Deployment.model_validate(data)
@@ -193,6 +211,14 @@ class Deployments:
             if not chunk.text:
                 time.sleep(poll_s)
 
+    def traffic(self, name: str, minutes: int = 60) -> DeploymentTraffic:
+        """Requests, errors, refusals and p50/p95/p99 latency over the last ``minutes`` (at
+        most 60), in 10-second windows summed over the replicas."""
+        data = self._client.request(
+            "GET", f"/api/v1/deployments/{name}/traffic", params={"minutes": minutes}
+        )
+        return DeploymentTraffic.model_validate(data.json())
+
     # --- inference, straight to the replicas ------------------------------------------------
 
     def predict(
@@ -202,10 +228,21 @@ class Deployments:
         *,
         columns: dict[str, builtins.list[Any]] | None = None,
         inputs: Any = None,
+        images: builtins.list[bytes | Path] | None = None,
         token: str | None = None,
     ) -> Any:
         """``POST /predict`` on the deployment: give ``rows`` (a list of dicts), ``columns``
-        (a dict of lists) or ``inputs`` (an array in the signature's column order)."""
+        (a dict of lists), ``inputs`` (an array in the signature's column order) or, for an
+        image model, ``images`` (PNG or JPEG files or their bytes: the replica converts, resizes
+        and scales them as the model was trained)."""
+        if images is not None:
+            if rows is not None or columns is not None or inputs is not None:
+                raise InvalidRequest("give images alone", fix="predict(name, images=[...])")
+            files = [
+                (f"image{i}", image.read_bytes() if isinstance(image, Path) else image)
+                for i, image in enumerate(images)
+            ]
+            return self._call(name, "/predict", None, token, files=files)
         return self._call(name, "/predict", _payload(rows, columns, inputs), token)
 
     def explain(
@@ -229,9 +266,10 @@ class Deployments:
         self,
         name: str,
         path: str,
-        body: dict[str, Any],
+        body: dict[str, Any] | None,
         token: str | None,
         query: dict[str, Any] | None = None,
+        files: builtins.list[tuple[str, bytes]] | None = None,
     ) -> Any:
         from lepton.client.client import _error_from
 
@@ -249,7 +287,11 @@ class Deployments:
             params = {k: str(v).lower() if isinstance(v, bool) else v
                       for k, v in (query or {}).items() if v is not None}  # fmt: skip
             response = self._http.post(
-                deployment.url + path, json=body, headers=headers, params=params
+                deployment.url + path,
+                json=body,
+                files=[(field, (field, data)) for field, data in files] if files else None,
+                headers=headers,
+                params=params,
             )
         except httpx.TransportError as exc:
             raise ConnectionFailed(

@@ -1,5 +1,6 @@
 """What every service and reconciler of the control plane works with: settings, the metadata
-store's sessions, the blob store, one clock, and a way to wake the reconcilers."""
+store's sessions, the blob store, the deployments' traffic (in memory), one clock, and a way to
+wake the reconcilers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from lepton.control.traffic import TrafficStore
 from lepton.settings import Settings
 from lepton.store.blobs import BlobStore
 from lepton.store.db import make_engine, make_sessionmaker, migrate
@@ -33,6 +35,9 @@ class Context:
     blobs: BlobStore
     clock: Clock = utcnow
     started_at: float = field(default_factory=time.monotonic)
+    traffic: TrafficStore = field(default_factory=TrafficStore)
+    """Each deployment's traffic: the supervisor records its replicas' reports, the
+    deployment service reads them."""
     _wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def wake(self, name: str) -> None:

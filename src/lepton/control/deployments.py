@@ -4,7 +4,8 @@ This service writes the desired state only; the supervisor (``lepton.control.sup
 starts, watches, rolls and drains the replica processes. Creating a deployment mints an
 inference token scoped to it (``deployment:<id>``), returned once, unless it is explicitly
 public. Which changes roll the replicas, and what a deployment keeps from being deleted (the
-model version or photon it serves), are decided here.
+model version or photon it serves), are decided here. Each generation's spec is kept as a
+revision, so a rollback writes an earlier one again as a new generation.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import json
 import re
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -27,13 +30,16 @@ from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.photons import PhotonService
 from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
+from lepton.control.traffic import KEEP_MINUTES
 from lepton.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from lepton.schemas import (
     DEPLOYMENT_NAME_PATTERN,
     Deployment,
     DeploymentCreate,
     DeploymentCreated,
+    DeploymentRevision,
     DeploymentState,
+    DeploymentTraffic,
     DeploymentUpdate,
     LogChunk,
     Replica,
@@ -43,7 +49,9 @@ from lepton.schemas import (
 )
 from lepton.settings import Settings
 from lepton.store.models import (
+    DeploymentRevisionRow,
     DeploymentRow,
+    ModelRow,
     ModelVersionRow,
     PhotonRow,
     ReplicaRow,
@@ -53,6 +61,16 @@ __all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica
 
 ROLLING_FIELDS = ("max_batch_size", "max_wait_ms", "timeout_s")
 """Settings a replica reads at start: changing one rolls the deployment to a new generation."""
+
+SPEC_COLUMNS = (
+    "model_version_id",
+    "photon_id",
+    "source_ref",
+    *ROLLING_FIELDS,
+    "env_json",
+    "secrets_json",
+)
+"""What a revision keeps of its generation: everything that generation's replicas start from."""
 
 
 @dataclass(frozen=True)
@@ -230,6 +248,8 @@ class DeploymentService:
                 )
                 row.token_id = token.id
             session.add(row)
+            session.flush()  # its revision refers to it; no relationship orders the inserts
+            session.add(_revision(row, "created", principal.token_id, now))
             session.commit()
             view = self.view(session, row)
         self.ctx.wake("deployments")
@@ -238,50 +258,187 @@ class DeploymentService:
     def update(self, principal: Principal, name: str, body: DeploymentUpdate) -> Deployment:
         """Scale (``replicas``: no restart), or roll to a new model version, photon, batching,
         variables or secrets: a new replica is ready before an old one drains."""
+        return self._change(
+            principal, name, lambda session, row: self._apply_update(session, principal, row, body)
+        )
+
+    def rollback(
+        self, principal: Principal, name: str, generation: int | None = None
+    ) -> Deployment:
+        """Roll back to the revision before the current generation, or to ``generation``'s: a
+        new generation with that revision's model version or photon, batching, variables and
+        secrets, rolled out as an update is (the replica count stays). The rollback is itself
+        a revision, so rolling back again undoes it."""
+        return self._change(
+            principal,
+            name,
+            lambda session, row: self._apply_revision(session, principal, row, generation),
+        )
+
+    def revisions(
+        self, principal: Principal, name: str, page: PageRequest
+    ) -> Page[DeploymentRevision]:
+        """What each generation of the deployment served, newest first."""
+        held: builtins.list[Any] = []  # the prefetched sources, alive while the views are made
         with self.ctx.sessions() as session:
             row = self.deployment_row(session, principal, name)
+            query = select(DeploymentRevisionRow).where(
+                DeploymentRevisionRow.deployment_id == row.id
+            )
+            return paged(
+                session,
+                query,
+                [DeploymentRevisionRow.generation],
+                page,
+                lambda r: self._revision_view(session, r, row.generation),
+                descending=True,
+                prefetch=lambda rows: held.extend(_load_sources(session, rows)),
+            )
+
+    def _change(
+        self,
+        principal: Principal,
+        name: str,
+        apply: Callable[[Session, DeploymentRow], str | None],
+    ) -> Deployment:
+        """Change a deployment's desired state in one transaction. When ``apply`` returns why
+        (its change rolls the replicas), a new generation begins and is recorded as a revision."""
+        with self.ctx.sessions() as session:
+            row = self.deployment_row(session, principal, name)
+            # Locked on PostgreSQL (SQLite has one writer anyway): two changes at once would
+            # otherwise both number their generation N + 1.
+            session.refresh(row, with_for_update=True)
             if row.state == "deleting":
                 raise Conflict(f"deployment '{row.name}' is being deleted", fix="deploy it again")
-            changes = body.model_dump(exclude_none=True)
-            if not changes:
-                raise InvalidRequest(
-                    "the update changes nothing",
-                    fix="give replicas, model, photon, max_batch_size, max_wait_ms, timeout_s, "
-                    "env or secrets",
-                )
-            rolls = False
-            if body.model is not None or body.photon is not None:
-                source = self._resolve(session, principal, body.model, body.photon)
-                new_model = source.model_version.id if source.model_version else None
-                new_photon = source.photon.id if source.photon else None
-                if (new_model, new_photon) != (row.model_version_id, row.photon_id):
-                    row.model_version_id, row.photon_id = new_model, new_photon
-                    rolls = True
-                row.source_ref = source.requested
-            for field in ROLLING_FIELDS:
-                value = changes.get(field)
-                if value is not None and value != getattr(row, field):
-                    setattr(row, field, value)
-                    rolls = True
-            if body.env is not None or body.secrets is not None:
-                rolls |= self._set_environment(session, principal, row, body)
-            if body.replicas is not None:
-                row.replicas = body.replicas
-            if rolls:
+            reason = apply(session, row)
+            now = self.ctx.clock()
+            if reason is not None:
                 row.generation += 1
                 row.error_message = None
-            row.updated_at = self.ctx.clock()
+                session.add(_revision(row, reason, principal.token_id, now))
+            row.updated_at = now
             session.commit()
             view = self.view(session, row)
         self.ctx.wake("deployments")
         return view
 
-    def _set_environment(
+    def _apply_update(
         self, session: Session, principal: Principal, row: DeploymentRow, body: DeploymentUpdate
-    ) -> bool:
-        """Replace the variables and secrets the replicas get; True when they changed."""
-        env = body.env if body.env is not None else deployment_env(row)
-        secrets = body.secrets if body.secrets is not None else deployment_secrets(row)
+    ) -> str | None:
+        """Set what ``body`` changes; says which settings changed when that rolls."""
+        changes = body.model_dump(exclude_none=True)
+        if not changes:
+            raise InvalidRequest(
+                "the update changes nothing",
+                fix="give replicas, model, photon, max_batch_size, max_wait_ms, timeout_s, "
+                "env or secrets",
+            )
+        changed: builtins.list[str] = []
+        if body.model is not None or body.photon is not None:
+            source = self._resolve(session, principal, body.model, body.photon)
+            new_model = source.model_version.id if source.model_version else None
+            new_photon = source.photon.id if source.photon else None
+            if (new_model, new_photon) != (row.model_version_id, row.photon_id):
+                row.model_version_id, row.photon_id = new_model, new_photon
+                changed.append("model" if new_model else "photon")
+            row.source_ref = source.requested
+        for field in ROLLING_FIELDS:
+            value = changes.get(field)
+            if value is not None and value != getattr(row, field):
+                setattr(row, field, value)
+                changed.append(field)
+        if body.env is not None or body.secrets is not None:
+            env = body.env if body.env is not None else deployment_env(row)
+            secrets = body.secrets if body.secrets is not None else deployment_secrets(row)
+            changed += self._set_environment(session, principal, row, env, secrets)
+        if body.replicas is not None:
+            row.replicas = body.replicas
+        return f"updated {', '.join(changed)}" if changed else None
+
+    def _apply_revision(
+        self, session: Session, principal: Principal, row: DeploymentRow, generation: int | None
+    ) -> str:
+        """Set what an earlier revision served; refused when that is gone or changes nothing."""
+        revision = self._revision_row(session, row, generation)
+        self._check_available(session, row, revision)
+        if _spec(revision) == _spec(row):
+            raise Conflict(
+                f"generation {revision.generation} of deployment '{row.name}' serves what "
+                f"generation {row.generation} serves now; there is nothing to roll back",
+                fix=f"pick another generation: lepton deployment history {row.name}",
+            )
+        self.secrets.require(session, principal, deployment_secrets(revision))
+        for column in SPEC_COLUMNS:
+            setattr(row, column, getattr(revision, column))
+        return f"rolled back to generation {revision.generation}"
+
+    def _revision_row(
+        self, session: Session, row: DeploymentRow, generation: int | None
+    ) -> DeploymentRevisionRow:
+        """The revision to roll back to: ``generation``'s, or the newest before the current."""
+        history = f"lepton deployment history {row.name}"
+        if generation is None:
+            found = session.scalars(
+                select(DeploymentRevisionRow)
+                .where(
+                    DeploymentRevisionRow.deployment_id == row.id,
+                    DeploymentRevisionRow.generation < row.generation,
+                )
+                .order_by(DeploymentRevisionRow.generation.desc())
+                .limit(1)
+            ).first()
+            if found is None:
+                raise Conflict(
+                    f"deployment '{row.name}' has no revision before generation "
+                    f"{row.generation}, the one it runs now",
+                    fix=f"roll forward instead: lepton deployment update {row.name} --model REF",
+                )
+            return found
+        if generation == row.generation:
+            raise Conflict(
+                f"generation {generation} is the one deployment '{row.name}' runs now",
+                fix=f"pick an earlier one: {history}",
+            )
+        found = session.get(DeploymentRevisionRow, (row.id, generation))
+        if found is None:
+            kept = session.scalars(
+                select(DeploymentRevisionRow.generation)
+                .where(DeploymentRevisionRow.deployment_id == row.id)
+                .order_by(DeploymentRevisionRow.generation)
+            )
+            raise NotFound(
+                f"deployment '{row.name}' has no generation {generation}; its revisions are "
+                f"generations {', '.join(str(g) for g in kept)}",
+                fix=f"pick one of those: {history}",
+            )
+        return found
+
+    def _check_available(
+        self, session: Session, row: DeploymentRow, revision: DeploymentRevisionRow
+    ) -> None:
+        """Refuse a revision whose model version or photon has been deleted since."""
+        if _available(session, revision):
+            return
+        model = self.models.ref(session, revision.model_version_id)
+        other = (
+            f"--model {model.partition('@')[0]}@N" if model else "--model REF (or --photon NAME)"
+        )
+        raise Conflict(
+            f"generation {revision.generation} of deployment '{row.name}' served "
+            f"{model or revision.source_ref}, which has been deleted since",
+            fix=f"roll back to another generation (lepton deployment history {row.name}), or "
+            f"serve another: lepton deployment update {row.name} {other}",
+        )
+
+    def _set_environment(
+        self,
+        session: Session,
+        principal: Principal,
+        row: DeploymentRow,
+        env: dict[str, str],
+        secrets: builtins.list[str],
+    ) -> builtins.list[str]:
+        """Replace the variables and secrets the replicas get; says which of them changed."""
         both = env_and_secrets_overlap(env, secrets)
         if both:
             raise InvalidRequest(
@@ -289,11 +446,17 @@ class DeploymentService:
                 fix="drop one of the two in the update",
             )
         self.secrets.require(session, principal, secrets)
-        if (env, secrets) == (deployment_env(row), deployment_secrets(row)):
-            return False
+        changed = [
+            name
+            for name, new, old in (
+                ("env", env, deployment_env(row)),
+                ("secrets", secrets, deployment_secrets(row)),
+            )
+            if new != old
+        ]
         row.env_json = json.dumps(env) if env else None
         row.secrets_json = json.dumps(secrets) if secrets else None
-        return True
+        return changed
 
     def delete(self, principal: Principal, name: str) -> Deployment:
         """Revoke the inference token now and drain every replica; the deployment is gone once
@@ -321,6 +484,19 @@ class DeploymentService:
             masker = self.secrets.masker("deployment", row.id, row.secret_mask)
         path = deployment_log(self.ctx.settings.home, deployment_id)
         return read_log(path, offset, ended=ended, masker=masker)
+
+    def traffic(self, principal: Principal, name: str, minutes: int = 60) -> DeploymentTraffic:
+        """Requests, errors, refusals and latency percentiles over the last ``minutes``, in
+        10-second windows summed over the replicas, from their own reports; kept in memory for
+        an hour (``lepton.control.traffic``)."""
+        if not 1 <= minutes <= KEEP_MINUTES:
+            raise InvalidRequest(
+                f"minutes must be 1 to {KEEP_MINUTES}, got {minutes}",
+                fix=f"ask for at most the {KEEP_MINUTES} minutes kept: minutes={KEEP_MINUTES}",
+            )
+        with self.ctx.sessions() as session:
+            deployment_id = self.deployment_row(session, principal, name).id
+        return self.ctx.traffic.traffic(deployment_id, name, minutes=minutes, now=self.ctx.clock())
 
     # --- what it serves -----------------------------------------------------------------------
 
@@ -389,10 +565,7 @@ class DeploymentService:
                 .order_by(ReplicaRow.created_at, ReplicaRow.id)
             )
         )
-        photon = None
-        if row.photon_id is not None:
-            found = session.get(PhotonRow, row.photon_id)
-            photon = f"{found.name}@{found.version}" if found else None
+        photon = _photon_ref(session, row.photon_id)
         ready = sum(
             r.state == ReplicaState.ready and r.generation == row.generation for r in replicas
         )
@@ -405,15 +578,9 @@ class DeploymentService:
             source="photon" if row.photon_id else "model",
             model=self.models.ref(session, row.model_version_id),
             photon=photon,
-            requested=row.source_ref,
             replicas=row.replicas,
             ready_replicas=ready,
             generation=row.generation,
-            max_batch_size=row.max_batch_size,
-            max_wait_ms=row.max_wait_ms,
-            timeout_s=row.timeout_s,
-            env=deployment_env(row),
-            secrets=deployment_secrets(row),
             token_id=row.token_id,
             error=row.error_message or _crash_message(replicas, ready),
             replica_states=[
@@ -432,19 +599,103 @@ class DeploymentService:
             ],
             created_at=row.created_at,
             updated_at=row.updated_at,
+            **_settings(row),
+        )
+
+    def _revision_view(
+        self, session: Session, revision: DeploymentRevisionRow, current: int
+    ) -> DeploymentRevision:
+        return DeploymentRevision(
+            generation=revision.generation,
+            current=revision.generation == current,
+            reason=revision.reason,
+            model=self.models.ref(session, revision.model_version_id),
+            photon=_photon_ref(session, revision.photon_id),
+            available=_available(session, revision),
+            created_at=revision.created_at,
+            created_by=revision.created_by,
+            **_settings(revision),
         )
 
 
-def deployment_env(row: DeploymentRow) -> dict[str, str]:
-    """The variables the deployment's replicas get."""
+def deployment_env(row: DeploymentRow | DeploymentRevisionRow) -> dict[str, str]:
+    """The variables the deployment's replicas get (or a revision's got)."""
     env: dict[str, str] = json.loads(row.env_json) if row.env_json else {}
     return env
 
 
-def deployment_secrets(row: DeploymentRow) -> builtins.list[str]:
-    """The secrets the deployment's replicas get, by name (``NAME`` or ``ENV=NAME``)."""
+def deployment_secrets(row: DeploymentRow | DeploymentRevisionRow) -> builtins.list[str]:
+    """The secrets the deployment's replicas get (or a revision's got), by name (``NAME`` or
+    ``ENV=NAME``)."""
     refs: builtins.list[str] = json.loads(row.secrets_json) if row.secrets_json else []
     return refs
+
+
+def _revision(
+    row: DeploymentRow, reason: str, created_by: str | None, now: datetime
+) -> DeploymentRevisionRow:
+    """The revision of the generation ``row`` now describes."""
+    return DeploymentRevisionRow(
+        deployment_id=row.id,
+        generation=row.generation,
+        reason=reason,
+        created_at=now,
+        created_by=created_by,
+        **{column: getattr(row, column) for column in SPEC_COLUMNS},
+    )
+
+
+def _settings(row: DeploymentRow | DeploymentRevisionRow) -> dict[str, Any]:
+    """The fields a deployment's view and a revision's share: the reference as asked for, and
+    what the replicas are started with."""
+    return {
+        "requested": row.source_ref,
+        **{field: getattr(row, field) for field in ROLLING_FIELDS},
+        "env": deployment_env(row),
+        "secrets": deployment_secrets(row),
+    }
+
+
+def _spec(row: DeploymentRow | DeploymentRevisionRow) -> tuple[Any, ...]:
+    """What the replicas of a generation run: equal specs serve the same."""
+    fields = tuple(getattr(row, field) for field in ROLLING_FIELDS)
+    return (
+        row.model_version_id,
+        row.photon_id,
+        *fields,
+        deployment_env(row),
+        deployment_secrets(row),
+    )
+
+
+def _available(session: Session, revision: DeploymentRevisionRow) -> bool:
+    """Whether what a revision served is still there to serve again."""
+    if revision.photon_id is not None:
+        return True  # deleting a photon clears the revision's photon_id
+    version = session.get(ModelVersionRow, revision.model_version_id or "")
+    return version is not None and version.artifact_digest is not None
+
+
+def _photon_ref(session: Session, photon_id: str | None) -> str | None:
+    found = session.get(PhotonRow, photon_id) if photon_id else None
+    return f"{found.name}@{found.version}" if found else None
+
+
+def _load_sources(
+    session: Session, revisions: builtins.list[DeploymentRevisionRow]
+) -> builtins.list[Any]:
+    """The model versions, models and photons a page of revisions names, in three queries, so
+    the views find them in the session."""
+    version_ids = {r.model_version_id for r in revisions if r.model_version_id}
+    photon_ids = {r.photon_id for r in revisions if r.photon_id}
+    versions = list(
+        session.scalars(select(ModelVersionRow).where(ModelVersionRow.id.in_(version_ids)))
+    )
+    models = list(
+        session.scalars(select(ModelRow).where(ModelRow.id.in_({v.model_id for v in versions})))
+    )
+    photons = list(session.scalars(select(PhotonRow).where(PhotonRow.id.in_(photon_ids))))
+    return [*versions, *models, *photons]
 
 
 def _default_name(name: str) -> str:

@@ -1,7 +1,8 @@
 """The replica supervisor: a reconciler that converges each deployment's replicas with its row.
 
 Each pass, for every deployment: the replicas' output is copied into the deployment's log (a
-replica is ready once it printed ``ready http://...``, the runtime's signal); a replica whose
+replica is ready once it printed ``ready http://...``, the runtime's signal; its traffic reports,
+``lepton-traffic {...}`` lines, go to the traffic store instead); a replica whose
 process ended unasked is ``crashed`` and starts again after an exponential backoff (1 s, 2 s,
 4 s, ... capped at 60 s; the count starts over once a replica had stayed ready for a minute).
 Then the count is converged: too few replicas start, too many drain (SIGTERM: the runtime
@@ -79,6 +80,7 @@ class Supervisor(Reconciler):
         self.tokens = control.tokens
         self.secrets = control.secrets
         self.deployments = control.deployments
+        self.traffic = control.ctx.traffic
         self.executor = executor
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
@@ -248,6 +250,8 @@ class Supervisor(Reconciler):
             f"{deployment.max_wait_ms:g}",
             "--timeout-s",
             f"{deployment.timeout_s:g}",
+            "--traffic-interval-s",
+            f"{self.ctx.settings.traffic_interval_s:g}",
         ]
         if deployment.public:
             args.append("--public")
@@ -302,7 +306,8 @@ class Supervisor(Reconciler):
     def _forget(
         self, session: Session, deployment: DeploymentRow, replica: ReplicaRow, why: str
     ) -> None:
-        self._copy_output(deployment, replica)
+        self._copy_output(deployment, replica)  # its last traffic report too
+        self.traffic.forget_replica(deployment.id, replica.id)
         self._event(deployment, f"replica {replica.id} {why}")
         session.delete(replica)
         replica_log(self.home, deployment.id, replica.id).unlink(missing_ok=True)
@@ -321,6 +326,7 @@ class Supervisor(Reconciler):
         if remaining is None:
             session.delete(deployment)
             session.commit()
+            self.traffic.forget(deployment.id)
             shutil.rmtree(deployment_dir(self.home, deployment.id), ignore_errors=True)
             log.info("deployment %s (%s) deleted", deployment.name, deployment.id)
             return
@@ -348,8 +354,9 @@ class Supervisor(Reconciler):
         return str(deployment_dir(self.home, deployment.id)) + "/"
 
     def _copy_output(self, deployment: DeploymentRow, replica: ReplicaRow) -> bool:
-        """Append the replica's new complete lines to the deployment log, tagged with its id;
-        True when they include the runtime's ``ready`` line."""
+        """Append the replica's new complete lines to the deployment log, tagged with its id,
+        but for its traffic reports, which go to the traffic store; True when they include the
+        runtime's ``ready`` line."""
         path = replica_log(self.home, deployment.id, replica.id)
         try:
             with path.open("rb") as f:
@@ -360,12 +367,17 @@ class Supervisor(Reconciler):
         end = data.rfind(b"\n") + 1
         if end == 0:
             return False
-        lines = data[:end].splitlines()
         replica.log_offset += end
-        tag = f"[{replica.id}] ".encode()
-        target = deployment_log(self.home, deployment.id)
-        with target.open("ab") as out:
-            out.write(b"".join(tag + line + b"\n" for line in lines))
+        now = self.now()
+        taken = (
+            self.traffic.take(deployment.id, replica.id, line, now)
+            for line in data[:end].splitlines()
+        )
+        lines = [line for line in taken if line is not None]
+        if lines:
+            tag = f"[{replica.id}] ".encode()
+            with deployment_log(self.home, deployment.id).open("ab") as out:
+                out.write(b"".join(tag + line + b"\n" for line in lines))
         return any(line.startswith(_READY) for line in lines)
 
     def _event(self, deployment: DeploymentRow, text: str) -> None:

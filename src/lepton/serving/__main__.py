@@ -3,11 +3,12 @@
     python -m lepton.serving --host 127.0.0.1 --port P [--reuse-port]
         (--model-dir DIR | --photon FILE.py:Class | --photon-dir DIR --entry Class)
         [--name NAME] [--max-batch-size N] [--max-wait-ms F] [--timeout-s F]
-        [--max-queue N] [--max-body-bytes N] [--public]
+        [--max-queue N] [--max-body-bytes N] [--public] [--traffic-interval-s F]
 
 Accepted tokens come from ``LEPTON_REPLICA_TOKEN_HASHES`` (sha256 hex digests, comma-separated).
-Prints ``ready http://HOST:PORT`` once serving; exits 0 after a drain on SIGTERM, and 2 with a
-message on stderr when the model or photon cannot load.
+Prints ``ready http://HOST:PORT`` once serving, then a ``lepton-traffic {...}`` line of its
+counters every ``--traffic-interval-s`` (5 s) when they changed (``serving/traffic.py``); exits 0
+after a drain on SIGTERM, and 2 with a message on stderr when the model or photon cannot load.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue", type=int, default=1024, help="queued requests before 503")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024**2, help="413 above this")
     p.add_argument("--public", action="store_true", help="serve without a token")
+    p.add_argument(
+        "--traffic-interval-s",
+        type=float,
+        default=5.0,
+        help="seconds between traffic reports on stdout (0: none)",
+    )
     return p
 
 
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         max_queue=args.max_queue,
         max_body_bytes=args.max_body_bytes,
         token_hashes=hashes,
+        traffic_interval_s=args.traffic_interval_s,
     )
     try:
         if args.model_dir is not None:
@@ -99,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(
             f"cannot load: {type(exc).__name__}: {exc}", "fix the model or photon and retry"
         )
-    serve(app, sock, drain_s=config.drain_s)
+    serve(app, sock, drain_s=config.drain_s, traffic_interval_s=config.traffic_interval_s)
     return 0
 
 

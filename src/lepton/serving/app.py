@@ -156,6 +156,11 @@ class ReplicaApp:
             self.metrics.watch_depth(route.name, lambda: batcher.depth)
 
     @property
+    def probes(self) -> frozenset[str]:
+        """Routes that probes and scrapers call (health, readiness, metrics): not traffic."""
+        return frozenset(r.name for r in self.routes.values() if r.public) | {"metrics"}
+
+    @property
     def batchers(self) -> list[Batcher]:
         return [r.batcher for r in self.routes.values() if r.batcher is not None]
 
@@ -240,11 +245,11 @@ class ReplicaApp:
                 content_type = value
         render = route.render_error or error_reply
         if not route.public and not self.auth.allows(authorization):
-            self.metrics.error(route.name, "unauthenticated")
+            self.metrics.refused(route.name, 401, "unauthenticated")
             await _send(send, self._unauthenticated(authorization, render))
             return
         if length > self.max_body_bytes:
-            await _send(send, render(self._too_large(length)))
+            await _send(send, self._refused(route, self._too_large(length), render))
             return
         body = b""
         more = True
@@ -255,7 +260,7 @@ class ReplicaApp:
             chunk = message.get("body", b"")
             body = body + chunk if body else chunk
             if len(body) > self.max_body_bytes:
-                await _send(send, render(self._too_large(len(body))))
+                await _send(send, self._refused(route, self._too_large(len(body)), render))
                 return
             more = message.get("more_body", False)
         started = perf_counter()
@@ -313,6 +318,13 @@ class ReplicaApp:
         )
         reply.headers.append((b"www-authenticate", b"Bearer"))
         return reply
+
+    def _refused(
+        self, route: Route, error: LeptonError, render: Callable[[LeptonError], Reply]
+    ) -> Reply:
+        """The answer to a request refused before its handler ran, counted as such."""
+        self.metrics.refused(route.name, error.status_code, error.code)
+        return render(error)
 
     def _too_large(self, size: int) -> PayloadTooLarge:
         return PayloadTooLarge(

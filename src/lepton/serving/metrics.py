@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -76,6 +76,13 @@ class Metrics:
         key = (route, code)
         self._errors[key] = self._errors.get(key, 0) + 1
 
+    def refused(self, route: str, status: int, code: str) -> None:
+        """One request answered before its handler ran (401, 413): counted, with its error,
+        but not timed, so a flood of them does not drag the latency down (event loop only)."""
+        key = (route, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        self.error(route, code)
+
     def batch_recorder(self, route: str) -> Callable[[int], None]:
         """The per-batch callback for ``route``'s batcher (worker threads)."""
         histogram = self._batches.setdefault(route, _Histogram(BATCH_BUCKETS))
@@ -90,6 +97,29 @@ class Metrics:
     def watch_depth(self, route: str, depth: Callable[[], int]) -> None:
         """Report ``depth()`` as the route's queue depth at scrape time."""
         self._depths[route] = depth
+
+    def traffic(self, skip: Collection[str] = ()) -> dict[str, dict[str, Any]]:
+        """The cumulative counters of each route but ``skip``, as JSON values: what a traffic
+        report carries (``serving/traffic.py``; event loop only)."""
+        routes: dict[str, dict[str, Any]] = {}
+
+        def entry(route: str) -> dict[str, Any]:
+            return routes.setdefault(route, {"status": {}, "errors": {}})
+
+        for (route, status), count in self._requests.items():
+            if route not in skip:
+                entry(route)["status"][str(status)] = count
+        for (route, code), count in self._errors.items():
+            if route not in skip:
+                entry(route)["errors"][code] = count
+        for route, histogram in self._latency.items():
+            if route not in skip:
+                entry(route).update(counts=list(histogram.counts), sum=histogram.total)
+        for route, read in self._depths.items():
+            depth = read()
+            if route not in skip and (depth or route in routes):
+                entry(route)["depth"] = depth
+        return routes
 
     def collect(self) -> Iterator[Any]:
         """The metric families (called by prometheus_client when rendering)."""

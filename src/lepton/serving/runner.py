@@ -3,16 +3,18 @@
 Order matters for replicas that share a port: the model (or photon) is loaded and ``init()``
 has run *before* the socket is bound, so with ``SO_REUSEPORT`` the kernel never hands a
 connection to a replica that is still loading. Then uvicorn (uvloop, httptools, no access log)
-serves on that socket, and ``ready http://HOST:PORT`` is printed once it accepts.
+serves on that socket, and ``ready http://HOST:PORT`` is printed once it accepts; with a traffic
+interval, ``lepton-traffic`` lines of the counters follow (``serving/traffic.py``).
 
 On SIGTERM or SIGINT the replica drains: for ``DRAIN_NOTICE_S`` it keeps serving, with
 ``/readyz`` at 503 and ``Connection: close`` on every answer so keep-alive clients reconnect
-(to the other replicas); then the listening socket closes, requests in flight finish, and the
-process exits 0.
+(to the other replicas); then the listening socket closes, requests in flight finish, the last
+traffic report is written, and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import secrets
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from lepton.serving.app import ReplicaApp
 from lepton.serving.auth import TokenCheck, token_hash
 from lepton.serving.metrics import Metrics
+from lepton.serving.traffic import TrafficReporter
 
 if TYPE_CHECKING:
     from lepton.photon.photon import Photon
@@ -61,6 +64,9 @@ class ReplicaConfig:
     token_hashes: frozenset[str] | None = None
     """Accepted token hashes; ``None`` serves without auth (``--public``)."""
     drain_s: float = 30.0
+    traffic_interval_s: float = 0.0
+    """Seconds between traffic reports on stdout, which the supervisor reads
+    (``serving/traffic.py``); 0: none, as for a photon served in a terminal."""
 
 
 # 64: past this a batch of a small tabular model no longer gets cheaper per row on 2 cores
@@ -165,11 +171,15 @@ def bind(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
 DRAIN_NOTICE_S = 1.0
 
 
-def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT, then drain and return."""
+def serve(
+    app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0, traffic_interval_s: float = 0.0
+) -> None:
+    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT, then drain and return; with a
+    ``traffic_interval_s``, report the counters on stdout that often and once more at the end."""
     import uvicorn
 
     host, port = sock.getsockname()[:2]
+    reporter = TrafficReporter(app.metrics, skip=app.probes) if traffic_interval_s > 0 else None
     # The model, its libraries and their caches live as long as the replica: move them out of
     # the collector's reach, so a full collection no longer walks them. Without this, p99 at
     # 16-64 concurrent callers was 130-520 ms of 56-153 ms collector pauses (benchmarks/serving.py),
@@ -178,6 +188,8 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
     gc.freeze()
 
     class Server(uvicorn.Server):
+        reporting: asyncio.Task[None] | None = None
+
         @contextlib.contextmanager
         def capture_signals(self) -> Generator[None, None, None]:
             # uvicorn re-raises the signal after shutting down, which would end the process
@@ -211,6 +223,8 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
             if self.started:
                 shown = f"[{host}]" if ":" in host else host
                 print(f"ready http://{shown}:{port}", flush=True)
+                if reporter is not None:  # held here: a task nobody refers to may be collected
+                    self.reporting = asyncio.create_task(reporter.run(traffic_interval_s))
 
     config = uvicorn.Config(
         app,
@@ -228,6 +242,8 @@ def serve(app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0) -> Non
         backlog=2048,
     )
     Server(config).run(sockets=[sock])
+    if reporter is not None:  # the loop has ended: what the drain answered is counted
+        reporter.report()
 
 
 def launch_photon(
@@ -249,7 +265,7 @@ def launch_photon(
     config = ReplicaConfig(host=host, port=port, token_hashes=hashes, **options)
     app = photon_app(photon, config)
     sock = bind(host, port, reuse_port=config.reuse_port)
-    serve(app, sock, drain_s=config.drain_s)
+    serve(app, sock, drain_s=config.drain_s, traffic_interval_s=config.traffic_interval_s)
 
 
 def fail(message: str, fix: str = "") -> int:

@@ -29,6 +29,7 @@ __all__ = [
     "CounterRow",
     "DatasetRow",
     "DatasetVersionRow",
+    "DeploymentRevisionRow",
     "DeploymentRow",
     "JobMetricRow",
     "JobRow",
@@ -412,7 +413,8 @@ class DeploymentRow(Base):
     state: Mapped[str] = mapped_column(String(16))
     """``active``, or ``deleting`` until the supervisor has drained every replica."""
     generation: Mapped[int] = mapped_column(Integer, default=1)
-    """Bumped by an update; replicas of older generations are replaced one by one."""
+    """Bumped by an update or a rollback (each recorded in ``deployment_revisions``); replicas
+    of older generations are replaced one by one."""
     env_json: Mapped[str | None] = mapped_column(Text)
     """Variables the replicas get (JSON object); None for none."""
     secrets_json: Mapped[str | None] = mapped_column(Text)
@@ -422,6 +424,38 @@ class DeploymentRow(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(32))
+
+
+class DeploymentRevisionRow(Base):
+    """What one generation of a deployment served: written when the deployment is created and
+    by every change that rolls its replicas (not by scaling), so a rollback can write it again.
+
+    Its rows go with the deployment's row (``CASCADE``). History never holds anything else up:
+    deleting a photon or a model version it names leaves the revision with None there, and a
+    rollback to it is refused, saying so."""
+
+    __tablename__ = "deployment_revisions"
+
+    deployment_id: Mapped[str] = mapped_column(
+        ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    """The first column of the primary key: also the index a deployment's history is read by."""
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_version_id: Mapped[str | None] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="SET NULL")
+    )
+    photon_id: Mapped[str | None] = mapped_column(ForeignKey("photons.id", ondelete="SET NULL"))
+    source_ref: Mapped[str] = mapped_column(String(160))
+    max_batch_size: Mapped[int] = mapped_column(Integer)
+    max_wait_ms: Mapped[float] = mapped_column(Float)
+    timeout_s: Mapped[float] = mapped_column(Float)
+    env_json: Mapped[str | None] = mapped_column(Text)
+    secrets_json: Mapped[str | None] = mapped_column(Text)
+    """By name, as on the deployment; never values."""
+    reason: Mapped[str] = mapped_column(Text)
+    """Why this generation began: ``created``, ``updated model``, ``rolled back to generation 2``."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32))
 
 

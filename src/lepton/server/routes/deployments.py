@@ -10,10 +10,14 @@ from fastapi import Path as PathParam
 
 from lepton.control.paging import PageRequest
 from lepton.control.plane import Control
+from lepton.control.traffic import KEEP_MINUTES
 from lepton.schemas import (
     Deployment,
     DeploymentCreate,
     DeploymentCreated,
+    DeploymentRevision,
+    DeploymentRollback,
+    DeploymentTraffic,
     DeploymentUpdate,
     LogChunk,
 )
@@ -76,6 +80,35 @@ def update_deployment(
     return control.deployments.update(principal, deployment_name, body)
 
 
+@router.get("/{deployment_name}/revisions", name="deployment.revisions")
+def deployment_revisions(
+    deployment_name: DeploymentName,
+    request: Request,
+    response: Response,
+    page: PageRequest = Depends(page_request),
+    principal: Principal = Depends(require("read")),
+    control: Control = Depends(get_control),
+) -> list[DeploymentRevision]:
+    """What each generation served (model version or photon, batching, variables, secret
+    names) and why it began, newest first."""
+    revisions = control.deployments.revisions(principal, deployment_name, page)
+    return page_response(request, response, revisions)
+
+
+@router.post("/{deployment_name}/rollback", name="deployment.rollback")
+def rollback_deployment(
+    deployment_name: DeploymentName,
+    body: DeploymentRollback,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    control: Control = Depends(get_control),
+) -> Deployment:
+    """Roll back to the revision before the current generation (or ``generation``'s) as a new
+    generation, rolled out as an update is; the replica count stays."""
+    request.state.audit_resource = f"deployment/{deployment_name}"
+    return control.deployments.rollback(principal, deployment_name, body.generation)
+
+
 @router.delete("/{deployment_name}", name="deployment.delete")
 def delete_deployment(
     deployment_name: DeploymentName,
@@ -99,3 +132,15 @@ def deployment_logs(
     """The replicas' output, each line tagged with its replica id, and the supervisor's events
     (started, ready, crashed, draining), from ``offset``; follow by asking again."""
     return control.deployments.logs(principal, deployment_name, offset)
+
+
+@router.get("/{deployment_name}/traffic", name="deployment.traffic")
+def deployment_traffic(
+    deployment_name: DeploymentName,
+    minutes: int = Query(60, ge=1, le=KEEP_MINUTES, description="How far back, in minutes."),
+    principal: Principal = Depends(require("read")),
+    control: Control = Depends(get_control),
+) -> DeploymentTraffic:
+    """Requests, errors, refusals and latency percentiles in 10-second windows, summed over
+    the replicas from their own reports; kept in memory for an hour."""
+    return control.deployments.traffic(principal, deployment_name, minutes)
