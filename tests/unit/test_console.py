@@ -506,3 +506,83 @@ def test_a_model_page_draws_its_global_explanation_and_evaluations_with_slices(
         headers={"Authorization": f"Bearer {platform.admin}"},
     )
     assert missing.status_code == 404 and "no global explanation" in missing.text
+
+
+def test_a_deployment_rolls_to_another_version_and_back_from_its_page(
+    api: TestClient, platform: Platform
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "label": ["a", "a", "b", "b"]})
+    client = platform.client(platform.admin)
+    for c in (1.0, 0.5):
+        client.models.register("tiny", LogisticRegression(C=c).fit(frame[["x"]], frame["label"]))
+    client.deployments.create("tiny@1", name="roll", wait=False)
+    sign_in(api, platform.admin)
+    page = api.get("/deployments/roll", headers=HTML).text
+    assert 'id="update"' in page and '<option value="tiny@2" >tiny@2' in page
+    assert page.count('<tr class="revision current">') == 1
+
+    rolled = api.post(
+        "/deployments/roll/update", data={"model": "tiny@2", "csrf": csrf(api)}, headers=HTML
+    )
+    assert rolled.status_code == 200 and client.deployments.get("roll").model == "tiny@2"
+    assert rolled.text.count("Roll back to this") == 1, "generation 1 may be rolled back to"
+
+    back = api.post(
+        "/deployments/roll/rollback", data={"generation": "1", "csrf": csrf(api)}, headers=HTML
+    )
+    assert back.status_code == 200
+    served = client.deployments.get("roll")
+    assert served.model == "tiny@1" and served.generation == 3
+    assert "rolled back to generation 1" in back.text
+
+    again = api.post(
+        "/deployments/roll/rollback", data={"generation": "3", "csrf": csrf(api)}, headers=HTML
+    )
+    assert again.status_code == 409 and 'class="error"' in again.text
+    viewer = platform.token(platform.admin, role="viewer", name="v")
+    sign_in(api, viewer)
+    seen = api.get("/deployments/roll", headers=HTML).text
+    assert 'id="update"' not in seen and "Roll back to this" not in seen and 'id="history"' in seen
+    refused = api.post(
+        "/deployments/roll/rollback", data={"generation": "1", "csrf": csrf(api)}, headers=HTML
+    )
+    assert refused.status_code == 403 and client.deployments.get("roll").generation == 3
+
+
+def test_a_deployment_page_charts_the_traffic_its_replicas_reported(
+    api: TestClient, platform: Platform, control: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from sklearn.linear_model import LogisticRegression
+
+    from lepton.serving.metrics import Metrics
+    from lepton.serving.traffic import TrafficReporter
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "label": ["a", "a", "b", "b"]})
+    client = platform.client(platform.admin)
+    client.models.register("tiny", LogisticRegression().fit(frame[["x"]], frame["label"]))
+    served = client.deployments.create("tiny@1", name="busy", wait=False)
+    sign_in(api, platform.admin)
+    quiet = api.get("/deployments/busy", headers=HTML).text
+    assert "<strong>0</strong> requests" in quiet and "svg" not in quiet.split('id="traffic"')[1]
+
+    # What a replica reports: its own counters, as the runtime keeps them.
+    metrics = Metrics()
+    for _ in range(40):
+        metrics.observe("predict", 200, 0.004)
+    metrics.observe("predict", 422, 0.001)
+    metrics.observe("predict", 500, 0.002)
+    line = TrafficReporter(metrics).line()
+    assert line is not None
+    assert control.ctx.traffic.take(served.id, "r1", line, datetime.now(UTC)) is None
+
+    page = api.get("/deployments/busy/traffic", headers=HTML)
+    assert page.status_code == 200 and 'hx-trigger="every 10s"' in page.text
+    totals = page.text.split('id="traffic-totals">')[1].split("</p>")[0]
+    assert "<strong>42</strong> requests" in totals
+    assert "1 errors, 1 rejected" in totals and "1 replicas reporting" in totals
+    assert page.text.count('<svg class="chart lines"') == 3
+    assert "requests/s" in page.text and "p95 ms" in page.text

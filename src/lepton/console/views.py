@@ -538,9 +538,11 @@ def deployment_live(
 def _deployment_parts(control: Control, me: Principal, name: str) -> dict[str, Any]:
     served = control.deployments.get(me, name)
     signature: dict[str, Any] = {}
+    versions: list[Any] = []
     if served.model:
         model_name, _, number = served.model.rpartition("@")
         signature = control.models.version(me, model_name, number).signature
+        versions = control.models.versions(me, model_name, PageRequest(limit=50)).items
     log = control.deployments.logs(me, name, 0).text[-8_000:]
     inputs = signature.get("inputs")
     columns = [c for c in inputs if isinstance(c, dict)] if isinstance(inputs, list) else None
@@ -549,10 +551,42 @@ def _deployment_parts(control: Control, me: Principal, name: str) -> dict[str, A
         "deployment": served,
         "columns": columns,
         "spec": spec if spec.shape is not None and len(spec.shape) in (2, 3) else None,
+        "revisions": control.deployments.revisions(me, name, PageRequest(limit=20)).items,
+        "deployment_name": name,
+        **_traffic_charts(control.deployments.traffic(me, name, 30)),
+        "versions": versions,
         "log": log,
         "answer": None,
         "token": None,
     }
+
+
+@router.get("/deployments/{name}/traffic", name="console.deployment_traffic")
+def deployment_traffic(
+    request: Request, name: str, minutes: int = 30, control: Control = Depends(get_control)
+) -> HTMLResponse:
+    """Request rate, latency and errors from the replicas' own reports; htmx redraws it every
+    10 s while the page is open."""
+    me = _session(request)
+    traffic = control.deployments.traffic(me, name, minutes)
+    parts = _traffic_charts(traffic)
+    return _render(request, "deployment_traffic.html", me, deployment_name=name, **parts)
+
+
+def _traffic_charts(traffic: Any) -> dict[str, Any]:
+    """The series the charts draw, indexed by window (the x axis is time, oldest left)."""
+    rate: dict[str, list[tuple[int, float]]] = {"requests/s": []}
+    latency: dict[str, list[tuple[int, float]]] = {"p50 ms": [], "p95 ms": [], "p99 ms": []}
+    failures: dict[str, list[tuple[int, float]]] = {"errors (5xx)": [], "rejected (4xx)": []}
+    for i, point in enumerate(traffic.points):
+        rate["requests/s"].append((i, point.requests_per_s))
+        for key, value in (("p50 ms", point.p50_ms), ("p95 ms", point.p95_ms),
+                           ("p99 ms", point.p99_ms)):  # fmt: skip
+            if value is not None:
+                latency[key].append((i, value))
+        failures["errors (5xx)"].append((i, float(point.errors)))
+        failures["rejected (4xx)"].append((i, float(point.rejected)))
+    return {"traffic": traffic, "rate": rate, "latency": latency, "failures": failures}
 
 
 @router.post("/deployments/{name}/scale", name="console.deployment_scale")
@@ -562,6 +596,29 @@ async def scale(request: Request, name: str, control: Control = Depends(get_cont
     request.state.audit_resource = f"deployment/{name}"
     replicas = int(str(form.get("replicas") or "1"))
     control.deployments.update(me, name, DeploymentUpdate(replicas=replicas))
+    return RedirectResponse(f"/deployments/{quote(name)}", status_code=303)
+
+
+@router.post("/deployments/{name}/update", name="console.deployment_update")
+async def update(request: Request, name: str, control: Control = Depends(get_control)) -> Response:
+    """Roll to another model version: a new replica is ready before an old one drains."""
+    me = await _writer(request)
+    form = _fields(await request.form())
+    request.state.audit_resource = f"deployment/{name}"
+    control.deployments.update(me, name, DeploymentUpdate(model=form.get("model") or None))
+    return RedirectResponse(f"/deployments/{quote(name)}", status_code=303)
+
+
+@router.post("/deployments/{name}/rollback", name="console.deployment_rollback")
+async def rollback(
+    request: Request, name: str, control: Control = Depends(get_control)
+) -> Response:
+    """Serve again what an earlier generation served (the one before the current by default)."""
+    me = await _writer(request)
+    form = _fields(await request.form())
+    request.state.audit_resource = f"deployment/{name}"
+    wanted = form.get("generation", "")
+    control.deployments.rollback(me, name, int(wanted) if wanted.isdigit() else None)
     return RedirectResponse(f"/deployments/{quote(name)}", status_code=303)
 
 
