@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 
 def train() -> None:
@@ -68,9 +69,15 @@ def main() -> int:
         predicted = [int(p) for p in answer["predictions"]]
         right = sum(p == int(t) for p, t in zip(predicted, labels[picked], strict=True))
         print(f"the deployment read {right} of {len(picked)} held-out digits right")
+        # The same digits as PNG files, as a user would upload them: the signature says the
+        # model takes [0, 1] pixels (load_arrays gave it those), so the replica scales them.
+        pngs = [_png(image) for image in images[picked[:20]]]
+        uploaded = client.deployments.predict(deployment, images=pngs)["predictions"]
+        same = sum(int(a) == b for a, b in zip(uploaded, predicted[:20], strict=True))
+        print(f"{same} of 20 digits uploaded as PNG got the same answer as their arrays")
         explained = client.deployments.explain(deployment, inputs=digits[:1].tolist())
         print(f"explained its answer {explained['rows'][0]['prediction']} by {explained['method']}")
-        return right >= 0.9 * len(picked)
+        return right >= 0.9 * len(picked) and same == 20
 
     return drive(
         __file__,
@@ -79,6 +86,16 @@ def main() -> int:
         deployment="keras-mnist",
         check=check,
     )
+
+
+def _png(image: Any) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 if __name__ == "__main__":
