@@ -105,6 +105,17 @@ def test_upload_a_csv_and_see_its_profile_drawn(
     assert page.locator("tr.column").count() == 7
     assert page.locator("svg.histogram").count() == 6, "one histogram per numeric column"
     assert page.locator("svg.bars").count() >= 1, "the class balance is drawn"
+    snap(page, "dataset-profile")
+
+    # A new version without one column, from the transform form; its lineage shows the parent.
+    dropped = frame.columns[0]
+    page.select_option(f'select[name="col:{dropped}"]', "drop")
+    page.check('input[name="deduplicate"]')
+    page.click('#transform button[type="submit"]')
+    page.wait_for_url("**/datasets/tumours?version=2")
+    assert page.locator("tr.column").count() == 6
+    assert page.locator("svg.lineage rect.node").count() == 2, "v1 and the v2 made from it"
+    snap(page, "dataset-transformed")
 
 
 def test_start_automl_from_the_form_and_watch_it_live(page: Any, server: ServerProcess) -> None:
@@ -159,6 +170,12 @@ def test_start_automl_from_the_form_and_watch_it_live(page: Any, server: ServerP
         assert page.locator("#prediction").inner_text() in ("setosa", "versicolor", "virginica")
         assert page.locator("#attributions svg.bars rect").count() == 4, "one bar per feature"
         snap(page, "try-it")
+        # The answer and its explanation were two requests: the replica reports them and the
+        # page's traffic part, redrawing itself every 10 s, charts them.
+        page.goto(server.url + "/deployments/iris-console")
+        page.wait_for_selector("#traffic svg.lines", timeout=60_000)
+        assert "<strong>2</strong> requests" in page.inner_html("#traffic-totals")
+        snap(page, "deployment")
     finally:
         with Client(server.url, server.token) as client:
             client.deployments.delete("iris-console")

@@ -68,9 +68,15 @@ def bars(items: Sequence[tuple[str, float]], *, width: int = 360, signed: bool =
     )
 
 
-def lines(series: Mapping[str, Sequence[tuple[int, float]]], *, width: int = 480) -> Markup:
+def lines(
+    series: Mapping[str, Sequence[tuple[int, float]]],
+    *,
+    width: int = 480,
+    where: str = "at step {step}",
+) -> Markup:
     """One polyline per metric over its steps, each scaled to its own range (metrics differ in
-    units), with a legend giving the last value."""
+    units), with a legend giving the last value (``where`` says where it is; ``{step}`` is its
+    step). The last point gets a dot, so a series of one point shows too."""
     height, pad = 150, 6
     shown = {k: v for k, v in series.items() if v}
     if not shown:
@@ -89,13 +95,16 @@ def lines(series: Mapping[str, Sequence[tuple[int, float]]], *, width: int = 480
             f"{height - pad - (height - 2 * pad) * (v - low) / y_span:.1f}"
             for s, v in points
         )
+        end_x, end_y = coords.rsplit(" ", 1)[-1].split(",")
         parts.append(
             f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2">'
-            f"<title>{escape(name)}</title></polyline>"
+            f'<title>{escape(name)}</title></polyline><circle cx="{end_x}" cy="{end_y}" r="3" '
+            f'fill="{colour}"/>'
         )
+        at = where.format(step=points[-1][0])
         legend.append(
             f'<text x="{pad}" y="{height + 14 + 14 * i}" font-size="11" fill="{colour}">'
-            f"{escape(name)}: {_num(points[-1][1])} at step {points[-1][0]} "
+            f"{escape(name)}: {_num(points[-1][1])}{' ' + escape(at) if at else ''} "
             f"(range {_num(low)} to {_num(high)})</text>"
         )
     total = height + 8 + 14 * len(shown)
@@ -120,13 +129,13 @@ def heatmap(
     if not rows or not cols:
         return Markup("")
     top = max((abs(float(v)) for r in grid for v in r if math.isfinite(float(v))), default=0) or 1
-    margin = 70 if labels else 0
-    cell = max(1.0, (size - margin) / max(rows, cols))
+    left, top_margin = (70, 18) if labels else (0, 0)
+    cell = max(1.0, (size - left) / max(rows, cols))
     parts = []
     for i, line in enumerate(grid):
         for j, value in enumerate(line):
             shade = abs(float(value)) / top if math.isfinite(float(value)) else 0
-            x, y = margin + j * cell, margin + i * cell
+            x, y = left + j * cell, top_margin + i * cell
             parts.append(
                 f'<rect x="{x:.1f}" y="{y:.1f}" width="{cell:.1f}" height="{cell:.1f}" '
                 f'fill="{_PALETTE[1] if not labels else _PALETTE[0]}" '
@@ -139,19 +148,21 @@ def heatmap(
                     f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" font-size="11" '
                     f'text-anchor="middle">{_num(float(value))}</text>'
                 )
+    fits = max(3, int(cell / 6))  # characters of a 10 px label that fit over one cell
     for k, label in enumerate(labels or []):
-        middle = margin + (k + 0.5) * cell
+        middle = k + 0.5
         parts.append(
-            f'<text x="{margin - 4}" y="{middle + 4:.1f}" font-size="10" text-anchor="end">'
-            f"{escape(str(label)[:10])}</text>"
-            f'<text x="{middle:.1f}" y="{margin - 6}" font-size="10" text-anchor="middle">'
-            f"{escape(str(label)[:10])}</text>"
+            f'<text x="{left - 4}" y="{top_margin + middle * cell + 4:.1f}" font-size="10" '
+            f'text-anchor="end">{escape(str(label)[:11])}</text>'
+            f'<text x="{left + middle * cell:.1f}" y="{top_margin - 5}" font-size="10" '
+            f'text-anchor="middle">{escape(str(label)[:fits])}</text>'
         )
-    total = margin + cell * max(rows, cols)
+    width = left + cell * cols
+    height = top_margin + cell * rows
     kind = "confusion" if labels else "saliency"
     return Markup(
-        f'<svg class="chart heatmap {kind}" role="img" viewBox="0 0 {total:.0f} {total:.0f}" '
-        f'width="{total:.0f}" height="{total:.0f}">{"".join(parts)}</svg>'
+        f'<svg class="chart heatmap {kind}" role="img" viewBox="0 0 {width:.0f} {height:.0f}" '
+        f'width="{width:.0f}" height="{height:.0f}">{"".join(parts)}</svg>'
     )
 
 
