@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from lepton.control.spool import clean as clean_spool
+from lepton.control.spool import spool_folder
 from lepton.control.traffic import TrafficStore
 from lepton.settings import Settings
 from lepton.store.blobs import BlobStore
@@ -50,20 +53,25 @@ class Context:
         """Register how reconciler ``name`` is woken."""
         self._wakers[name] = waker
 
-    def work_dir(self) -> Path:
-        """Private (0700) scratch space under LEPTON_HOME for request-time files."""
-        path = self.settings.home / "work"
-        path.mkdir(mode=0o700, exist_ok=True)
-        return path
+    @property
+    def spool_root(self) -> Path:
+        """``LEPTON_HOME/work``: where requests spool their files."""
+        return self.settings.home / "work"
+
+    def spool(self) -> AbstractContextManager[Path]:
+        """A private (0700) scratch folder for one request's files, removed when it ends, or at
+        the next start when the process was killed first (:mod:`lepton.control.spool`)."""
+        return spool_folder(self.spool_root)
 
 
 def open_context(settings: Settings) -> Context:
-    """Open the stores: apply migrations, drop a crashed writer's temp objects, and return them."""
+    """Open the stores: apply migrations, drop what crashed writers left (temp objects, spool
+    folders), and return them."""
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # holds the key and tokens
     engine = make_engine(settings.database)
     migrate(engine)
     blobs = BlobStore.from_settings(settings)
     blobs.clean_temp()
-    return Context(
-        settings=settings, engine=engine, sessions=make_sessionmaker(engine), blobs=blobs
-    )
+    ctx = Context(settings=settings, engine=engine, sessions=make_sessionmaker(engine), blobs=blobs)
+    clean_spool(ctx.spool_root)
+    return ctx

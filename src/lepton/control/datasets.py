@@ -13,11 +13,8 @@ import builtins
 import hashlib
 import io
 import json
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -246,7 +243,7 @@ class DatasetService:
     ) -> DatasetVersionDetail:
         """A new version from a streamed body; content already stored as a version of this
         dataset answers that version (``created: false``)."""
-        with self._work() as work:
+        with self.ctx.spool() as work:
             source = work / "source"
             hasher = hashlib.sha256()
             with source.open("wb") as f:
@@ -300,7 +297,7 @@ class DatasetService:
         with self.ctx.sessions() as session:
             _, parent = self.version_row(session, principal, name, version)
             parent_id, parent_digest, parent_target = parent.id, parent.data_digest, parent.target
-        with self._work() as work:
+        with self.ctx.spool() as work:
             source = self.fetch(parent_digest, work / "parent.parquet")
             out = work / "data.parquet"
             apply_transform(source, body.steps, out)
@@ -392,15 +389,6 @@ class DatasetService:
             .limit(1)
         ).first()
 
-    @contextmanager
-    def _work(self) -> Iterator[Path]:
-        path = self.ctx.work_dir() / uuid.uuid4().hex
-        path.mkdir(mode=0o700)
-        try:
-            yield path
-        finally:
-            shutil.rmtree(path, ignore_errors=True)
-
     # --- splits ---------------------------------------------------------------------------------
 
     def split(self, principal: Principal, name: str, version: str, spec: SplitSpec) -> Split:
@@ -433,8 +421,8 @@ class DatasetService:
             if stored is not None:
                 return stored
         columns = [Column.model_validate(c) for c in json.loads(row.schema_json)]
-        with tempfile.TemporaryDirectory(dir=self.ctx.work_dir()) as work:
-            table = self.fetch(row.data_digest, Path(work) / "data.parquet")
+        with self.ctx.spool() as work:
+            table = self.fetch(row.data_digest, work / "data.parquet")
             result = make_split(table, columns, spec, row.target)
         buffer = io.BytesIO()
         np.save(buffer, result.assignment.astype(np.uint8), allow_pickle=False)

@@ -12,11 +12,9 @@ from __future__ import annotations
 import builtins
 import json
 import re
-import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -314,9 +312,9 @@ class ModelService:
         """Unpack a stored artifact into scratch space, refusing anything not a safe file."""
         from lepton.registry.artifacts import unpack
 
-        with tempfile.TemporaryDirectory(dir=self.ctx.work_dir()) as work:
-            archive = self.datasets.fetch(digest, Path(work) / "model.zip")
-            unpack(archive, Path(work) / "model")
+        with self.ctx.spool() as work:
+            archive = self.datasets.fetch(digest, work / "model.zip")
+            unpack(archive, work / "model")
 
     def describe(
         self, principal: Principal, name: str, version: str, text: str | None

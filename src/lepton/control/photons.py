@@ -12,7 +12,6 @@ from __future__ import annotations
 import builtins
 import json
 import re
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -106,16 +105,12 @@ class PhotonService:
     ) -> tuple[Photon, bool]:
         """Store a pushed package; returns the photon and whether it is a new version (the same
         bytes under the same name answer the existing one)."""
-        work = self.ctx.work_dir() / uuid.uuid4().hex
-        work.mkdir(mode=0o700)
-        try:
+        with self.ctx.spool() as work:
             package = work / "photon.zip"
             with package.open("wb") as f:
                 async for chunk in chunks:
                     await anyio.to_thread.run_sync(f.write, chunk)
             return await anyio.to_thread.run_sync(self._store, principal, package, name)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
 
     def _store(self, principal: Principal, package: Path, name: str | None) -> tuple[Photon, bool]:
         from lepton.photon.inspect import inspect_package
