@@ -121,6 +121,9 @@ class StubExecutor:
     def attach(self, job_id: str, handle: int) -> bool:
         return True
 
+    def reap(self) -> None:
+        pass
+
 
 @pytest.fixture
 def stub_executor() -> StubExecutor:

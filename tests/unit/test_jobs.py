@@ -64,6 +64,7 @@ class FakeExecutor:
         self.processes: dict[int, FakeProcess] = {}
         self.cancels: list[tuple[str, int]] = []
         self.survivors: set[tuple[str, int]] = set()
+        self.reaps = 0
         self._next = 4000
 
     @property
@@ -86,6 +87,9 @@ class FakeExecutor:
 
     def attach(self, job_id: str, handle: int) -> bool:
         return (job_id, handle) in self.survivors
+
+    def reap(self) -> None:
+        self.reaps += 1
 
     def latest(self, job_id: str) -> FakeProcess:
         return [p for p in self.processes.values() if p.launch.job_id == job_id][-1]
@@ -212,6 +216,16 @@ def test_two_slots_run_two_jobs_at_once(
 
     assert [launch.job_id for launch in executor.launches] == [jobs[0].id, jobs[1].id]
     assert client.jobs.get(jobs[2].id).state == JobState.queued
+
+
+def test_every_pass_collects_ended_processes_even_with_no_job_running(
+    scheduler: Scheduler, executor: FakeExecutor
+) -> None:
+    # A runner that reported its end is never asked about again: only this collects it.
+    scheduler.reconcile_once()
+    scheduler.reconcile_once()
+
+    assert executor.reaps == 2
 
 
 def test_a_process_that_dies_without_reporting_is_queued_again(

@@ -47,6 +47,7 @@ class Scheduler(Reconciler):
         self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
 
     def reconcile_once(self) -> None:
+        self.executor.reap()
         with self.ctx.sessions() as session:
             running = list(session.scalars(select(JobRow).where(JobRow.state == JobState.running)))
             busy_cpu = busy_gpu = 0

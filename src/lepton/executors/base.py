@@ -46,6 +46,11 @@ class Executor(Protocol):
     def attach(self, job_id: str, handle: int) -> bool:
         """After a control-plane restart: True when ``handle`` is still this job's runner."""
 
+    def reap(self) -> None:
+        """Collect every process this executor started that has ended, so none is left a
+        zombie (a runner that reported its end is never asked about again). The scheduler
+        calls it every pass."""
+
 
 @dataclass(frozen=True)
 class ReplicaLaunch:

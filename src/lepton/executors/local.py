@@ -6,6 +6,14 @@ control plane finds them again by pid and by a marker on their command line (the
 deployment's working folder). Both run user code, so both start through the sandbox
 (:mod:`lepton.sandbox`): an allow-listed environment, no view of LEPTON_HOME, a working folder
 of their own (``jobs/<id>/work``, ``deployments/<id>/replicas/<replica>.work``), limits.
+
+Every process it starts is waited for once it ends (``reap``), so none is left a ``<defunct>``
+zombie: a runner that reported its end over the API is never asked about again, so waiting
+only when a status is asked left one zombie per job. Only our own ``Popen`` objects are waited
+for, each by its pid: a ``waitpid(-1)`` loop or a SIGCHLD handler would also take the children
+that ``subprocess.run`` (the sandbox probe) and others wait for themselves, and break them.
+Processes re-attached after a restart are not our children: their old parent's end gave them
+to init, which waits for them.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from lepton.executors.base import Launch, ProcessState, ReplicaLaunch
@@ -39,9 +48,36 @@ class LocalExecutor:
         self.sandbox = sandbox
         self.cpu_slots = cpu_slots
         self.gpu_slots = visible_gpus() if gpu_slots is None else gpu_slots
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: dict[int, _Child] = {}
+        self._ended: dict[int, int] = {}
+        """Exit codes of children waited for, until a status call reports them; keyed by pid,
+        so it holds at most one per pid, and a new child's pid replaces its entry."""
         self._gpus_in_use: dict[int, list[int]] = {}
         self._lock = threading.Lock()
+
+    def _adopt(self, process: subprocess.Popen[bytes], work: Path, gpus: list[int]) -> int:
+        with self._lock:
+            self._children[process.pid] = _Child(process, work)
+            self._ended.pop(process.pid, None)
+            if gpus:
+                self._gpus_in_use[process.pid] = gpus
+        return process.pid
+
+    def reap(self) -> None:
+        """Wait for every child that ended (keeping its exit code for ``status``), free its
+        GPUs and remove its working folder: what the process left there is of no use to anyone
+        (a job's state is in the API, and the next attempt or life starts clean anyway)."""
+        with self._lock:
+            for pid, child in list(self._children.items()):
+                code = child.process.poll()
+                if code is None:
+                    continue
+                del self._children[pid]
+                self._gpus_in_use.pop(pid, None)
+                self._ended[pid] = code
+                # Under the lock: once the end is known, the next attempt (or life) may start in
+                # the same folder, and must not lose it to this removal.
+                shutil.rmtree(child.work, ignore_errors=True)
 
     def submit(self, launch: Launch) -> int:
         gpus = ",".join(str(g) for g in self._take_gpus(launch.gpus))
@@ -63,11 +99,7 @@ class LocalExecutor:
                 preexec_fn=self.sandbox.limits(),
                 start_new_session=True,  # outlives the control plane; signals reach its group
             )
-        with self._lock:
-            self._children[process.pid] = process
-            if launch.gpus:
-                self._gpus_in_use[process.pid] = [int(g) for g in gpus.split(",") if g]
-        return process.pid
+        return self._adopt(process, work, [int(g) for g in gpus.split(",") if g])
 
     def _take_gpus(self, count: int) -> list[int]:
         if count == 0:
@@ -78,17 +110,15 @@ class LocalExecutor:
         return free[:count]
 
     def _child_state(self, handle: int) -> ProcessState | None:
-        """The state of a process this executor started; None for any other handle."""
+        """The state of a process this executor started; None for any other handle (and for
+        a child whose end was already reported)."""
+        self.reap()
         with self._lock:
-            child = self._children.get(handle)
-        if child is None:
-            return None
-        code = child.poll()
+            if handle in self._children:
+                return ProcessState(alive=True)
+            code = self._ended.pop(handle, None)
         if code is None:
-            return ProcessState(alive=True)
-        with self._lock:
-            self._children.pop(handle, None)
-            self._gpus_in_use.pop(handle, None)
+            return None
         if self.sandbox.active and 128 < code <= 128 + 64:
             # bubblewrap exits 128 + N when what it contains was killed by signal N; report it
             # as the process's own death by that signal (-9 for SIGKILL), as without a sandbox.
@@ -107,13 +137,13 @@ class LocalExecutor:
             _terminate(handle, lambda: self.status(job_id, handle).alive, _GRACE_S)
 
     def attach(self, job_id: str, handle: int) -> bool:
+        self.reap()
+        with self._lock:
+            if handle in self._ended:  # our child, ended (its pid may be another's since)
+                return False
         try:
             cmdline = Path(f"/proc/{handle}/cmdline").read_bytes().split(b"\0")
         except OSError:
-            return False
-        with self._lock:
-            child = self._children.get(handle)
-        if child is not None and child.poll() is not None:
             return False
         return b"lepton.jobs.runner" in cmdline and job_id.encode() in cmdline
 
@@ -141,9 +171,7 @@ class LocalExecutor:
                 preexec_fn=self.sandbox.limits(),
                 start_new_session=True,  # keeps serving across a control-plane restart
             )
-        with self._lock:
-            self._children[process.pid] = process
-        return process.pid
+        return self._adopt(process, work, [])
 
     def replica_status(self, handle: int, marker: str) -> ProcessState:
         known = self._child_state(handle)
@@ -155,6 +183,13 @@ class LocalExecutor:
     def stop_replica(self, handle: int, marker: str, grace_s: float) -> None:
         if self.replica_status(handle, marker).alive:
             _terminate(handle, lambda: self.replica_status(handle, marker).alive, grace_s)
+
+
+@dataclass(frozen=True)
+class _Child:
+    process: subprocess.Popen[bytes]
+    work: Path
+    """Its working folder, removed once it ended."""
 
 
 def _terminate(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
