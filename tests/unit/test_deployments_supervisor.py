@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from test_deployments_api import register_model
 
 from lepton import Client
 from lepton.control.plane import Control
+from lepton.control.spool import owner_tag
 from lepton.control.supervisor import Backoff, Supervisor
 from lepton.errors import AuthenticationError, NotFound
 from lepton.executors.base import ProcessState, ReplicaLaunch
@@ -387,6 +389,26 @@ def test_deleting_drains_every_replica_then_the_deployment_is_gone(
     assert created.token is not None
     with pytest.raises(AuthenticationError, match="revoked"):
         Client(client.url, created.token, http=client._http).status()
+
+
+def test_a_build_cut_short_by_a_kill_is_removed_and_a_live_one_kept(
+    client: Client, supervisor: Supervisor, fake: FakeReplicas, state: Control
+) -> None:
+    created = client.deployments.create("heart", wait=False)
+    supervisor.reconcile_once()
+    root = state.ctx.settings.home / "deployments" / created.id
+    # What a control plane killed while unpacking leaves: a process of this host that ended
+    # (no pid is past the kernel's largest), and one of another, live process.
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    cut = root / f".gen-2.{socket.gethostname()}@{dead_pid}@1@0badc0de"
+    live = root / f".gen-2.{owner_tag()}@0000cafe"
+    for folder in (cut, live):
+        (folder / "model").mkdir(parents=True)
+
+    supervisor.reconcile_once()
+
+    assert not cut.exists() and live.exists()
+    assert (root / "gen-1").is_dir(), "the generation being served was removed"
 
 
 # --- a restart of the control plane --------------------------------------------------------------

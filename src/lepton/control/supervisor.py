@@ -36,6 +36,7 @@ from lepton.control.workdir import (
     deployment_log,
     generation_dir,
     prepare_generation,
+    remove_abandoned_builds,
     remove_generation,
     replica_log,
 )
@@ -333,10 +334,12 @@ class Supervisor(Reconciler):
         session.commit()
 
     def _clean_generations(self, session: Session, deployment: DeploymentRow) -> None:
-        """Remove the folders of generations no replica uses any more."""
+        """Remove the folders of generations no replica uses any more, and what builds cut
+        short by a kill left."""
         root = deployment_dir(self.home, deployment.id)
         if not root.exists():
             return
+        remove_abandoned_builds(self.home, deployment.id)
         used = set(
             session.scalars(
                 select(ReplicaRow.generation).where(ReplicaRow.deployment_id == deployment.id)

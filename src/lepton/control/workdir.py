@@ -3,12 +3,15 @@
 One sub-folder per generation holds what its replicas load (the unpacked model version with its
 ``signature.json``, or the unpacked photon), fetched from the blob store once however many
 replicas start from it. It appears whole or not at all: it is built under a temporary name and
-renamed. Each replica's own output goes to ``replicas/<id>.log``; the supervisor merges those,
-tagged, into ``deployment.log`` with its own event lines.
+renamed; the temporary name says which process builds it (as a spool folder's does), so a
+build cut short by a kill is found and removed (``remove_abandoned_builds``). Each replica's
+own output goes to ``replicas/<id>.log``; the supervisor merges those, tagged, into
+``deployment.log`` with its own event lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from lepton.control.context import Context
+from lepton.control.spool import abandoned, owner_tag
 from lepton.errors import NotFound
 from lepton.store.models import DeploymentRow, ModelVersionRow, PhotonRow
 
@@ -26,6 +30,7 @@ __all__ = [
     "deployment_log",
     "generation_dir",
     "prepare_generation",
+    "remove_abandoned_builds",
     "remove_generation",
     "replica_log",
 ]
@@ -78,7 +83,7 @@ def _build(ctx: Context, target: Path, digest: str, *, photon: bool, signature: 
     from lepton.registry.artifacts import unpack
 
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}"
+    tmp = target.parent / f".{target.name}.{owner_tag()}@{uuid.uuid4().hex[:8]}"
     tmp.mkdir(mode=0o700)
     try:
         archive = tmp / "package.zip"
@@ -100,3 +105,13 @@ def _build(ctx: Context, target: Path, digest: str, *, photon: bool, signature: 
 def remove_generation(home: Path, deployment_id: str, generation: int) -> None:
     """Drop a generation's folder once no replica of it runs."""
     shutil.rmtree(generation_dir(home, deployment_id, generation), ignore_errors=True)
+
+
+def remove_abandoned_builds(home: Path, deployment_id: str) -> None:
+    """Drop the half-built generation folders of builds whose process ended (a control plane
+    killed while unpacking what it serves)."""
+    for tmp in deployment_dir(home, deployment_id).glob(".gen-*"):
+        owned = tmp.name.split(".", 2)[2]  # ".gen-3.<owner>@<random>"; a host name has dots
+        with contextlib.suppress(OSError):
+            if abandoned(owned, tmp.stat().st_mtime):
+                shutil.rmtree(tmp, ignore_errors=True)
