@@ -13,13 +13,29 @@ from pathlib import Path
 
 from lepton.errors import ConfigError
 
-__all__ = ["Credentials", "read_credentials", "write_credentials"]
+__all__ = ["Credentials", "clean_token", "read_credentials", "write_credentials"]
 
 
 @dataclass(frozen=True)
 class Credentials:
     url: str
     token: str
+
+
+def clean_token(token: str, source: str, *, fix: str) -> str:
+    """``token`` without the whitespace around it (a pasted token keeps its newline, and httpx
+    then refuses the header, which read as "cannot reach the server"). What is left must be
+    printable ASCII without spaces, as an HTTP header needs: else a ConfigError naming ``source``
+    and the character, never the secret."""
+    token = token.strip()
+    for i, char in enumerate(token):
+        if not "!" <= char <= "~":
+            raise ConfigError(
+                f"{source} holds {char!r} at character {i + 1}, which an HTTP header cannot "
+                "carry (a token is printable ASCII: lep_...)",
+                fix=fix,
+            )
+    return token
 
 
 def read_credentials(path: Path) -> Credentials | None:
@@ -38,7 +54,12 @@ def read_credentials(path: Path) -> Credentials | None:
             f"the credentials file {path} lacks 'url' or 'token'",
             fix="log in again: lepton login --url URL --token T",
         )
-    return Credentials(url=str(data["url"]), token=str(data["token"]))
+    token = clean_token(
+        str(data["token"]),
+        f"the token in {path}",
+        fix="log in again: lepton login --url URL --token T",
+    )
+    return Credentials(url=str(data["url"]).strip(), token=token)
 
 
 def write_credentials(path: Path, credentials: Credentials) -> None:

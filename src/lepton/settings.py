@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from lepton.credentials import clean_token
 from lepton.errors import ConfigError
 
 __all__ = ["Settings"]
@@ -66,16 +67,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
-        """Read ``LEPTON_<FIELD>`` variables; explicit ``overrides`` win."""
+        """Read ``LEPTON_<FIELD>`` variables, without the whitespace around their values (a
+        token pasted with its newline); explicit ``overrides`` win."""
         env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for f in fields(cls):
             if f.name == "user_environment":
                 continue
-            raw = env.get(_PREFIX + f.name.upper())
-            if raw is None or raw == "":
+            raw = env.get(_PREFIX + f.name.upper(), "").strip()
+            if raw == "":
                 continue
             values[f.name] = _convert(f.name, f.type, raw)
+        if "token" in values:
+            values["token"] = clean_token(
+                str(values["token"]),
+                f"{_PREFIX}TOKEN",
+                fix=f"set {_PREFIX}TOKEN to a token as `lepton token create` printed it, or unset it",
+            )
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

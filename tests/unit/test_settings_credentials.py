@@ -173,6 +173,41 @@ def test_damaged_credentials_file_is_a_config_error_saying_log_in_again(
     assert "lepton login" in caught.value.fix
 
 
+def test_a_token_pasted_with_its_newline_is_used_without_it(tmp_path: Path) -> None:
+    # The newline made httpx refuse the header, which the CLI reported as "cannot reach the
+    # server" (exit 6) with the server up.
+    settings = Settings.from_env(
+        {"LEPTON_TOKEN": " lep_abc_secret\n", "LEPTON_URL": "http://cp:8700\n"}
+    )
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"url": "http://cp:8700 ", "token": "lep_abc_secret\r\n"}))
+
+    assert settings.token == "lep_abc_secret"
+    assert settings.url == "http://cp:8700"
+    assert read_credentials(path) == Credentials(url="http://cp:8700", token="lep_abc_secret")
+
+
+@pytest.mark.parametrize("token", ["lep_abc\nsecret", "lep_abcé", "lep abc"])
+def test_a_token_no_header_can_carry_is_a_config_error_without_the_secret(
+    token: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text(json.dumps({"url": "http://cp:8700", "token": token}))
+
+    with pytest.raises(ConfigError) as from_env:
+        Settings.from_env({"LEPTON_TOKEN": token})
+    with pytest.raises(ConfigError) as from_file:
+        read_credentials(path)
+
+    assert from_env.value.message.startswith("LEPTON_TOKEN holds ")
+    assert "HTTP header" in from_env.value.message
+    assert "lepton token create" in from_env.value.fix
+    assert from_file.value.message.startswith(f"the token in {path} holds ")
+    assert "lepton login" in from_file.value.fix
+    for caught in (from_env, from_file):
+        assert "abc" not in caught.value.message  # the character and where, never the token
+
+
 # --- how Client() finds its server and token -----------------------------------------------
 
 
