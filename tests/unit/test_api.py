@@ -594,6 +594,35 @@ def test_sdk_sends_its_api_version_and_token(settings: Settings) -> None:
     assert seen[0].headers["Authorization"] == "Bearer lep_a_b"
 
 
+@pytest.mark.parametrize(
+    ("call", "said"),
+    [
+        (
+            lambda c: c.tokens.create("x", expires_in=8_639_999_913_600),
+            "invalid token: 'expires_in'",
+        ),
+        (lambda c: c.workspaces.create("Team A"), "invalid workspace name: 'name'"),
+        (lambda c: c.datasets.split("heart", train=2), "invalid split: 'train'"),
+        (lambda c: c.datasets.transform("heart", [{"op": "nope"}]), "invalid transform"),
+    ],
+    ids=["token-expiry", "workspace-name", "split-share", "transform-op"],
+)
+def test_sdk_refuses_a_body_it_builds_before_sending_it(
+    settings: Settings, call: Callable[[Client], object], said: str
+) -> None:
+    # A pydantic ValidationError is not a LeptonError: it reached the CLI as a traceback.
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"sent {request.method} {request.url}")
+
+    with httpx.Client(transport=httpx.MockTransport(handler)) as http:
+        client = Client(url="http://lepton.test", token="lep_a_b", http=http, settings=settings)
+        with pytest.raises(InvalidRequest) as caught:
+            call(client)
+
+    assert caught.value.message.startswith(said)
+    assert caught.value.fix
+
+
 def test_sdk_raises_api_version_mismatch_when_the_server_speaks_another(
     settings: Settings,
 ) -> None:

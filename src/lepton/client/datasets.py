@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from lepton.client.bodies import checked
 from lepton.client.client import CHUNK, Progress
 from lepton.errors import InvalidRequest
 from lepton.refs import parse_ref
@@ -151,11 +152,12 @@ class Datasets:
     ) -> DatasetVersionDetail:
         """A new version made by applying ``steps`` (e.g. ``[{"op": "drop", "columns": ["id"]}]``)."""
         name, version = parse_ref(ref)
-        body = (
-            steps
-            if isinstance(steps, TransformRequest)
-            else TransformRequest.model_validate({"steps": list(steps)})
-        )
+        with checked("transform", fix="see lepton dataset transform --help"):
+            body = (
+                steps
+                if isinstance(steps, TransformRequest)
+                else TransformRequest.model_validate({"steps": list(steps)})
+            )
         response = self._client.request(
             "POST",
             f"/api/v1/datasets/{name}/versions/{version}/transform",
@@ -166,7 +168,8 @@ class Datasets:
     def split(self, ref: str, **spec: Any) -> Split:
         """The stored train/validation/test split for ``spec`` (see ``SplitSpec``)."""
         name, version = parse_ref(ref)
-        body = SplitSpec.model_validate(spec).model_dump(mode="json")
+        with checked("split", fix="give shares between 0 and 1 that sum to 1, e.g. train=0.8"):
+            body = SplitSpec.model_validate(spec).model_dump(mode="json")
         response = self._client.request(
             "POST", f"/api/v1/datasets/{name}/versions/{version}/splits", json=body
         )

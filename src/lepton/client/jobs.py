@@ -6,14 +6,11 @@ import builtins
 import os
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
+from lepton.client.bodies import checked
 from lepton.client.models import Models  # its home is client/models.py
-from lepton.errors import InvalidRequest
 from lepton.schemas import (
     TERMINAL_STATES,
     Job,
@@ -29,20 +26,6 @@ if TYPE_CHECKING:
     from lepton.client.client import Client
 
 __all__ = ["Jobs", "Models"]
-
-
-@contextmanager
-def _as_invalid_request() -> Iterator[None]:
-    """A spec the SDK builds is checked here already: its errors join the Lepton tree."""
-    try:
-        yield
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"'{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise InvalidRequest(
-            f"invalid job spec: {problems}", fix="correct the named argument(s)"
-        ) from None
 
 
 class Jobs:
@@ -65,7 +48,7 @@ class Jobs:
     ) -> Job:
         """Submit a train job; it is queued (or failed at once, with the reason, when its inputs
         cannot work). Follow it with :meth:`wait` or :meth:`follow`."""
-        with _as_invalid_request():
+        with checked("job spec"):
             spec = TrainSpec(
                 dataset=dataset,
                 target=target,
@@ -97,7 +80,7 @@ class Jobs:
         reads ``dataset`` divided as ``split`` says (``{"train": 0.8, "validation": 0,
         "test": 0.2}``; 80/10/10 by default)."""
         path = Path(script)
-        with _as_invalid_request():  # checked before anything is uploaded
+        with checked("job spec"):  # checked before anything is uploaded
             spec = ScriptSpec(
                 script_name=path.name,
                 script_digest="0" * 64,

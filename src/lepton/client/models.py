@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from pydantic import ValidationError
-
+from lepton.client.bodies import checked
 from lepton.errors import InvalidRequest
 from lepton.refs import parse_ref
 from lepton.schemas import (
@@ -185,14 +184,8 @@ class Models:
     ) -> Job:
         """Submit an ``evaluate`` job of ``ref`` on ``dataset``; follow it with
         ``client.jobs.wait``. An alias is resolved now: the job evaluates that version."""
-        try:
+        with checked("evaluate spec", fix="see lepton evaluate --help"):
             spec = EvaluateSpec(model=ref, dataset=dataset, target=target, slices=slices or [])
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise InvalidRequest(
-                f"{where}: {first['msg']}", fix="see lepton evaluate --help"
-            ) from None
         answer = self._client.request(
             "POST", "/api/v1/jobs", json={"spec": spec.model_dump(mode="json")}
         )

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from lepton.client.bodies import checked
 from lepton.client.client import CHUNK
 from lepton.errors import BlobIntegrityError
 from lepton.schemas import (
@@ -48,7 +49,8 @@ class Workspaces(_Namespace):
 
     def create(self, name: str) -> WorkspaceCreated:
         """Create a workspace; the answer holds its first admin token, shown only once."""
-        body = WorkspaceCreate(name=name).model_dump()
+        with checked("workspace name", fix="use lower-case letters, digits and dashes: team-a"):
+            body = WorkspaceCreate(name=name).model_dump()
         response = self._client.request("POST", "/api/v1/workspaces", json=body)
         return WorkspaceCreated.model_validate(response.json())
 
@@ -73,9 +75,10 @@ class Tokens(_Namespace):
         expires_in: int | None = None,
     ) -> TokenCreated:
         """Create a token with a role (``viewer`` by default) or a narrow ``scope``."""
-        body = TokenCreate(
-            name=name, role=Role(role) if role else None, scope=scope, expires_in=expires_in
-        ).model_dump(exclude_none=True)
+        with checked("token"):
+            body = TokenCreate(
+                name=name, role=Role(role) if role else None, scope=scope, expires_in=expires_in
+            ).model_dump(exclude_none=True)
         response = self._client.request("POST", "/api/v1/tokens", json=body)
         return TokenCreated.model_validate(response.json())
 
