@@ -46,10 +46,16 @@ class Cli:
     home: Path
 
     def __call__(
-        self, *args: str, columns: int = COLUMNS, timeout: float = 60, stdin: str | None = None
+        self,
+        *args: str,
+        columns: int = COLUMNS,
+        timeout: float = 60,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> Result:
-        """Run it; ``stdin`` is piped in (none by default, as from a script without input)."""
-        env = clean_env(LEPTON_HOME=str(self.home), COLUMNS=str(columns))
+        """Run it; ``stdin`` is piped in (none by default, as from a script without input);
+        ``env`` adds variables (``LEPTON_TOKEN``, ``TMPDIR``)."""
+        env = clean_env(LEPTON_HOME=str(self.home), COLUMNS=str(columns), **(env or {}))
         env.pop("LINES", None)
         done = subprocess.run(
             [str(LEPTON), *args],

@@ -14,9 +14,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+
+if TYPE_CHECKING:
+    from conftest import Cli
 
 # As in leptonai's docs, but for the first line (was: from leptonai.photon import ...).
 PORTED = textwrap.dedent(
@@ -140,3 +144,64 @@ def test_ported_photon_batches_takes_files_and_streams(served: Served) -> None:
 
         bad = http.post("/square", json={"x": "two"})
         assert bad.status_code == 422 and "field 'x'" in bad.json()["error"]["message"]
+
+
+# --- the author's mistakes, as `lepton photon push` and `run` meet them -------------------------
+
+BROKEN_IMPORT = textwrap.dedent(
+    """
+    from lepton.photon import Photon
+    from json import no_such_name
+
+
+    class Echo(Photon):
+        @Photon.handler
+        def echo(self, text: str) -> str:
+            return text
+    """
+)
+FAILING_INIT = textwrap.dedent(
+    """
+    from lepton.photon import Photon
+
+
+    class Echo(Photon):
+        def init(self):
+            self.weights = {}["weights"]
+
+        @Photon.handler
+        def echo(self, text: str) -> str:
+            return text
+    """
+)
+
+
+def test_push_names_the_failed_import_and_leaves_no_temp_folder(
+    lepton: Cli, tmp_path: Path
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    (tmp_path / "broken.py").write_text(BROKEN_IMPORT)
+    (tmp_path / "good.py").write_text(BROKEN_IMPORT.replace("from json import no_such_name", ""))
+
+    broken = lepton("photon", "push", f"{tmp_path / 'broken.py'}:Echo", env={"TMPDIR": str(temp)})
+    good = lepton("photon", "push", f"{tmp_path / 'good.py'}:Echo", env={"TMPDIR": str(temp)})
+
+    assert broken.code == 2, broken.err  # a user error, as everywhere in the CLI
+    assert "Traceback" not in broken.err
+    assert "cannot import name 'no_such_name' from 'json'" in broken.err
+    assert "broken.py line 3: from json import no_such_name" in broken.err
+    assert "Echo.requirement_dependency" in broken.err
+    assert good.code == 0, good.err
+    assert list(temp.iterdir()) == []  # each push used to leave an empty lepton-photon-* folder
+
+
+def test_run_says_which_line_of_init_failed(cli: type[Cli], tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(FAILING_INIT)
+
+    done = cli(tmp_path / "home")("photon", "run", "-m", f"{tmp_path / 'app.py'}:Echo", "-p", "0")
+
+    assert done.code == 2, done.err
+    assert "Traceback" not in done.err
+    assert "error: Echo.init() failed with KeyError: 'weights'" in done.err
+    assert 'app.py line 7: self.weights = {}["weights"]' in done.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -186,3 +187,88 @@ def test_loading_names_the_problem(tmp_path: Path) -> None:
     assert caught.value.fix == "photons in it: Real"
     with pytest.raises(InvalidRequest, match=r"is not FILE\.py:Class"):
         build_package(tmp_path, "b.py")
+
+
+# --- the author's mistakes: their error and line, exit 2, never a traceback -------------------
+
+
+def _photon(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "app.py"
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+def test_a_missing_module_names_it_and_the_requirements(tmp_path: Path) -> None:
+    path = _photon(tmp_path, "from lepton import Photon\nimport skimage.io\n")
+
+    with pytest.raises(InvalidRequest) as caught:
+        load_class(path, "Echo")
+
+    assert caught.value.message.startswith("app.py imports 'skimage")
+    assert "which is not installed, at app.py line 2: import skimage.io" in caught.value.message
+    assert "pip install scikit-image" in caught.value.fix  # its pip name, not its import name
+    assert "Echo.requirement_dependency" in caught.value.fix
+
+
+def test_a_name_missing_from_a_package_says_which_import(tmp_path: Path) -> None:
+    path = _photon(tmp_path, "from json import no_such_name\n")
+
+    with pytest.raises(InvalidRequest) as caught:
+        load_class(path, "Echo")
+
+    assert caught.value.message == (
+        "app.py: cannot import name 'no_such_name' from 'json', "
+        "at app.py line 1: from json import no_such_name"
+    )
+    assert "pin it in Echo.requirement_dependency" in caught.value.fix
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("x = 1\ndef f(:\n", "SyntaxError: invalid syntax, at app.py line 2: def f(:"),
+        ("x = {}['k']\n", "KeyError: 'k', at app.py line 1: x = {}['k']"),
+        (
+            "from lepton import Photon\nclass Echo(Photon):\n"
+            "    @Photon.handler(max_batch_size=0)\n    def f(self, x: int) -> int:\n"
+            "        return x\n",
+            "at app.py line 3: @Photon.handler(max_batch_size=0)",
+        ),
+    ],
+    ids=["syntax", "runtime", "handler-options"],
+)
+def test_a_module_that_fails_to_import_names_its_line(tmp_path: Path, body: str, said: str) -> None:
+    _photon(tmp_path, body)
+
+    with pytest.raises(InvalidRequest) as caught:
+        build_package(tmp_path, "app.py:Echo")
+
+    assert caught.value.message.startswith("importing app.py failed with ")
+    assert said in caught.value.message
+    assert caught.value.fix.startswith("fix app.py line ")
+
+
+def test_a_failure_outside_the_authors_code_is_left_as_a_bug(tmp_path: Path) -> None:
+    from lepton.photon.failure import run_failure
+
+    try:
+        raise RuntimeError("in lepton itself")
+    except RuntimeError as exc:
+        assert run_failure(exc, tmp_path, "Echo.init()") is None  # no line under tmp_path
+
+
+def test_building_a_package_leaves_nothing_in_the_temp_folder(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+
+    archive, _ = build_package(source, "app.py:Echo")
+    assert archive.parent == temp and archive.name.startswith("lepton-photon-")
+    archive.unlink()  # what the SDK's push does once the bytes are sent
+    (source / "weights.pkl").write_bytes(b"x")
+    with pytest.raises(InvalidRequest):
+        build_package(source, "app.py:Echo")
+
+    assert list(temp.iterdir()) == []

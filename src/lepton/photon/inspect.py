@@ -64,7 +64,10 @@ def inspect_package(path: Path) -> PackageInfo:
                 f"the photon's manifest.json is not JSON: {exc}", fix="build the package again"
             ) from None
         if not isinstance(manifest, dict):
-            raise InvalidRequest("the photon's manifest.json is not a JSON object", fix="")
+            raise InvalidRequest(
+                "the photon's manifest.json is not a JSON object",
+                fix="build the package again: lepton photon push DIR -m file.py:Class",
+            )
         entry = _entry(manifest.get("entry"))
         module, cls = entry.split(":")
         if module not in files:

@@ -10,10 +10,13 @@ with sorted keys, so the same source gives the same bytes and the same content a
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib.util
 import json
+import os
 import platform
+import shutil
 import sys
 import tempfile
 import zipfile
@@ -21,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from lepton.errors import InvalidRequest
+from lepton.photon.failure import import_failure
 
 __all__ = ["MANIFEST", "build_package", "load_class", "load_package"]
 
@@ -62,11 +66,9 @@ def load_class(path: Path, class_name: str) -> type[Any]:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except ModuleNotFoundError as exc:
-        raise InvalidRequest(
-            f"{path.name} imports {exc.name!r}, which is not installed",
-            fix=f"pip install {exc.name} (local runs install nothing)",
-        ) from None
+    except Exception as exc:  # the author's code: their error and line, not our traceback
+        del sys.modules[module_name]
+        raise import_failure(exc, path, class_name) from None
     cls = getattr(module, class_name, None)
     if not (isinstance(cls, type) and issubclass(cls, Photon)):
         found = sorted(
@@ -119,7 +121,8 @@ def build_package(
     Args:
         source_dir: the folder holding the photon's code (and small data files).
         entry: ``FILE.py:Class``, the file relative to ``source_dir``.
-        out: where to write the zip (default: a new temporary folder).
+        out: where to write the zip (default: a new temporary file, ``lepton-photon-*.zip``,
+            which the caller removes).
     """
     source = Path(source_dir).resolve()
     file, class_name = _split_entry(entry)
@@ -154,7 +157,22 @@ def build_package(
             for p in files
         ],
     }
-    target = out or Path(tempfile.mkdtemp(prefix="lepton-photon-")) / f"{manifest['name']}.zip"
+    if out is None:
+        # A file, not a folder holding one: removing the zip leaves nothing behind in /tmp.
+        fd, name = tempfile.mkstemp(prefix="lepton-photon-", suffix=".zip")
+        os.close(fd)
+        target = Path(name)
+    else:
+        target = out
+    try:
+        _write_zip(target, source, files, manifest)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target, manifest
+
+
+def _write_zip(target: Path, source: Path, files: list[Path], manifest: dict[str, Any]) -> None:
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for path in files:
             info = zipfile.ZipInfo(path.relative_to(source).as_posix(), date_time=_DATE)
@@ -165,7 +183,6 @@ def build_package(
         info.compress_type = zipfile.ZIP_DEFLATED
         info.external_attr = 0o644 << 16
         archive.writestr(info, json.dumps(manifest, sort_keys=True, indent=2).encode())
-    return target, manifest
 
 
 def _unzip(archive_path: Path, target: Path) -> None:
@@ -173,7 +190,10 @@ def _unzip(archive_path: Path, target: Path) -> None:
         for info in archive.infolist():
             parts = PurePosixPath(info.filename).parts
             if info.filename.startswith("/") or ".." in parts:
-                raise InvalidRequest(f"package entry {info.filename!r} escapes its folder", fix="")
+                raise InvalidRequest(
+                    f"package entry {info.filename!r} escapes its folder",
+                    fix="push a package made by build_package (lepton photon push builds one)",
+                )
             if info.is_dir():
                 continue
             dest = target.joinpath(*parts)
@@ -189,7 +209,10 @@ def load_package(path: Path, entry: str | None = None) -> tuple[type[Any], dict[
     """
     path = Path(path)
     if path.is_file() and zipfile.is_zipfile(path):
+        # The imported code may read its files at any time: the folder lives as long as this
+        # process, and goes with it.
         folder = Path(tempfile.mkdtemp(prefix="lepton-photon-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
         _unzip(path, folder)
         path = folder
     manifest_path = path / MANIFEST
