@@ -119,16 +119,20 @@ def test_creating_a_workspace_twice_exits_5(lepton: Cli) -> None:
     assert re.search(r"\bteam-a\b", listed.out)
 
 
+def fits(result: Result, columns: int = 80) -> bool:
+    return all(len(line) <= columns for line in result.out.splitlines())
+
+
 def test_audit_lists_a_token_creation(lepton: Cli) -> None:
     token_id, _ = create_token(lepton, "audited", "--role", "editor")
 
-    # 160 columns: at 80, rich folds the long action and resource cells of this wide table.
-    result = lepton("audit", "--action", "token.create", columns=160)
+    result = lepton("audit", "--action", "token.create")  # at 80 columns
 
     assert result.code == 0, result.err
+    assert fits(result), result.out
     assert "token.create" in result.out
-    assert re.search(rf"token/{token_id}\b", result.out), result.out
-    assert "success" in result.out
+    assert re.search(rf"token/{token_id}\b", result.out), result.out  # the id whole, copyable
+    assert "201 success" in result.out
 
 
 def test_audit_shows_a_denied_attempt(
@@ -137,15 +141,58 @@ def test_audit_shows_a_denied_attempt(
     viewer = viewer_session(lepton, cli, server, tmp_path / "viewer-home", "snooper")
     assert viewer("workspace", "create", "not-allowed").code == 3
 
-    result = lepton("audit", "--since", "1h", "--outcome", "denied", columns=160)
+    result = lepton("audit", "--since", "1h", "--outcome", "denied")  # at 80 columns
 
     assert result.code == 0, result.err
+    assert fits(result), result.out
     row = next((line for line in result.out.splitlines() if "snooper" in line), None)
     assert row is not None, result.out
     assert "workspace.create" in row
-    assert "denied" in row
-    assert "403" in row
+    assert "403 denied" in row
     assert "success" not in result.out
+
+
+def test_audit_with_many_kinds_of_event_fits_80_columns(lepton: Cli) -> None:
+    lepton("secret", "create", "AUDIT_WIDTH_CHECK", stdin="value")
+    lepton("workspace", "create", "a-workspace-with-a-long-name-for-width")
+
+    result = lepton("audit", "--limit", "200")
+
+    assert result.code == 0, result.err
+    assert fits(result), result.out
+    assert "secret/AUDIT_WIDTH_CHECK" in result.out
+
+
+def test_version_prints_the_version(stranger: Cli) -> None:
+    result = stranger("--version")
+
+    assert result.code == 0, result.err
+    assert re.fullmatch(r"lepton \d+\.\d+\.\d+\S*\n", result.out), result.out
+
+
+def test_a_token_with_a_trailing_newline_still_reaches_the_server(
+    stranger: Cli, server: ServerProcess
+) -> None:
+    # It was reported as "cannot reach the server" (exit 6): httpx refused the header.
+    token = json.loads((server.home / "credentials.json").read_text())["token"]
+
+    result = stranger("status", env={"LEPTON_URL": server.url, "LEPTON_TOKEN": token + "\n"})
+    broken = stranger("status", env={"LEPTON_URL": server.url, "LEPTON_TOKEN": "lep_a\nb"})
+
+    assert result.code == 0, result.err
+    assert re.search(r"workspace\W+default\b", result.out)
+    assert broken.code == 2
+    assert "LEPTON_TOKEN holds '\\n' at character 6" in broken.err
+    assert no_traceback(broken)
+
+
+def test_an_expiry_past_the_limit_says_the_limit(lepton: Cli) -> None:
+    result = lepton("token", "create", "forever", "--expires", "99999999d")
+
+    assert result.code == 2
+    assert no_traceback(result)
+    assert "3650d" in result.err
+    assert "fix:" in result.err
 
 
 def test_status_without_a_server_exits_6_and_says_lepton_up(stranger: Cli) -> None:

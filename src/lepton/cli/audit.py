@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import typer
 
-from lepton.cli.output import parse_since, print_json, table, when
+from lepton.cli.output import parse_since, print_json, table, when_short
 from lepton.enums import Outcome
 
 
@@ -29,17 +31,21 @@ def audit(
     if json:
         print_json(events)
         return
+    now = datetime.now(UTC)
+    # Five columns that fit 80: the year only when it is not this one, outcome and status as
+    # one ("403 denied"), and long actors, actions and resources onto more lines at their
+    # dashes, dots and slashes, so ids stay whole.
     table(
-        ["time (UTC)", "actor", "action", "resource", "outcome", "status"],
+        ["time (UTC)", "actor", "action", "resource", "result"],
         [
             (
-                when(e.time),
+                when_short(e.time, now),
                 e.actor_name or "(no token)",
                 e.action,
                 e.resource,
-                e.outcome.value,
-                e.status_code,
+                f"{e.status_code} {e.outcome.value}",
             )
             for e in events
         ],
+        breaks={"actor": "-_:", "action": "._", "resource": "/-"},
     )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lepton.cli.output import console, print_json, table, when
+from lepton.cli.output import console, output_file, print_json, table, when, writing
 from lepton.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -40,8 +40,8 @@ def push(
     path: Path = typer.Argument(
         None, help="A file (CSV, TSV, Parquet, JSONL, NPZ, IDX) or a folder."
     ),
-    name: str = typer.Option(None, help="Dataset name [default: the file's name]."),
-    target: str = typer.Option(None, help="Target column [default: guessed]."),
+    name: str = typer.Option(None, help="Dataset name.", show_default="the file's name"),
+    target: str = typer.Option(None, help="Target column.", show_default="guessed"),
     format: str = typer.Option(None, "--format", help="Override the format the name implies."),
     sample: str = typer.Option(
         None, help="Push a bundled sample: breast-cancer, digits, diabetes, co2, mnist."
@@ -187,7 +187,7 @@ def _print_pii(version: DatasetVersionDetail) -> None:
 def pull(
     ref: str = typer.Argument(..., help="NAME or NAME@vN."),
     output: Path = typer.Option(
-        None, "-o", "--output", help="File to write [default: the pushed name]."
+        None, "-o", "--output", help="File to write.", show_default="the pushed name"
     ),
 ) -> None:
     """Download the exact bytes that were pushed (verified against their sha256)."""
@@ -195,9 +195,9 @@ def pull(
 
     client = Client()
     version = client.datasets.get(ref)
-    target = output or Path(version.source_name).name
+    target = output_file(output, version.source_name)
     bar, task = _progress(version.source_size, "downloading")
-    with bar:
+    with bar, writing(target):
         client.datasets.pull(version.ref, target, progress=lambda n: bar.advance(task, n))
     console.print(
         f"Wrote {target} ({version.source_size:,} bytes, sha256 {version.source_digest[:12]}...)."
@@ -247,7 +247,7 @@ def transform(
     deduplicate: bool = typer.Option(False, "--deduplicate", help="Drop repeated rows."),
     anonymize: str = typer.Option(None, help="Anonymise these columns (comma-separated)."),
     method: str = typer.Option("hash", help="How to anonymise: hash, mask or drop."),
-    salt: str = typer.Option(None, help="Salt for hash [default: random, never stored]."),
+    salt: str = typer.Option(None, help="Salt for hash.", show_default="random, never stored"),
     resize: str = typer.Option(None, help="Resize images to WIDTHxHEIGHT, e.g. 28x28."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -302,7 +302,7 @@ def split(
     test: float = typer.Option(0.1, help="Test share."),
     seed: int = typer.Option(0, help="Seed of the shuffle."),
     strategy: str = typer.Option("auto", help="auto, random, stratified or time."),
-    target: str = typer.Option(None, help="Stratify on this column [default: the target]."),
+    target: str = typer.Option(None, help="Stratify on this column.", show_default="the target"),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Make (or show) the stored train/validation/test split of a version."""

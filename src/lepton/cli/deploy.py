@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from lepton.cli.job import SECRET_HELP, parse_env
-from lepton.cli.output import console, print_json, table, when
+from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ _ENV_HELP = (
 def deploy(
     model: str = typer.Argument(None, help="Model to serve: NAME, NAME@3 or NAME@production."),
     photon: str = typer.Option(None, help="Serve a pushed photon instead: NAME or NAME@N."),
-    name: str = typer.Option(None, help="Deployment name [default: the model's or photon's]."),
+    name: str = typer.Option(None, help="Deployment name.", show_default="the model's or photon's"),
     replicas: int = typer.Option(1, min=1, max=32, help="Replica processes (share one port)."),
     max_batch_size: int = typer.Option(64, min=1, max=4096, help="Most requests per model call."),
     max_wait_ms: float = typer.Option(0, min=0, max=1000, help="Wait this long to fill a batch."),
@@ -146,7 +146,7 @@ def list_(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
 
 @app.command()
 def show(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """A deployment: URL, access, what it serves, batching, the last minute's traffic, and
@@ -201,7 +201,7 @@ def _figure(value: float) -> str:
 
 @app.command()
 def logs(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing (Ctrl-C stops)."),
 ) -> None:
     """The replicas' output, each line tagged with its replica, and the supervisor's events."""
@@ -224,7 +224,7 @@ def logs(
 
 @app.command()
 def scale(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     replicas: int = typer.Argument(..., min=1, max=32, help="Replicas to run."),
 ) -> None:
     """Run N replicas; those serving keep serving."""
@@ -236,7 +236,7 @@ def scale(
 
 @app.command()
 def update(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     model: str = typer.Option(None, help="Serve this model version: NAME@3, NAME@production."),
     photon: str = typer.Option(None, help="Serve this photon: NAME or NAME@N."),
     max_batch_size: int = typer.Option(None, min=1, max=4096, help="Most requests per call."),
@@ -286,7 +286,7 @@ def update(
 
 @app.command()
 def history(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """What each generation served and why it began, newest first (* marks the current one)."""
@@ -322,9 +322,9 @@ def _variables(r: DeploymentRevision) -> str | None:
 
 @app.command()
 def rollback(
-    name: str = typer.Argument(..., help="Deployment name."),
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     to: int = typer.Option(
-        None, "--to", min=1, help="Generation to roll back to [default: the one before]."
+        None, "--to", min=1, help="Generation to roll back to.", show_default="the one before"
     ),
     detach: bool = typer.Option(False, "--detach", help="Return at once."),
 ) -> None:
@@ -349,7 +349,7 @@ def rollback(
 
 
 @app.command("rm")
-def remove(name: str = typer.Argument(..., help="Deployment name.")) -> None:
+def remove(name: str = typer.Argument(..., callback=nonblank, help="Deployment name.")) -> None:
     """Revoke the token, drain the replicas and remove the deployment."""
     from lepton.client import Client
 
@@ -364,7 +364,7 @@ def remove(name: str = typer.Argument(..., help="Deployment name.")) -> None:
 def photon_push(
     path: str = typer.Argument(..., help="The photon's folder, or FILE.py:Class."),
     model: str = typer.Option(None, "-m", "--model", help="FILE.py:Class in the folder."),
-    name: str = typer.Option(None, help="Photon name [default: the class name, lower-case]."),
+    name: str = typer.Option(None, help="Photon name.", show_default="the class name, lower-case"),
 ) -> None:
     """Package a photon (source and manifest, never a pickle) and push it."""
     from lepton.client import Client
@@ -389,8 +389,8 @@ def photon_list(json: bool = typer.Option(False, "--json", help="Print JSON.")) 
 
 
 def photon_rm(
-    name: str = typer.Argument(..., help="Photon name."),
-    version: str = typer.Option(None, help="Only this version [default: all]."),
+    name: str = typer.Argument(..., callback=nonblank, help="Photon name."),
+    version: str = typer.Option(None, help="Only this version.", show_default="all"),
 ) -> None:
     """Delete a photon (refused while a deployment serves it)."""
     from lepton.client import Client

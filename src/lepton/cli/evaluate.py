@@ -13,7 +13,7 @@ def evaluate(
     slices: list[str] = typer.Option(
         [], "--slice", help="Report the metrics per value of this column (repeatable)."
     ),
-    target: str = typer.Option(None, "--target", help="Target column [default: the model's]."),
+    target: str = typer.Option(None, "--target", help="Target column.", show_default="the model's"),
     detach: bool = typer.Option(False, "--detach", help="Submit and return."),
 ) -> None:
     """Evaluate a model version on a dataset: metrics for its task, per slice, with plots.

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lepton.cli.output import console, parse_duration, print_json, table, when
+from lepton.cli.output import (
+    console,
+    most_allowed,
+    nonblank,
+    parse_duration,
+    print_json,
+    table,
+    when,
+)
 from lepton.enums import JobState
 from lepton.errors import InvalidRequest, LeptonError, ServerError
 
@@ -42,7 +50,7 @@ def _split(validation: float, test: float, seed: int) -> dict[str, float]:
 
 def train(
     dataset: str = typer.Argument(..., help="Dataset, NAME or NAME@vN."),
-    target: str = typer.Option(None, help="Target column [default: the dataset's]."),
+    target: str = typer.Option(None, help="Target column.", show_default="the dataset's"),
     algorithm: str = typer.Option("auto", help="An algorithm (lepton algorithms list) or auto."),
     param: list[str] = typer.Option([], help="NAME=VALUE; repeat for more."),
     time_budget: str = typer.Option("5m", help="Wall-clock budget, e.g. 90s, 5m, 1h."),
@@ -50,19 +58,25 @@ def train(
     seed: int = typer.Option(0, help="Seed of the split and the training."),
     validation: float = typer.Option(0.1, min=0, max=0.9, help="Share of rows for validation."),
     test: float = typer.Option(0.1, min=0.01, max=0.9, help="Share of rows for the test."),
-    model: str = typer.Option(None, help="Register the model under this name [default: dataset]."),
+    model: str = typer.Option(
+        None, help="Register the model under this name.", show_default="dataset"
+    ),
     detach: bool = typer.Option(False, "--detach", help="Return at once with the job id."),
 ) -> None:
     """Train a model on a dataset and register it."""
     from lepton.client import Client
+    from lepton.schemas import TrainSpec
 
+    budget = parse_duration(
+        time_budget, "--time-budget", most=most_allowed(TrainSpec, "time_budget_s")
+    )
     client = Client()
     job = client.jobs.train(
         dataset,
         target=target,
         algorithm=algorithm,
         params=_params(param),
-        time_budget_s=parse_duration(time_budget, "--time-budget"),
+        time_budget_s=budget,
         gpus=gpus,
         seed=seed,
         split=_split(validation, test, seed),
@@ -223,7 +237,7 @@ def list_(
 
 @app.command()
 def show(
-    job_id: str = typer.Argument(..., help="Job id."),
+    job_id: str = typer.Argument(..., callback=nonblank, help="Job id."),
     plot: Path = typer.Option(None, help="Write the metrics plot to this PNG file."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
@@ -263,7 +277,7 @@ def show(
 
 @app.command()
 def logs(
-    job_id: str = typer.Argument(..., help="Job id."),
+    job_id: str = typer.Argument(..., callback=nonblank, help="Job id."),
     follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing until the job ends."),
 ) -> None:
     """A job's log (every attempt)."""
@@ -283,7 +297,7 @@ def logs(
 
 
 @app.command()
-def cancel(job_id: str = typer.Argument(..., help="Job id.")) -> None:
+def cancel(job_id: str = typer.Argument(..., callback=nonblank, help="Job id.")) -> None:
     """Cancel a queued or running job."""
     from lepton.client import Client
 
@@ -293,7 +307,7 @@ def cancel(job_id: str = typer.Argument(..., help="Job id.")) -> None:
 
 @app.command()
 def metrics(
-    job_id: str = typer.Argument(..., help="Job id."),
+    job_id: str = typer.Argument(..., callback=nonblank, help="Job id."),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The metrics a job logged: the last value of each, and how many points."""

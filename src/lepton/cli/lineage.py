@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from lepton.cli.output import console, print_json
+from lepton.cli.output import console, nonblank, print_json
 
 
 def lineage(
-    ref: str = typer.Argument(..., help="A model version (heart@3) or, with --dataset, heart@v1."),
+    ref: str = typer.Argument(
+        ..., callback=nonblank, help="A model version (heart@3) or, with --dataset, heart@v1."
+    ),
     dataset: bool = typer.Option(False, "--dataset", help="REF names a dataset version."),
     json: bool = typer.Option(False, "--json", help="Print nodes and edges as JSON."),
 ) -> None:

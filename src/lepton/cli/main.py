@@ -49,23 +49,38 @@ app.add_typer(secret_cmd.app, name="secret")
 app.command("audit")(audit_cmd.audit)
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    # Eager, from the option's own callback: the group would otherwise stop at "Missing
+    # command" before the root callback ever saw --version.
+    if value:
         from lepton._version import __version__
 
-        console.print(__version__)
+        console.print(f"lepton {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        expose_value=False,
+        help="Print the version and exit.",
+    ),
+) -> None:
+    pass
 
 
 @app.command()
 def up(
     host: str = typer.Option(
-        None, help="Address to listen on [default: LEPTON_HOST or 127.0.0.1]."
+        None, help="Address to listen on.", show_default="LEPTON_HOST or 127.0.0.1"
     ),
-    port: int = typer.Option(None, help="Port to listen on [default: LEPTON_PORT or 8700]."),
+    port: int = typer.Option(
+        None, min=1, max=65535, help="Port to listen on.", show_default="LEPTON_PORT or 8700"
+    ),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it)."""
     import uvicorn
@@ -117,6 +132,11 @@ def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if not 0 < port < 65536:  # LEPTON_PORT; bind() would raise OverflowError
+            raise ConfigError(
+                f"cannot listen on port {port}: ports are 1 to 65535",
+                fix="set LEPTON_PORT to a free port, e.g. 8700, or pass --port",
+            )
         try:
             probe.bind((host, port))
         except OSError as exc:
@@ -160,9 +180,11 @@ def login(
 ) -> None:
     """Check a URL and token against the server, then save them for the CLI and SDK."""
     from lepton.client import Client
-    from lepton.credentials import Credentials, write_credentials
+    from lepton.credentials import Credentials, clean_token, write_credentials
     from lepton.settings import Settings
 
+    url = url.strip()
+    token = clean_token(token, "--token", fix="pass the token as `lepton token create` printed it")
     info = Client(url, token).status()
     settings = Settings.from_env()
     write_credentials(settings.credentials_path, Credentials(url=url.rstrip("/"), token=token))

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import typer
 
-from lepton.cli.output import console, print_json, table, when
+from lepton.cli.output import (
+    console,
+    nonblank,
+    output_file,
+    print_json,
+    table,
+    when,
+    writing,
+)
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 algorithms = typer.Typer(help="The built-in algorithm library.", no_args_is_help=True)
@@ -107,15 +115,16 @@ def show(
 @app.command()
 def pull(
     ref: str = typer.Argument(..., help="NAME or NAME@N."),
-    output: Path = typer.Option(None, "-o", "--output", help="File [default: NAME-N.zip]."),
+    output: Path = typer.Option(None, "-o", "--output", help="File.", show_default="NAME-N.zip"),
 ) -> None:
     """Download the packed model (safe formats only: no pickle)."""
     from lepton.client import Client
 
     client = Client()
     version = client.models.get(ref)
-    target = output or Path(f"{version.model}-{version.version}.zip")
-    client.models.pull(version.ref, target)
+    target = output_file(output, f"{version.model}-{version.version}.zip")
+    with writing(target):
+        client.models.pull(version.ref, target)
     console.print(f"Wrote {target}.")
 
 
@@ -140,7 +149,7 @@ def rm(
 @app.command()
 def alias(
     ref: str = typer.Argument(..., help="NAME@N to point at (NAME alone with --delete)."),
-    name: str = typer.Argument(..., help="Alias, e.g. production."),
+    name: str = typer.Argument(..., callback=nonblank, help="Alias, e.g. production."),
     delete: bool = typer.Option(False, "--delete", help="Remove the alias instead."),
 ) -> None:
     """Point an alias at a version (moving it if it exists): NAME@ALIAS then works everywhere."""

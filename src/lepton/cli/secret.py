@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lepton.cli.output import console, print_json, table, when
+from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
 
 app = typer.Typer(
@@ -30,7 +30,9 @@ def _read_value(name: str) -> str:
 
 @app.command()
 def create(
-    name: str = typer.Argument(..., help="Secret name, as an environment variable: HF_TOKEN."),
+    name: str = typer.Argument(
+        ..., callback=nonblank, help="Secret name, as an environment variable: HF_TOKEN."
+    ),
     value: str = typer.Option(
         None,
         "--value",
@@ -82,7 +84,7 @@ def list_(json: bool = typer.Option(False, "--json", help="Print JSON.")) -> Non
 
 
 @app.command("rm")
-def remove(name: str = typer.Argument(..., help="Secret name.")) -> None:
+def remove(name: str = typer.Argument(..., callback=nonblank, help="Secret name.")) -> None:
     """Delete a secret.
 
     Refused while a deployment needs it; a queued job that names it fails when it would start.

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from lepton.cli.output import console, parse_duration, print_json, table, when
+from lepton.cli.output import (
+    console,
+    most_allowed,
+    nonblank,
+    parse_duration,
+    print_json,
+    table,
+    when,
+)
 from lepton.enums import Role
 
 app = typer.Typer(help="Tokens of your workspace (admins only).", no_args_is_help=True)
@@ -12,18 +20,26 @@ app = typer.Typer(help="Tokens of your workspace (admins only).", no_args_is_hel
 
 @app.command()
 def create(
-    name: str = typer.Argument(..., help="A label for the token."),
-    role: Role = typer.Option(None, help="admin, editor or viewer [default: viewer]."),
+    name: str = typer.Argument(..., callback=nonblank, help="A label for the token."),
+    role: Role = typer.Option(None, help="admin, editor or viewer.", show_default="viewer"),
     scope: str = typer.Option(
         None, help="A narrow scope instead of a role: job:<id> or deployment:<id>."
     ),
-    expires: str = typer.Option(None, help="Lifetime such as 12h, 30d, 2w [default: never]."),
+    expires: str = typer.Option(None, help="Lifetime such as 12h, 30d, 2w.", show_default="never"),
     json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Create a token; its secret is printed once."""
     from lepton.client import Client
+    from lepton.schemas import TokenCreate
 
-    expires_in = parse_duration(expires, "--expires") if expires else None
+    expires_in = None
+    if expires:
+        expires_in = parse_duration(
+            expires,
+            "--expires",
+            most=most_allowed(TokenCreate, "expires_in"),
+            instead="leave --expires off for a token that lives until `lepton token revoke ID`",
+        )
     created = Client().tokens.create(name, role=role, scope=scope, expires_in=expires_in)
     if json:
         print_json(created)
@@ -65,7 +81,11 @@ def list_(
 
 
 @app.command()
-def revoke(token_id: str = typer.Argument(..., help="The token's id (lepton token list).")) -> None:
+def revoke(
+    token_id: str = typer.Argument(
+        ..., callback=nonblank, help="The token's id (lepton token list)."
+    ),
+) -> None:
     """Revoke a token at once."""
     from lepton.client import Client
 
