@@ -18,9 +18,12 @@ __all__ = [
     "Conflict",
     "ConnectionFailed",
     "DataError",
+    "HandlerError",
+    "HandlerTimeout",
     "InvalidRequest",
     "LeptonError",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "ServerError",
@@ -125,6 +128,36 @@ class ServiceUnavailable(LeptonError):
     status_code = 503
 
 
+class Overloaded(ServiceUnavailable):
+    """A replica's queue is full (HTTP 503 with ``Retry-After``): nothing ran, so the same
+    request may be sent again. The SDK's ``predict`` and ``explain`` do so themselves, a few
+    times; ``retry_after`` is the wait the replica asked for, in seconds (None: it did not say).
+    """
+
+    code = "overloaded"
+
+    def __init__(self, message: str, *, fix: str = "", retry_after: float | None = None) -> None:
+        super().__init__(message, fix=fix)
+        self.retry_after = retry_after
+
+
+class HandlerTimeout(LeptonError):
+    """The served model or photon handler ran past the deployment's timeout (HTTP 504). It
+    did run, so the SDK does not send it again."""
+
+    code = "timeout"
+    status_code = 504
+
+
+class HandlerError(LeptonError):
+    """The served model or photon handler raised on this request's batch (HTTP 500): the
+    message names the handler and the exception, the replica's log has the traceback. A fault
+    of the code being served, not of Lepton."""
+
+    code = "handler_error"
+    status_code = 500
+
+
 class ServerError(LeptonError):
     """The server failed; this is a bug in Lepton (HTTP 5xx)."""
 
@@ -133,7 +166,7 @@ class ServerError(LeptonError):
 
 
 class ConnectionFailed(LeptonError):
-    """The SDK could not reach the control plane."""
+    """The SDK could not reach the control plane, or a deployment's replicas."""
 
     code = "connection_failed"
     status_code = 503
@@ -153,6 +186,9 @@ _BY_CODE: dict[str, type[LeptonError]] = {
         PayloadTooLarge,
         BlobIntegrityError,
         ServiceUnavailable,
+        Overloaded,
+        HandlerTimeout,
+        HandlerError,
         ServerError,
         ConnectionFailed,
     )

@@ -13,8 +13,14 @@ from typing import Any
 
 import pytest
 
-from lepton.errors import InvalidRequest, ServiceUnavailable
-from lepton.serving.batcher import Batcher, BatchError, HandlerTimeout, QueueFull
+from lepton.errors import (
+    HandlerError,
+    HandlerTimeout,
+    InvalidRequest,
+    Overloaded,
+    ServiceUnavailable,
+)
+from lepton.serving.batcher import Batcher
 
 
 class Gate:
@@ -103,7 +109,7 @@ def test_an_exception_fails_only_its_own_batch() -> None:
     )
 
     assert first == "ok:a"
-    assert all(isinstance(e, BatchError) for e in failed)
+    assert all(isinstance(e, HandlerError) for e in failed)
     assert "scorer" in str(failed[0]) and "ValueError: cannot score 'bad'" in str(failed[0])
     assert later == "ok:d"  # the next batch is not affected
 
@@ -122,7 +128,7 @@ def test_a_wrong_number_of_results_is_a_clear_error() -> None:
     out = behind_a_busy_worker(Gate(lambda xs: xs[:1]), 1, [2, 3], max_batch_size=8)
 
     assert out[0] == 1
-    assert all(isinstance(e, BatchError) for e in out[1:])
+    assert all(isinstance(e, HandlerError) for e in out[1:])
     assert "returned 1 results for a batch of 2" in str(out[1])
 
 
@@ -174,7 +180,7 @@ def test_a_full_queue_refuses_at_once() -> None:
         second = asyncio.ensure_future(b.submit(2))
         await asyncio.sleep(0)
         try:
-            with pytest.raises(QueueFull) as caught:
+            with pytest.raises(Overloaded) as caught:
                 await b.submit(3)
             assert b.depth == 2
             return caught.value

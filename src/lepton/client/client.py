@@ -7,11 +7,13 @@ against any ``httpx.Client`` (tests use Starlette's in-process ``TestClient``).
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ from lepton.errors import (
     BlobIntegrityError,
     ConnectionFailed,
     LeptonError,
+    Overloaded,
     ServerError,
     error_for_code,
 )
@@ -48,6 +51,9 @@ class Client:
         settings: Settings to read defaults from (``Settings.from_env()`` when omitted).
         http: An ``httpx.Client`` to send requests through (the transport seam).
         timeout: Seconds to wait for the server on each request.
+        replica_http: An ``httpx.Client`` for ``predict`` and ``explain``, which go straight to
+            a deployment's replicas (the transport seam of inference); one of its own when
+            omitted.
     """
 
     def __init__(
@@ -58,6 +64,7 @@ class Client:
         settings: Settings | None = None,
         http: httpx.Client | None = None,
         timeout: float = 60.0,
+        replica_http: httpx.Client | None = None,
     ) -> None:
         settings = settings or Settings.from_env()
         url = (url or settings.url or "").rstrip("/") or None
@@ -93,7 +100,7 @@ class Client:
         self.datasets = Datasets(self)
         self.jobs = Jobs(self)
         self.models = Models(self)
-        self.deployments = Deployments(self)
+        self.deployments = Deployments(self, http=replica_http)
         self.photons = Photons(self)
 
     def __repr__(self) -> str:
@@ -267,4 +274,26 @@ def _error_from(response: httpx.Response) -> LeptonError:
                 fix="this is a bug in Lepton; please report it with the server log",
             )
         return error_for_code("", response.status_code)(f"HTTP {response.status_code}: {text}")
-    return error_for_code(code, response.status_code)(message, fix=fix)
+    error = error_for_code(code, response.status_code)(message, fix=fix)
+    if isinstance(error, Overloaded):
+        error.retry_after = retry_after(response)
+    return error
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks for (a number, or an HTTP date measured from
+    ``now``), or None."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is in GMT
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -2,21 +2,27 @@
 
 ``predict`` and ``explain`` go straight to the replicas (inference never passes through the
 control plane), with the deployment's own token: the one ``create`` returned (remembered by
-this client), or one passed in.
+this client), or one passed in. Where a deployment answers is asked of the control plane once
+per client and name, then remembered, so inference costs one round trip and goes on while the
+control plane is down; it is asked again when the replicas cannot be reached, or answer 401 or
+404 as if the deployment had moved. A replica whose queue is full (503 ``overloaded``) is asked
+again after the ``Retry-After`` it sends, a few times.
 """
 
 from __future__ import annotations
 
 import builtins
 import os
+import random
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lepton.errors import ConfigError, ConnectionFailed, InvalidRequest, NotFound
+from lepton.errors import ConfigError, ConnectionFailed, InvalidRequest, NotFound, Overloaded
 from lepton.schemas import (
     Deployment,
     DeploymentCreated,
@@ -32,16 +38,50 @@ if TYPE_CHECKING:
 
 __all__ = ["Deployments", "Photons"]
 
+_sleep = time.sleep  # the one clock of the retries: tests replace it, and never sleep
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a deployment answers, as the control plane last said."""
+
+    id: str
+    url: str
+    public: bool
+    timeout_s: float
+
+    @classmethod
+    def of(cls, deployment: Deployment) -> _Target:
+        return cls(deployment.id, deployment.url, deployment.public, deployment.timeout_s)
+
 
 class Deployments:
-    def __init__(self, client: Client) -> None:
+    """``client.deployments``.
+
+    Attributes:
+        retries: how many times ``predict`` and ``explain`` send a request again that a replica
+            turned away as overloaded (503 ``overloaded``: nothing ran), waiting the
+            ``Retry-After`` it asked for; 0 turns that off (each call can also pass
+            ``retries=``).
+        max_retry_wait_s: the longest wait honoured; an overloaded answer asking for longer is
+            raised at once, as :class:`~lepton.errors.Overloaded` with its ``retry_after``.
+    """
+
+    retries: int = 3
+    # 10 s: the replica asks for 1 s; a server asking for much longer is better answered
+    # by the caller (who may go elsewhere) than by a call that hangs without saying why.
+    max_retry_wait_s: float = 10.0
+
+    def __init__(self, client: Client, *, http: httpx.Client | None = None) -> None:
         self._client = client
         self._tokens: dict[str, str] = {}
-        self._http: httpx.Client | None = None
+        self._targets: dict[str, _Target] = {}
+        self._http = http
+        self._owns_http = http is None
 
     def close(self) -> None:
-        """Close the connections to the replicas."""
-        if self._http is not None:
+        """Close the connections to the replicas (unless the client was given them)."""
+        if self._http is not None and self._owns_http:
             self._http.close()
             self._http = None
 
@@ -82,6 +122,7 @@ class Deployments:
         created = DeploymentCreated.model_validate(data)
         if created.token:
             self._tokens[created.name] = created.token
+        self._remember(created)
         if wait:
             ready = self.wait(created.name, timeout_s=wait_timeout_s)
             created = DeploymentCreated(**ready.model_dump(), token=created.token)
@@ -93,7 +134,12 @@ class Deployments:
 
     def get(self, name: str) -> Deployment:
         data = self._client.request("GET", f"/api/v1/deployments/{name}").json()
-        return Deployment.model_validate(data)
+        return self._remember(Deployment.model_validate(data))
+
+    def _remember(self, deployment: Deployment) -> Deployment:
+        """Every answer about a deployment refreshes where ``predict`` sends."""
+        self._targets[deployment.name] = _Target.of(deployment)
+        return deployment
 
     def scale(self, name: str, replicas: int) -> Deployment:
         """Run ``replicas`` replicas; those already serving keep serving."""
@@ -141,17 +187,18 @@ class Deployments:
         data = self._client.request(
             "POST", f"/api/v1/deployments/{name}/rollback", json={"generation": generation}
         ).json()
-        return Deployment.model_validate(data)
+        return self._remember(Deployment.model_validate(data))
 
     def _patch(self, name: str, body: dict[str, Any]) -> Deployment:
         data = self._client.request("PATCH", f"/api/v1/deployments/{name}", json=body).json()
-        return Deployment.model_validate(data)
+        return self._remember(Deployment.model_validate(data))
 
     def delete(self, name: str, *, wait: bool = True, timeout_s: float = 120) -> Deployment:
         """Revoke the token and drain the replicas; with ``wait``, returns once they stopped."""
         data = self._client.request("DELETE", f"/api/v1/deployments/{name}").json()
         gone = Deployment.model_validate(data)
         self._tokens.pop(name, None)
+        self._targets.pop(name, None)
         deadline = time.monotonic() + timeout_s
         while wait:
             try:
@@ -230,11 +277,21 @@ class Deployments:
         inputs: Any = None,
         images: builtins.list[bytes | Path] | None = None,
         token: str | None = None,
+        retries: int | None = None,
     ) -> Any:
         """``POST /predict`` on the deployment: give ``rows`` (a list of dicts), ``columns``
         (a dict of lists), ``inputs`` (an array in the signature's column order) or, for an
         image model, ``images`` (PNG or JPEG files or their bytes: the replica converts, resizes
-        and scales them as the model was trained)."""
+        and scales them as the model was trained). ``retries``: how many times an overloaded
+        answer is retried (default :attr:`retries`; 0: never).
+
+        Raises:
+            Overloaded: the replicas' queues stayed full through the retries.
+            HandlerTimeout: the model ran past the deployment's timeout (not retried).
+            HandlerError: the model failed on this request's batch (not retried).
+            ConnectionFailed: no replica could be reached, after asking the control plane
+                where the deployment is and trying once more.
+        """
         if images is not None:
             if rows is not None or columns is not None or inputs is not None:
                 raise InvalidRequest("give images alone", fix="predict(name, images=[...])")
@@ -242,8 +299,8 @@ class Deployments:
                 (f"image{i}", image.read_bytes() if isinstance(image, Path) else image)
                 for i, image in enumerate(images)
             ]
-            return self._call(name, "/predict", None, token, files=files)
-        return self._call(name, "/predict", _payload(rows, columns, inputs), token)
+            return self._call(name, "/predict", None, token, retries, files=files)
+        return self._call(name, "/predict", _payload(rows, columns, inputs), token, retries)
 
     def explain(
         self,
@@ -255,12 +312,13 @@ class Deployments:
         token: str | None = None,
         target: Any = None,
         overlay: bool = False,
+        retries: int | None = None,
     ) -> Any:
         """``POST /explain``: feature attributions for the same inputs as :meth:`predict`,
         explaining class ``target`` (default: the predicted one); ``overlay`` adds a PNG of
-        each image's saliency (base64)."""
+        each image's saliency (base64). Retries and errors as :meth:`predict`."""
         query = {"class": None if target is None else str(target), "overlay": overlay or None}
-        return self._call(name, "/explain", _payload(rows, columns, inputs), token, query)
+        return self._call(name, "/explain", _payload(rows, columns, inputs), token, retries, query)
 
     def _call(
         self,
@@ -268,39 +326,105 @@ class Deployments:
         path: str,
         body: dict[str, Any] | None,
         token: str | None,
+        retries: int | None,
         query: dict[str, Any] | None = None,
         files: builtins.list[tuple[str, bytes]] | None = None,
     ) -> Any:
         from lepton.client.client import _error_from
 
-        deployment = self.get(name)
+        retries = self.retries if retries is None else retries
+        target = self._targets.get(name) or _Target.of(self.get(name))
+        asked_again = False  # where the deployment is: asked of the control plane once more
+        overloaded = 0
+        while True:
+            try:
+                response = self._send(name, target, path, body, token, query, files)
+            except httpx.TransportError as exc:
+                if asked_again or isinstance(exc, httpx.ReadTimeout):
+                    raise _unreachable(name, target, exc) from None
+                asked_again = True
+                target = self._ask_again(name, target)
+                continue
+            if response.status_code < 400:
+                return response.json()
+            error = _error_from(response)
+            if isinstance(error, Overloaded) and overloaded < retries:
+                wait = _overload_wait(error.retry_after, overloaded)
+                if wait <= self.max_retry_wait_s:
+                    overloaded += 1
+                    # Up to a quarter more, so callers turned away together come back apart.
+                    _sleep(min(self.max_retry_wait_s, wait * random.uniform(1.0, 1.25)))
+                    continue
+            if response.status_code in (401, 404) and not asked_again:
+                # Another deployment on the old port, or a new token: retry only if it moved.
+                asked_again = True
+                moved = self._ask_again(name, target)
+                if moved != target:
+                    target = moved
+                    continue
+            raise error
+
+    def _ask_again(self, name: str, target: _Target) -> _Target:
+        """Where the deployment answers now; the last known place while the control plane
+        cannot be reached (the replicas may well be up: inference does not need it)."""
+        try:
+            return _Target.of(self.get(name))
+        except ConnectionFailed:
+            return target
+        except NotFound:
+            self._targets.pop(name, None)
+            raise
+
+    def _send(
+        self,
+        name: str,
+        target: _Target,
+        path: str,
+        body: dict[str, Any] | None,
+        token: str | None,
+        query: dict[str, Any] | None,
+        files: builtins.list[tuple[str, bytes]] | None,
+    ) -> httpx.Response:
         token = token or self._tokens.get(name)
-        if not deployment.public and token is None:
+        if not target.public and token is None:
             raise ConfigError(
                 f"deployment '{name}' needs its inference token",
                 fix="pass token=... (lepton deploy printed it), or deploy with public=True",
             )
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if self._http is None:
-            self._http = httpx.Client(timeout=deployment.timeout_s + 10)
-        try:
-            params = {k: str(v).lower() if isinstance(v, bool) else v
-                      for k, v in (query or {}).items() if v is not None}  # fmt: skip
-            response = self._http.post(
-                deployment.url + path,
-                json=body,
-                files=[(field, (field, data)) for field, data in files] if files else None,
-                headers=headers,
-                params=params,
-            )
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"cannot reach deployment '{name}' at {deployment.url}: {exc}",
-                fix=f"is it ready? lepton deployment show {name}",
-            ) from None
-        if response.status_code >= 400:
-            raise _error_from(response)
-        return response.json()
+            self._http = httpx.Client()
+        params = {k: str(v).lower() if isinstance(v, bool) else v
+                  for k, v in (query or {}).items() if v is not None}  # fmt: skip
+        return self._http.post(
+            target.url + path,
+            json=body,
+            files=[(field, (field, data)) for field, data in files] if files else None,
+            headers=headers,
+            params=params,
+            # 10 s past the deployment's own timeout, so that its 504 arrives before we give up.
+            timeout=target.timeout_s + 10,
+        )
+
+
+def _overload_wait(retry_after: float | None, attempt: int) -> float:
+    """Seconds to wait before sending an overloaded request again: what the replica asked,
+    else 0.5, 1, 2, ... s."""
+    return retry_after if retry_after is not None else 0.5 * 2**attempt
+
+
+def _unreachable(name: str, target: _Target, exc: httpx.TransportError) -> ConnectionFailed:
+    if isinstance(exc, httpx.ReadTimeout):
+        return ConnectionFailed(
+            f"deployment '{name}' at {target.url} did not answer within "
+            f"{target.timeout_s + 10:g} s",
+            fix=f"raise its timeout (lepton deployment update {name} --timeout ...), "
+            "or send fewer rows at once",
+        )
+    return ConnectionFailed(
+        f"cannot reach deployment '{name}' at {target.url}: {exc}",
+        fix=f"is it ready? lepton deployment show {name}",
+    )
 
 
 def _payload(rows: Any, columns: Any, inputs: Any) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -19,12 +20,21 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from lepton.errors import AuthenticationError, LeptonError, NotFound, PayloadTooLarge
+from lepton.errors import AuthenticationError, LeptonError, NotFound, Overloaded, PayloadTooLarge
 from lepton.serving.auth import TokenCheck
-from lepton.serving.batcher import Batcher, QueueFull
+from lepton.serving.batcher import Batcher
 from lepton.serving.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["JSON", "ReplicaApp", "Reply", "Request", "Route", "error_reply", "json_reply"]
+__all__ = [
+    "JSON",
+    "ReplicaApp",
+    "Reply",
+    "Request",
+    "Route",
+    "error_reply",
+    "json_reply",
+    "retry_headers",
+]
 
 log = logging.getLogger("lepton.serving")
 
@@ -103,8 +113,15 @@ def json_reply(value: Any, status: int = 200) -> Reply:
 
 
 def error_reply(error: LeptonError) -> Reply:
-    headers = [(b"retry-after", b"1")] if isinstance(error, QueueFull) else []
-    return Reply(error.status_code, orjson.dumps({"error": error.to_dict()}), JSON, headers)
+    body = orjson.dumps({"error": error.to_dict()})
+    return Reply(error.status_code, body, JSON, retry_headers(error))
+
+
+def retry_headers(error: LeptonError) -> list[tuple[bytes, bytes]]:
+    """``Retry-After`` (whole seconds, as HTTP has it) for an answer the caller may repeat."""
+    if isinstance(error, Overloaded) and error.retry_after is not None:
+        return [(b"retry-after", str(max(1, math.ceil(error.retry_after))).encode())]
+    return []
 
 
 def _http_error_reply(error: Any) -> Reply:

@@ -22,28 +22,16 @@ from collections.abc import Callable, Sequence
 from time import monotonic
 from typing import Any, ClassVar
 
-from lepton.errors import LeptonError, ServerError, ServiceUnavailable
+from lepton.errors import HandlerError, HandlerTimeout, LeptonError, Overloaded, ServiceUnavailable
 
-__all__ = ["BatchError", "Batcher", "HandlerTimeout", "QueueFull", "as_lepton_error"]
+__all__ = ["Batcher", "as_lepton_error"]
 
+# The replica's answers live in the one exception tree (``lepton.errors``), so the SDK raises
+# the class the replica raised: a full queue is ``Overloaded`` (503 + Retry-After), a call past
+# its timeout ``HandlerTimeout`` (504), a failed batch ``HandlerError`` (500).
 
-class HandlerTimeout(LeptonError):
-    """The handler ran longer than its timeout (HTTP 504)."""
-
-    code = "timeout"
-    status_code = 504
-
-
-class QueueFull(ServiceUnavailable):
-    """Too many requests are waiting (HTTP 503 with Retry-After)."""
-
-    code = "overloaded"
-
-
-class BatchError(ServerError):
-    """The handler failed on the batch this request was part of (HTTP 500)."""
-
-    code = "handler_error"
+RETRY_AFTER_S = 1.0
+"""The wait a full queue asks its callers for (``Retry-After``, whole seconds on the wire)."""
 
 
 class _Item:
@@ -151,9 +139,10 @@ class Batcher:
         if loop is None:
             raise ServiceUnavailable(f"{self.name} is not started", fix="retry when ready")
         if len(self._pending) >= self.max_queue:
-            raise QueueFull(
+            raise Overloaded(
                 f"{self.name} has {len(self._pending)} requests queued, its limit",
                 fix="retry after a moment, or add replicas",
+                retry_after=RETRY_AFTER_S,
             )
         item = _Item(payload, loop.create_future(), monotonic())
         self._pending[item] = None
@@ -219,7 +208,7 @@ class Batcher:
                 try:
                     results = self.fn([item.payload for item in live])
                     if len(results) != len(live):
-                        error = BatchError(
+                        error = HandlerError(
                             f"handler {self.name} returned {len(results)} results for a batch "
                             f"of {len(live)}",
                             fix="a batched handler must return one result per input, in order",
@@ -301,7 +290,7 @@ def as_lepton_error(error: BaseException, name: str) -> BaseException:
     """Errors that carry an HTTP meaning pass through; anything else names the handler."""
     if isinstance(error, LeptonError) or _is_http_exception(error):
         return error
-    return BatchError(
+    return HandlerError(
         f"handler {name} failed on this request's batch: {type(error).__name__}: {error}",
         fix="see the replica's log; the other batches were not affected",
     )

@@ -20,11 +20,11 @@ import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, create_model
 from starlette.responses import Response, StreamingResponse
 
-from lepton.errors import InvalidRequest, LeptonError
+from lepton.errors import HandlerError, HandlerTimeout, InvalidRequest, LeptonError
 from lepton.photon.photon import HandlerSpec, Photon
 from lepton.photon.types import File
 from lepton.serving.app import JSON, Reply, Request, Route
-from lepton.serving.batcher import Batcher, BatchError, HandlerTimeout, as_lepton_error
+from lepton.serving.batcher import Batcher, as_lepton_error
 from lepton.serving.metrics import Metrics
 
 __all__ = ["Limits", "photon_routes", "validation_message"]
@@ -180,7 +180,7 @@ class _Handler:
         lists = {name: [p[name] for p in payloads] for name in self.fields}
         result = self.func(**lists)
         if not isinstance(result, (list, tuple)):
-            raise BatchError(
+            raise HandlerError(
                 f"batched handler {self.label} returned {type(result).__name__}, not a list",
                 fix="a batched handler returns a list with one result per input",
             )
@@ -230,7 +230,7 @@ class _Handler:
                 option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
             )
         except TypeError as exc:
-            raise BatchError(
+            raise HandlerError(
                 f"handler {self.label} returned {type(result).__name__}, which is not JSON ({exc})",
                 fix="return JSON-able values, bytes, a File, a pydantic model or a Response",
             ) from None

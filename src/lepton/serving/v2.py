@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from lepton.errors import InvalidRequest, LeptonError
-from lepton.serving.app import JSON, Reply, Request, Route
+from lepton.serving.app import JSON, Reply, Request, Route, retry_headers
 from lepton.serving.batcher import Batcher
 from lepton.serving.inputs import Chunk
 from lepton.serving.model import ModelService, _Job
@@ -39,7 +39,7 @@ _HEADER = b"inference-header-content-length"
 
 def _v2_error(error: LeptonError) -> Reply:
     message = f"{error.message}. {error.fix}" if error.fix else error.message
-    return Reply(error.status_code, orjson.dumps({"error": message}), JSON)
+    return Reply(error.status_code, orjson.dumps({"error": message}), JSON, retry_headers(error))
 
 
 def _tensor(meta: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
