@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 from PIL import Image
 
@@ -228,6 +229,27 @@ def test_explain_is_a_clean_404_until_an_explainer_is_wired() -> None:
     assert on.status_code == 200
     assert on.json() == {"rows": [{"a": 1.0, "b": 2.0}], "target": None, "overlay": False}
     assert asked.json() == {"rows": [{"a": 1.0, "b": 2.0}], "target": "pos", "overlay": True}
+
+
+def test_a_body_in_many_chunks_is_read_whole_and_its_limit_counted_across_them() -> None:
+    body = orjson.dumps({"inputs": [[i - 50, 1] for i in range(100)]})
+
+    async def chunks(size: int, data: bytes = body) -> AsyncIterator[bytes]:
+        for start in range(0, len(data), size):
+            yield data[start : start + size]
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear(), max_body_bytes=len(body)) as c:
+            whole = await c.post("/predict", content=chunks(1))
+            over = await c.post("/predict", content=chunks(10, body + b" " * 20))
+            return [whole, over]
+
+    whole, over = run(scenario())
+
+    assert whole.status_code == 200, whole.text
+    assert whole.json()["predictions"] == ["neg"] * 50 + ["pos"] * 50
+    assert over.status_code == 413
+    assert f"takes at most {len(body)}" in message(over)
 
 
 def test_images_arrive_as_arrays_or_files() -> None:

@@ -268,18 +268,25 @@ class ReplicaApp:
         if length > self.max_body_bytes:
             await _send(send, self._refused(route, self._too_large(length), render))
             return
-        body = b""
+        # The chunks are joined once at the end: adding each to the body so far copied that
+        # body again, so n chunks cost O(n^2) bytes copied (a 64 MiB upload in 64 KiB chunks
+        # copied 32 GiB). A body in one chunk, the common case, is not copied at all.
+        chunks: list[bytes] = []
+        size = 0
         more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":
                 return  # the client went away
             chunk = message.get("body", b"")
-            body = body + chunk if body else chunk
-            if len(body) > self.max_body_bytes:
-                await _send(send, self._refused(route, self._too_large(len(body)), render))
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _send(send, self._refused(route, self._too_large(size), render))
                 return
+            if chunk:
+                chunks.append(chunk)
             more = message.get("more_body", False)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         started = perf_counter()
         try:
             answer = await route.endpoint(Request(scope, body, content_type))
