@@ -231,6 +231,140 @@ def test_explain_is_a_clean_404_until_an_explainer_is_wired() -> None:
     assert asked.json() == {"rows": [{"a": 1.0, "b": 2.0}], "target": "pos", "overlay": True}
 
 
+class Traced(Linear):
+    """Linear, recording the thread each model call runs on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        return super().predict_proba(X)
+
+
+class Gated:
+    """An explainer that records its thread and waits for its gate (open unless closed)."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.threads: list[str] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def explain(self, X: Any, *, target: Any = None, overlay: bool = False) -> Any:
+        self.threads.append(threading.current_thread().name)
+        assert self.gate.wait(30)
+        if self.error is not None:
+            raise self.error
+        return {"rows": len(X)}
+
+
+async def queued(c: httpx.AsyncClient, depth: int) -> None:
+    """Until ``depth`` requests wait or run in the model's queue."""
+    for _ in range(10_000):
+        metrics = (await c.get("/metrics")).text
+        if f'lepton_queue_depth{{route="predict"}} {depth}.0' in metrics:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"the queue never held {depth} requests")
+
+
+def test_explain_waits_its_turn_on_the_models_own_worker() -> None:
+    model, explainer = Traced(), Gated()
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(model, explainer=lambda served: explainer) as c:
+            model.gate.clear()
+            predicted = asyncio.ensure_future(c.post("/predict", json={"inputs": [[1, 1]]}))
+            assert await asyncio.to_thread(model.entered.wait, 30)
+            explained = asyncio.ensure_future(c.post("/explain", json={"rows": [{"a": 1, "b": 2}]}))
+            await queued(c, 2)
+            assert explainer.threads == []  # queued behind the model call, not beside it
+            model.gate.set()
+            return [await predicted, await explained]
+
+    predicted, explained = run(scenario())
+
+    assert predicted.json()["predictions"] == ["pos"] and explained.json() == {"rows": 1}
+    assert explainer.threads == model.threads[-1:]  # one thread calls the model: the worker
+    assert explainer.threads[0].startswith("lepton-heart")
+
+
+def test_explain_is_refused_with_503_and_retry_after_when_the_queue_is_full() -> None:
+    model = Linear()
+
+    async def scenario() -> httpx.Response:
+        async with serve(model, explainer=lambda served: Gated(), max_queue=1) as c:
+            model.gate.clear()
+            predicted = asyncio.ensure_future(c.post("/predict", json={"inputs": [[1, 1]]}))
+            assert await asyncio.to_thread(model.entered.wait, 30)
+            refused = await c.post("/explain", json={"rows": [{"a": 1, "b": 2}]})
+            model.gate.set()
+            assert (await predicted).status_code == 200
+            return refused
+
+    refused = run(scenario())
+
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json()["error"]["code"] == "overloaded"
+
+
+def test_an_explanation_past_the_deployments_timeout_is_a_504() -> None:
+    explainer = Gated()
+    explainer.gate.clear()
+
+    async def scenario() -> httpx.Response:
+        async with serve(Linear(), explainer=lambda served: explainer, timeout_s=0.05) as c:
+            try:
+                return await c.post("/explain", json={"rows": [{"a": 1, "b": 2}]})
+            finally:
+                explainer.gate.set()
+
+    late = run(scenario())
+
+    assert late.status_code == 504 and late.json()["error"]["code"] == "timeout"
+    assert "0.05 s timeout" in message(late)
+
+
+def test_an_explainer_that_raises_is_a_handler_error_naming_it() -> None:
+    explainer = Gated(error=ValueError("the background has no rows"))
+
+    async def scenario() -> httpx.Response:
+        async with serve(Linear(), explainer=lambda served: explainer) as c:
+            return await c.post("/explain", json={"rows": [{"a": 1, "b": 2}]})
+
+    failed = run(scenario())
+
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "handler_error"
+    assert "ValueError: the background has no rows" in message(failed)
+    assert "bug" not in failed.json()["error"]["fix"]
+
+
+def test_the_explainer_is_built_once_however_many_first_calls_arrive() -> None:
+    built: list[Gated] = []
+    building = threading.Event()
+
+    def factory(served: Any) -> Gated:
+        built.append(Gated())
+        if len(built) == 1:
+            assert building.wait(30)
+        return built[-1]
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear(), explainer=factory) as c:
+            body = {"rows": [{"a": 1, "b": 2}]}
+            calls = [asyncio.ensure_future(c.post("/explain", json=body)) for _ in range(2)]
+            await queued(c, 2)
+            building.set()
+            return list(await asyncio.gather(*calls))
+
+    answers = run(scenario())
+
+    assert [a.json() for a in answers] == [{"rows": 1}] * 2
+    assert len(built) == 1
+
+
 def test_a_body_in_many_chunks_is_read_whole_and_its_limit_counted_across_them() -> None:
     body = orjson.dumps({"inputs": [[i - 50, 1] for i in range(100)]})
 

@@ -5,14 +5,18 @@ A request's body is decoded on the worker thread, inside the batch (the event lo
 bytes and sends bytes); the batch's rows are joined into one frame, the model runs once, and
 each caller gets its own slice, already encoded. A body that does not fit the signature fails
 only its own caller (422); a model that raises fails only its own batch.
+
+``/explain`` goes through the same batcher: an explanation runs alone on the worker, between
+batches, so it has ``/predict``'s queue bound (503 ``overloaded``), timeout (504) and failure
+answers, and the worker stays the model's only caller.
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +150,16 @@ class _Job:
         self.rows = rows
 
 
+class _Solo:
+    """A request the worker runs by itself between batches (an explanation): ``run`` returns
+    its whole answer."""
+
+    __slots__ = ("run",)
+
+    def __init__(self, run: Callable[[], Reply]) -> None:
+        self.run = run
+
+
 class ModelService:
     """A loaded model served over HTTP.
 
@@ -170,6 +184,7 @@ class ModelService:
         self._class_array = np.asarray(self.classes, dtype=object)
         self._explainer_factory = explainer
         self._explainer: Explainer | None = None
+        self._explainer_lock = threading.Lock()
         # Width of the numeric matrix a batch can be read into at once, or 0: an all-numeric
         # table, or a one-dimensional tensor of floats.
         spec = self.spec
@@ -242,8 +257,32 @@ class ModelService:
             start = end
         return results
 
-    def run_batch(self, jobs: list[_Job]) -> list[Any]:
-        """Decode each request (a bad one fails alone), run the model once, split, encode."""
+    def run_batch(self, jobs: Sequence[_Job | _Solo]) -> list[Any]:
+        """Decode each request (a bad one fails alone), run the model once, split, encode;
+        then run each solo request (an explanation) by itself."""
+        batched = [(i, job) for i, job in enumerate(jobs) if isinstance(job, _Job)]
+        if len(batched) == len(jobs):
+            return self._run_jobs([job for _, job in batched])
+        results: list[Any] = [None] * len(jobs)
+        if batched:
+            answers = self._run_jobs([job for _, job in batched])
+            for (i, _), answer in zip(batched, answers, strict=True):
+                results[i] = answer
+        for i, job in enumerate(jobs):
+            if isinstance(job, _Solo):
+                results[i] = self._run_solo(job)
+        return results
+
+    def _run_solo(self, job: _Solo) -> Any:
+        try:
+            return job.run()
+        except LeptonError as exc:
+            return exc
+        except Exception as exc:  # the batcher names the handler; the traceback goes here
+            log.exception("%s failed on a request", self.name)
+            return exc
+
+    def _run_jobs(self, jobs: list[_Job]) -> list[Any]:
         if self.fast_width:
             fast = self._fast(jobs)
             if fast is not None:
@@ -362,28 +401,30 @@ class ModelService:
                 job = self.predict_job(request)
             return await batcher.submit(job)
 
-        async def explain(request: Request) -> Reply:
-            explainer = await asyncio.to_thread(self.explainer)
-            if explainer is None:
-                raise NotFound(
-                    "explanations are not enabled on this deployment",
-                    fix="deploy with explanations enabled, or call /predict",
-                )
+        async def explain(request: Request) -> Any:
+            if self._explainer_factory is None:
+                raise _no_explanations()
             query = dict(request.query)
             target = query.get("class")
             overlay = query.get("overlay", "").lower() in ("1", "true", "yes")
-            X = await asyncio.to_thread(lambda: self.frame([self.predict_job(request).decode()]))
-            result = await asyncio.to_thread(
-                lambda: explainer.explain(X, target=target, overlay=overlay)
-            )
-            if hasattr(result, "to_dict"):  # lepton.explain's Explanation: PNGs as base64
-                result = result.to_dict()
-            return Reply(200, orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY), JSON)
+            job = self.predict_job(request)
+            return await batcher.submit(_Solo(lambda: self._explain(job, target, overlay)))
 
         return [
             Route("POST", "/predict", "predict", predict, batcher=batcher),
             Route("POST", "/explain", "explain", explain),
         ]
+
+    def _explain(self, job: _Job, target: Any, overlay: bool) -> Reply:
+        """One ``/explain`` request, on the worker thread."""
+        explainer = self.explainer()
+        if explainer is None:
+            raise _no_explanations()
+        X = self.frame([job.decode()])
+        result = explainer.explain(X, target=target, overlay=overlay)
+        if hasattr(result, "to_dict"):  # lepton.explain's Explanation: PNGs as base64
+            result = result.to_dict()
+        return Reply(200, orjson.dumps(result, option=_NUMPY), JSON)
 
     def warm_up(self) -> None:
         """One prediction on zeros before the replica takes traffic, where the signature says
@@ -404,10 +445,11 @@ class ModelService:
             log.debug("warm-up prediction failed", exc_info=True)
 
     def explainer(self) -> Explainer | None:
-        """The explainer, made on first use (explainers import heavy libraries)."""
-        if self._explainer is None and self._explainer_factory is not None:
-            self._explainer = self._explainer_factory(self.model)
-        return self._explainer
+        """The explainer, made on first use (explainers import heavy libraries), once."""
+        with self._explainer_lock:
+            if self._explainer is None and self._explainer_factory is not None:
+                self._explainer = self._explainer_factory(self.model)
+            return self._explainer
 
     def batcher(self, *, metrics: Metrics, **options: Any) -> Batcher:
         return Batcher(
@@ -438,6 +480,13 @@ class ModelService:
             "paths": {"/predict": {"post": op}, "/explain": {"post": op}},
             "x-signature": self.model.signature,
         }
+
+
+def _no_explanations() -> NotFound:
+    return NotFound(
+        "explanations are not enabled on this deployment",
+        fix="deploy with explanations enabled, or call /predict",
+    )
 
 
 def find_explainer(model: ServedModel, directory: Path | None = None) -> Explainer | None:
