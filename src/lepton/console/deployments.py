@@ -46,30 +46,38 @@ def deployment_live(
     request: Request, name: str, control: Control = Depends(get_control)
 ) -> HTMLResponse:
     me = signed_in(request)
-    return render(request, "deployment_live.html", me, **deployment_parts(control, me, name))
+    return render(request, "deployment_live.html", me, **_live_parts(control, me, name))
+
+
+def _live_parts(control: Control, me: Principal, name: str) -> dict[str, Any]:
+    """What the part redrawn every 2 s while replicas settle needs: the state and the log."""
+    return {
+        "deployment": control.deployments.get(me, name),
+        "log": control.deployments.logs(me, name, 0).text[-8_000:],
+    }
 
 
 def deployment_parts(control: Control, me: Principal, name: str) -> dict[str, Any]:
-    served = control.deployments.get(me, name)
+    """The whole page: the live part, the try-it form's inputs, history, traffic, versions."""
+    live = _live_parts(control, me, name)
+    served = live["deployment"]
     signature: dict[str, Any] = {}
     versions: list[Any] = []
     if served.model:
         model_name, _, number = served.model.rpartition("@")
         signature = control.models.version(me, model_name, number).signature
         versions = control.models.versions(me, model_name, PageRequest(limit=50)).items
-    log = control.deployments.logs(me, name, 0).text[-8_000:]
     inputs = signature.get("inputs")
     columns = [c for c in inputs if isinstance(c, dict)] if isinstance(inputs, list) else None
     spec = InputSpec.from_signature(signature)
     return {
-        "deployment": served,
+        **live,
         "columns": columns,
         "spec": spec if spec.shape is not None and len(spec.shape) in (2, 3) else None,
         "revisions": control.deployments.revisions(me, name, PageRequest(limit=20)).items,
         "deployment_name": name,
         **_traffic_charts(control.deployments.traffic(me, name, 30)),
         "versions": versions,
-        "log": log,
         "answer": None,
         "token": None,
     }
