@@ -108,6 +108,9 @@ class StubExecutor:
     def __init__(self) -> None:
         self.launches: list[Launch] = []
 
+    def cpu_cost(self, cpus: float) -> float:
+        return 1.0
+
     def submit(self, launch: Launch) -> int:
         self.launches.append(launch)
         return 4000 + len(self.launches)

@@ -1,7 +1,8 @@
 """Settings from ``LEPTON_*`` environment variables: the only reader of ``os.environ``.
 
 Every value has a default that works on a laptop; scale-out is three variables
-(``LEPTON_DATABASE_URL``, ``LEPTON_STORAGE_URL``, and later ``LEPTON_RAY_ADDRESS``).
+(``LEPTON_DATABASE_URL``, ``LEPTON_STORAGE_URL``, ``LEPTON_EXECUTOR=ray`` with
+``LEPTON_RAY_ADDRESS``).
 """
 
 from __future__ import annotations
@@ -64,6 +65,15 @@ class Settings:
     traffic_interval_s: float = 5.0
     """Seconds between a replica's traffic reports to the supervisor (a line on its output, only
     when its counters changed); 0: none, and no traffic is shown."""
+    executor: str = "local"
+    """Where job runners and replicas run: ``local`` (subprocesses of this machine) or ``ray``
+    (actors on the Ray cluster at ``ray_address``; needs ``pip install 'lepton[ray]'``)."""
+    ray_address: str = ""
+    """Address of an existing Ray cluster (``HOST:6379``); empty with the Ray executor means the
+    head ``lepton up --ray`` started for this ``home``."""
+    advertise_url: str = ""
+    """URL of the control plane as job runners and replicas on other machines reach it; empty
+    means :attr:`local_url` (enough while everything runs on this machine)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -114,6 +124,11 @@ class Settings:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
+
+    @property
+    def worker_url(self) -> str:
+        """URL job runners use to reach the control plane: the advertised one, else local."""
+        return self.advertise_url.rstrip("/") or self.local_url
 
 
 _ALLOWED = frozenset(

@@ -173,7 +173,8 @@ def test_a_train_job_runs_to_a_registered_model(client: Client, submitted: list[
     assert "--- attempt 1 ---" in log
     assert "test metrics: " in log and "accuracy=" in log
     assert f"registered toy@1\njob {job.id} succeeded" in log
-    assert client.jobs.logs(job.id, len(log.encode())).complete
+    # Complete within seconds of the end (once the executor brought in the last output).
+    wait_for("a complete log", lambda: client.jobs.logs(job.id, len(log.encode())).complete, 30)
     assert client.jobs.metrics(job.id), "the fit logged no metrics"
     version = client.models.get("toy@1")
     assert version.job == job.id and version.dataset_version == "toy@v1"

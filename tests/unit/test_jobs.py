@@ -66,6 +66,11 @@ class FakeExecutor:
         self.survivors: set[tuple[str, int]] = set()
         self.reaps = 0
         self._next = 4000
+        self.counts_cpus = False
+        """Like the Ray executor: a job takes the CPUs it asks for, not one slot."""
+
+    def cpu_cost(self, cpus: float) -> float:
+        return cpus if self.counts_cpus else 1.0
 
     @property
     def launches(self) -> list[Launch]:
@@ -216,6 +221,26 @@ def test_two_slots_run_two_jobs_at_once(
 
     assert [launch.job_id for launch in executor.launches] == [jobs[0].id, jobs[1].id]
     assert client.jobs.get(jobs[2].id).state == JobState.queued
+
+
+def test_jobs_take_the_cpus_they_ask_for_where_the_executor_counts_them(
+    client: Client, toy: str, state: Control, executor: FakeExecutor
+) -> None:
+    executor.counts_cpus, executor.cpu_slots = True, 3
+    never = train(client, toy, cpus=8)
+    big = train(client, toy, cpus=2)
+    small = train(client, toy, cpus=1)
+    waits = train(client, toy, cpus=1)
+
+    Scheduler(state, executor).reconcile_once()
+
+    assert [launch.job_id for launch in executor.launches] == [big.id, small.id]
+    assert [launch.cpus for launch in executor.launches] == [2, 1]
+    assert client.jobs.get(waits.id).state == JobState.queued
+    failed = client.jobs.get(never.id)
+    assert failed.state == JobState.failed
+    assert failed.error is not None and "asks for 8 CPUs" in failed.error.message
+    assert "--cpus" in failed.error.fix
 
 
 def test_every_pass_collects_ended_processes_even_with_no_job_running(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,10 @@ def train(
     param: list[str] = typer.Option([], help="NAME=VALUE; repeat for more."),
     time_budget: str = typer.Option("5m", help="Wall-clock budget, e.g. 90s, 5m, 1h."),
     gpus: int = typer.Option(0, min=0, help="GPUs to use."),
+    cpus: float = typer.Option(1.0, min=0.01, help="CPU cores the job needs."),
+    memory: str = typer.Option(
+        None, help="Memory the job needs, e.g. 4G or 512M.", show_default="no reservation"
+    ),
     seed: int = typer.Option(0, help="Seed of the split and the training."),
     validation: float = typer.Option(0.1, min=0, max=0.9, help="Share of rows for validation."),
     test: float = typer.Option(0.1, min=0.01, max=0.9, help="Share of rows for the test."),
@@ -78,6 +83,8 @@ def train(
         params=_params(param),
         time_budget_s=budget,
         gpus=gpus,
+        cpus=cpus,
+        memory_mb=parse_memory(memory),
         seed=seed,
         split=_split(validation, test, seed),
         model=model,
@@ -96,6 +103,10 @@ def run(
     ),
     seed: int = typer.Option(0, help="Seed of the split."),
     gpus: int = typer.Option(0, min=0, help="GPUs to use."),
+    cpus: float = typer.Option(1.0, min=0.01, help="CPU cores the job needs."),
+    memory: str = typer.Option(
+        None, help="Memory the job needs, e.g. 4G or 512M.", show_default="no reservation"
+    ),
     args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
     env: list[str] = typer.Option(
         None, "--env", "-e", help="K=V: a variable the script gets (repeatable; not LEPTON_*)."
@@ -119,8 +130,26 @@ def run(
         env=variables,
         secrets=list(secret or []),
         gpus=gpus,
+        cpus=cpus,
+        memory_mb=parse_memory(memory),
     )
     _after_submit(client, job, detach)
+
+
+_MEMORY_UNITS = {"": 1, "M": 1, "MI": 1, "G": 1024, "GI": 1024, "T": 1024**2, "TI": 1024**2}
+
+
+def parse_memory(text: str | None) -> int | None:
+    """``--memory 4G`` (or ``512M``, ``1.5Gi``; a bare number is MiB) as MiB."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*?)B?\s*", text)
+    unit = match.group(2).upper() if match else ""
+    if match is None or unit not in _MEMORY_UNITS:
+        raise InvalidRequest(
+            f"--memory {text!r} is not an amount of memory", fix="e.g. --memory 4G or 512M"
+        )
+    return int(float(match.group(1)) * _MEMORY_UNITS[unit])
 
 
 def parse_env(pairs: list[str], env_file: Path | None) -> dict[str, str]:

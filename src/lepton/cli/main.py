@@ -81,20 +81,28 @@ def up(
     port: int = typer.Option(
         None, min=1, max=65535, help="Port to listen on.", show_default="LEPTON_PORT or 8700"
     ),
+    ray: bool = typer.Option(
+        False,
+        "--ray",
+        help="Run jobs and replicas on Ray: a local head (127.0.0.1, token authentication) "
+        "unless LEPTON_RAY_ADDRESS names a cluster. Needs pip install 'lepton[ray]'.",
+    ),
 ) -> None:
     """Start the control plane in the foreground (Ctrl-C stops it)."""
     import uvicorn
 
     from lepton.control.plane import Control
     from lepton.control.workspaces import FirstStart
+    from lepton.executors import open_executor
     from lepton.sandbox import Sandbox
     from lepton.server.app import create_app, open_control
     from lepton.settings import Settings
 
-    settings = Settings.from_env(host=host, port=port)
+    settings = Settings.from_env(host=host, port=port, executor="ray" if ray else None)
     _check_port_free(settings.host, settings.port)
     opened = open_control(settings)  # before uvicorn, so a bad setting is a clear error
     sandbox = Sandbox.detect(settings)  # LEPTON_SANDBOX=required without one stops here
+    executor = open_executor(settings, sandbox)  # a Ray cluster that cannot be reached, too
 
     def started(control: Control, first: FirstStart | None) -> None:
         if first is not None:
@@ -115,10 +123,13 @@ def up(
         console.print(
             ("Containment: " if sandbox.active else "[bold]Warning:[/] ") + sandbox.describe()
         )
+        if hasattr(executor, "describe"):
+            warn = not getattr(executor, "authenticated", True)
+            console.print(("[bold]Warning:[/] " if warn else "Executor: ") + executor.describe())
         console.print("Try: lepton status")
 
     config = uvicorn.Config(
-        create_app(settings, on_start=started, control=opened, sandbox=sandbox),
+        create_app(settings, on_start=started, control=opened, sandbox=sandbox, executor=executor),
         host=settings.host,
         port=settings.port,
         log_level="warning",

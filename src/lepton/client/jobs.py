@@ -41,6 +41,8 @@ class Jobs:
         params: dict[str, Any] | None = None,
         time_budget_s: float = 300,
         gpus: int = 0,
+        cpus: float = 1,
+        memory_mb: int | None = None,
         seed: int = 0,
         split: SplitSpec | dict[str, Any] | None = None,
         model: str | None = None,
@@ -56,6 +58,8 @@ class Jobs:
                 params=params or {},
                 time_budget_s=time_budget_s,
                 gpus=gpus,
+                cpus=cpus,
+                memory_mb=memory_mb,
                 seed=seed,
                 split=SplitSpec.model_validate(split or {}),
                 model=model,
@@ -73,6 +77,8 @@ class Jobs:
         env: dict[str, str] | None = None,
         secrets: list[str] | None = None,
         gpus: int = 0,
+        cpus: float = 1,
+        memory_mb: int | None = None,
         max_retries: int = 0,
     ) -> Job:
         """Upload a script and run it as a job; inside it ``lepton.log`` and
@@ -90,6 +96,8 @@ class Jobs:
                 env=env or {},
                 secrets=secrets or [],
                 gpus=gpus,
+                cpus=cpus,
+                memory_mb=memory_mb,
                 max_retries=max_retries,
             )
         blob = self._client.blobs.upload(path)
@@ -129,7 +137,7 @@ class Jobs:
             offset = chunk.offset
             job = self.get(job_id)
             yield job, chunk.text
-            if chunk.complete or (job.state in TERMINAL_STATES and not chunk.text):
+            if chunk.complete:  # ended, and its last output is in (seconds after the end)
                 return
             if not chunk.text:
                 time.sleep(poll_s)

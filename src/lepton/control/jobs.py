@@ -56,6 +56,9 @@ from lepton.schemas import (
 from lepton.store.blobs import BlobWriter
 from lepton.store.models import DatasetVersionRow, JobMetricRow, JobRow, ModelRow, ModelVersionRow
 
+_LOG_SETTLE_S = 2.0
+"""Seconds after a job's end before its log counts as complete (a scheduler pass is 0.5 s)."""
+
 __all__ = ["JobService", "job_log_path"]
 
 
@@ -207,7 +210,12 @@ class JobService:
 
         with self.ctx.sessions() as session:
             job = self.job_row(session, principal, job_id)
-            ended = job.state in TERMINAL_STATES
+            # Complete only once the executor had time to bring in the last output: a runner on
+            # a Ray node reports its end before its final lines are copied here (next pass).
+            settled = job.finished_at is None or (
+                (self.ctx.clock() - job.finished_at).total_seconds() >= _LOG_SETTLE_S
+            )
+            ended = job.state in TERMINAL_STATES and settled
             masker = self.secrets.masker("job", job.id, job.secret_mask)
         path = job_log_path(self.ctx.settings.home, job_id)
         return read_log(path, offset, ended=ended, masker=masker)
@@ -401,7 +409,9 @@ class JobService:
                 job.error_fix = job.error_fix and masker.text(job.error_fix)
             self.tokens.revoke_in(session, job.token_id)
             session.commit()
-            return self.view(session, job)
+            view = self.view(session, job)
+        self.ctx.wake("jobs")  # the executor collects the runner (and its last output) now
+        return view
 
     # --- evaluate jobs ------------------------------------------------------------------------
 

@@ -50,10 +50,10 @@ class Scheduler(Reconciler):
         self.executor.reap()
         with self.ctx.sessions() as session:
             running = list(session.scalars(select(JobRow).where(JobRow.state == JobState.running)))
-            busy_cpu = busy_gpu = 0
+            busy_cpu, busy_gpu = 0.0, 0
             for job in running:
                 if self._check(session, job):
-                    busy_cpu += 1
+                    busy_cpu += self.executor.cpu_cost(_spec_cpus(job))
                     busy_gpu += _spec_gpus(job)
             queued = session.scalars(
                 select(JobRow).where(JobRow.state == JobState.queued).order_by(JobRow.created_at)
@@ -69,12 +69,25 @@ class Scheduler(Reconciler):
                         "submit it again with fewer --gpus, or on a machine with GPUs",
                     )
                     continue
-                if busy_cpu >= self.executor.cpu_slots:
+                cost = self.executor.cpu_cost(_spec_cpus(job))
+                # Bigger than the whole executor: say so at once. With no CPUs at all (every
+                # node of a cluster gone) it waits for them to come back.
+                if 0 < self.executor.cpu_slots < cost:
+                    self._finish(
+                        session,
+                        job,
+                        JobState.failed,
+                        f"the job asks for {_spec_cpus(job):g} CPUs; the executor has "
+                        f"{self.executor.cpu_slots:g}",
+                        "submit it again with fewer --cpus, or add nodes to the cluster",
+                    )
+                    continue
+                if busy_cpu + cost > self.executor.cpu_slots:
                     break
                 if gpus > self.executor.gpu_slots - busy_gpu:
                     continue
                 if self._start(session, job):
-                    busy_cpu += 1
+                    busy_cpu += cost
                     busy_gpu += gpus
 
     def _check(self, session: Session, job: JobRow) -> bool:
@@ -141,7 +154,7 @@ class Scheduler(Reconciler):
             env={
                 **_spec_env(job),  # first: the platform's own variables below always win
                 **secrets,
-                "LEPTON_URL": self.ctx.settings.local_url,
+                "LEPTON_URL": self.ctx.settings.worker_url,
                 "LEPTON_TOKEN": bearer,
                 "LEPTON_JOB_ID": job.id,
                 "LEPTON_JOB_ATTEMPT": str(job.attempts),
@@ -149,6 +162,8 @@ class Scheduler(Reconciler):
             },
             log_path=job_log_path(self.ctx.settings.home, job.id),
             gpus=_spec_gpus(job),
+            cpus=_spec_cpus(job),
+            memory_mb=_spec_memory(job),
         )
         job.pid = self.executor.submit(launch)
         session.commit()
@@ -188,3 +203,12 @@ def _spec_secrets(job: JobRow) -> list[str]:
 
 def _spec_gpus(job: JobRow) -> int:
     return int(json.loads(job.spec_json).get("gpus", 0))
+
+
+def _spec_cpus(job: JobRow) -> float:
+    return float(json.loads(job.spec_json).get("cpus") or 1)
+
+
+def _spec_memory(job: JobRow) -> int | None:
+    memory = json.loads(job.spec_json).get("memory_mb")
+    return None if memory is None else int(memory)

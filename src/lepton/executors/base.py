@@ -21,6 +21,9 @@ class Launch:
     """Environment of the runner: control-plane URL, the job's scoped token, GPU selection."""
     log_path: Path
     gpus: int = 0
+    cpus: float = 1
+    memory_mb: int | None = None
+    """Memory to reserve (Ray) and to cap the runner's data segment at; None: the default cap."""
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,16 @@ class ProcessState:
 
 
 class Executor(Protocol):
-    cpu_slots: int
-    gpu_slots: int
+    @property
+    def cpu_slots(self) -> float:
+        """What the running jobs' :meth:`cpu_cost` may add up to."""
+
+    @property
+    def gpu_slots(self) -> int:
+        """GPUs there are to give to jobs."""
+
+    def cpu_cost(self, cpus: float) -> float:
+        """How much of :attr:`cpu_slots` a job asking for ``cpus`` cores takes."""
 
     def submit(self, launch: Launch) -> int:
         """Start the runner; returns a handle (the pid for the local executor)."""

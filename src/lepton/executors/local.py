@@ -55,6 +55,11 @@ class LocalExecutor:
         self._gpus_in_use: dict[int, list[int]] = {}
         self._lock = threading.Lock()
 
+    def cpu_cost(self, cpus: float) -> float:
+        """One slot per job, whatever it asks: ``job_slots`` counts jobs at once on this
+        machine (its threads share the machine's cores)."""
+        return 1.0
+
     def _adopt(self, process: subprocess.Popen[bytes], work: Path, gpus: list[int]) -> int:
         with self._lock:
             self._children[process.pid] = _Child(process, work)
@@ -96,7 +101,7 @@ class LocalExecutor:
                 stderr=subprocess.STDOUT,
                 env=env,
                 cwd=work,
-                preexec_fn=self.sandbox.limits(),
+                preexec_fn=self.sandbox.limits(launch.memory_mb),
                 start_new_session=True,  # outlives the control plane; signals reach its group
             )
         return self._adopt(process, work, [int(g) for g in gpus.split(",") if g])

@@ -23,8 +23,10 @@ start without a working sandbox.
 
 from __future__ import annotations
 
+import ctypes
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +40,8 @@ from lepton.settings import Settings
 __all__ = ["MODES", "Sandbox", "user_environment"]
 
 MODES = ("auto", "bubblewrap", "none", "required")
+
+_PR_SET_PDEATHSIG = 1
 
 NOBODY = 65534
 """The uid and gid user code has inside its namespace."""
@@ -130,8 +134,10 @@ class Sandbox:
         *,
         work: Path,
         readable: Iterable[Path] = (),
+        die_with_parent: bool = False,
     ) -> list[str]:
-        """``argv`` wrapped to run contained, in ``work`` (read-write), seeing ``readable``."""
+        """``argv`` wrapped to run contained, in ``work`` (read-write), seeing ``readable``;
+        ``die_with_parent``: killed when the process that started it dies (a Ray actor)."""
         work.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.bwrap is None:
             return argv
@@ -148,8 +154,10 @@ class Sandbox:
         for path in readable:
             args += ["--ro-bind", str(path), str(path)]
         args += ["--bind", str(work), str(work), "--chdir", str(work)]
-        # No --die-with-parent: bubblewrap's parent is the control plane, and what it contains
-        # must outlive a restart of it. The executor ends the whole group instead.
+        # Not by default: for the local executor bubblewrap's parent is the control plane, and
+        # what it contains must outlive a restart of it; the executor ends the group instead.
+        if die_with_parent:
+            args.append("--die-with-parent")
         args += [*_NAMESPACES, "--hostname", "lepton-sandbox", "--"]
         return args + argv
 
@@ -159,11 +167,17 @@ class Sandbox:
         env.update(HOME=str(work), TMPDIR=str(work))
         return env
 
-    def limits(self) -> Callable[[], None]:
-        """Resource limits applied in the child before it runs (``preexec_fn``)."""
-        memory = self.settings.user_memory_mb * 1024 * 1024
+    def limits(
+        self, memory_mb: int | None = None, *, die_with_parent: bool = False
+    ) -> Callable[[], None]:
+        """Resource limits applied in the child before it runs (``preexec_fn``): the data
+        segment capped at ``memory_mb`` (what a job asked for), else ``LEPTON_USER_MEMORY_MB``;
+        ``die_with_parent``: SIGKILL when the starting process dies (``PR_SET_PDEATHSIG``)."""
+        memory = (memory_mb or self.settings.user_memory_mb) * 1024 * 1024
 
         def apply() -> None:
+            if die_with_parent:
+                ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             if memory > 0:  # data segment, which malloc's mmaps count against since Linux 4.7
                 resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))

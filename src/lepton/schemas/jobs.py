@@ -15,7 +15,23 @@ from lepton.schemas.env import UserEnv, UserSecrets, _one_source_per_variable
 TERMINAL_STATES = frozenset({JobState.succeeded, JobState.failed, JobState.cancelled})
 
 
-class TrainSpec(_Model):
+class _Resources(_Model):
+    """What a job reserves where it runs (a Ray node, or this machine's GPUs)."""
+
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
+    cpus: Annotated[float, Field(gt=0, le=256)] = Field(
+        default=1,
+        description="CPU cores the job needs; the Ray executor reserves them on a node, and its "
+        "threads are capped to them.",
+    )
+    memory_mb: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] | None = Field(
+        default=None,
+        description="Memory the job needs, MiB; the Ray executor reserves it on a node, and the "
+        "job's data segment is capped to it. None: the machine's default limit.",
+    )
+
+
+class TrainSpec(_Resources):
     kind: Literal["train"] = Field(default="train", description="A built-in training job.")
     dataset: str = Field(description="Dataset reference, `name` or `name@vN`.")
     target: str | None = Field(default=None, description="Target column; the dataset's if absent.")
@@ -26,7 +42,6 @@ class TrainSpec(_Model):
     time_budget_s: Annotated[float, Field(gt=0, le=7 * 86400)] = Field(
         default=300, description="Wall-clock budget of the training, seconds."
     )
-    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
     seed: int = Field(default=0, description="Seed of the split and of the training.")
     split: SplitSpec = Field(default_factory=SplitSpec, description="How rows are split.")
     model: str | None = Field(
@@ -37,7 +52,7 @@ class TrainSpec(_Model):
     )
 
 
-class ScriptSpec(_Model):
+class ScriptSpec(_Resources):
     kind: Literal["script"] = Field(default="script", description="The user's own script.")
     script_name: str = Field(max_length=256, description="File name of the script.")
     script_digest: str = Field(
@@ -59,7 +74,6 @@ class ScriptSpec(_Model):
         description="Workspace secrets the script gets as variables: `NAME`, or `ENV=NAME` to "
         "name the variable; only names are stored, and the values are masked in the job's log.",
     )
-    gpus: Annotated[int, Field(ge=0, le=16)] = Field(default=0, description="GPUs to use.")
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=0, description="Retries after the job's process dies."
     )

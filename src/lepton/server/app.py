@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -24,6 +25,10 @@ from lepton.server.errors import error_response, install_error_handlers
 from lepton.server.routes import ROUTERS
 from lepton.settings import Settings
 
+if TYPE_CHECKING:
+    from lepton.executors.local import LocalExecutor
+    from lepton.executors.ray import RayExecutor
+
 __all__ = ["create_app", "open_control"]
 
 
@@ -39,6 +44,7 @@ def create_app(
     control: Control | None = None,
     run_jobs: bool = True,
     sandbox: Sandbox | None = None,
+    executor: LocalExecutor | RayExecutor | None = None,
 ) -> FastAPI:
     """The FastAPI app. Its lifespan opens the services (unless ``control`` is already open), on
     first start bootstraps, and starts the reconcilers: job scheduler, deployment supervisor and
@@ -57,18 +63,20 @@ def create_app(
             from lepton.control.scheduler import Scheduler
             from lepton.control.supervisor import Supervisor
             from lepton.control.sweeper import Sweeper
-            from lepton.executors.local import LocalExecutor
+            from lepton.executors import open_executor
 
-            contained = (
-                sandbox
-                if sandbox is not None
-                else await run_in_threadpool(Sandbox.detect, settings)
-            )
-            executor = LocalExecutor(contained, cpu_slots=settings.job_slots)
+            runs = executor
+            if runs is None:
+                contained = (
+                    sandbox
+                    if sandbox is not None
+                    else await run_in_threadpool(Sandbox.detect, settings)
+                )
+                runs = await run_in_threadpool(open_executor, settings, contained)
             # Replicas keep serving when the control plane stops; the next start re-attaches.
             reconcilers = [
-                Scheduler(control, executor),
-                Supervisor(control, executor),
+                Scheduler(control, runs),
+                Supervisor(control, runs),
                 Sweeper(control),
             ]
             tasks = [asyncio.create_task(r.run()) for r in reconcilers]

@@ -1,0 +1,55 @@
+"""A local Ray cluster in its own process, driven over stdin, for tests/integration/test_ray.py.
+
+``python ray_cluster.py WORKERS`` starts ``ray.cluster_utils.Cluster``: a head with no CPUs and
+WORKERS worker nodes of one CPU each, all on 127.0.0.1, with the token authentication of its
+environment (``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``). It prints one JSON line, the address
+and the worker nodes' ids, then answers one JSON line per command read:
+
+- ``remove PREFIX``: kill the worker node whose id starts with PREFIX (no graceful exit);
+- ``add``: start another worker node;
+- ``nodes``: the worker nodes' ids.
+
+End of input shuts the cluster down. A process of its own because Ray reads its settings
+(authentication among them) once, when first imported, and must not be imported by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ray.cluster_utils import Cluster
+
+
+def main() -> None:
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
+    )
+    try:
+        for _ in range(int(sys.argv[1])):
+            cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+
+        def nodes() -> list[str]:
+            return [node.node_id for node in cluster.worker_nodes]
+
+        print(json.dumps({"address": cluster.address, "nodes": nodes()}), flush=True)
+        for line in sys.stdin:
+            command, _, argument = line.strip().partition(" ")
+            if command == "remove":
+                found = [n for n in cluster.worker_nodes if n.node_id.startswith(argument)]
+                for node in found:
+                    cluster.remove_node(node, allow_graceful=False)
+                print(json.dumps({"removed": len(found), "nodes": nodes()}), flush=True)
+            elif command == "add":
+                cluster.add_node(num_cpus=1)
+                cluster.wait_for_nodes()
+                print(json.dumps({"nodes": nodes()}), flush=True)
+            else:
+                print(json.dumps({"nodes": nodes()}), flush=True)
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    main()
