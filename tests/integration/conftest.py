@@ -243,6 +243,13 @@ def server(servers: ServerFactory) -> ServerProcess:
 
 
 @pytest.fixture(scope="module")
+def module_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
+    """Like ``servers``, for a module's tests: what it made is stopped after the module."""
+    with _servers(tmp_path_factory.mktemp("servers")) as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
 def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One started server shared by a module's tests."""
     with _servers(tmp_path_factory.mktemp("server")) as make:

@@ -33,7 +33,7 @@ from lepton.schemas import JobState
 from lepton.settings import Settings
 
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from conftest import ServerFactory, ServerProcess
 
 # Not imported here: Ray reads RAY_AUTH_MODE when it is first imported, which the cluster fixture
 # sets first.
@@ -195,10 +195,8 @@ def server(
     cluster: RayCluster,
     s3_env: dict[str, str],
     database_url: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ServerProcess]:
-    from conftest import _servers
-
+    module_servers: ServerFactory,
+) -> ServerProcess:
     env = {
         **s3_env,
         "LEPTON_DATABASE_URL": database_url,
@@ -206,8 +204,7 @@ def server(
         "LEPTON_RAY_ADDRESS": cluster.address,
         **{k: cluster.env[k] for k in RAY_ENV},
     }
-    with _servers(tmp_path_factory.mktemp("ray-server")) as make:
-        yield make(env=env)
+    return module_servers(env=env)
 
 
 @pytest.fixture(scope="module")
@@ -368,21 +365,23 @@ def test_replicas_serve_through_ray_roll_and_come_back_after_a_lost_node(
 ) -> None:
     _register(client, flip=False)
     _register(client, flip=True)
-    created = client.deployments.create("clf@1", name="clf", replicas=2)
+    # Three replicas spread over three nodes (the head takes replicas too: they reserve no CPU),
+    # so at least one is on a worker node the test can take away.
+    created = client.deployments.create("clf@1", name="clf", replicas=3)
     assert created.token is not None
     token = created.token
     try:
         ready = client.deployments.wait("clf", timeout_s=WAIT_S)
-        assert ready.ready_replicas == 2
+        assert ready.ready_replicas == 3
         assert _predict(ready.url, token) == 1
-        assert len(replica_nodes(client, "clf")) == 2, "the replicas' output did not come back"
+        assert len(replica_nodes(client, "clf")) == 3, "the replicas' output did not come back"
 
         client.deployments.update("clf", model="clf@2")
 
         def rolled() -> bool:
             deployment = client.deployments.get("clf")
             return (
-                deployment.ready_replicas == 2
+                deployment.ready_replicas == 3
                 and all(r.generation == 2 for r in deployment.replica_states)
                 and _predict(ready.url, token) == 0
             )
@@ -400,7 +399,7 @@ def test_replicas_serve_through_ray_roll_and_come_back_after_a_lost_node(
             def back() -> bool:
                 deployment = client.deployments.get("clf")
                 moved = replica_nodes(client, "clf")
-                return deployment.ready_replicas == 2 and all(
+                return deployment.ready_replicas == 3 and all(
                     moved.get(r.id) != victim for r in deployment.replica_states
                 )
 
