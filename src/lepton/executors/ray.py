@@ -329,7 +329,7 @@ class RayExecutor:
         with self._lock:
             names = list(self._tracked)
         for name in names:
-            state = self._state(name, keep=True)
+            state = self._state(name)
             if not state.alive:
                 with self._lock:
                     self._ended[name] = state.exit_code
@@ -416,10 +416,10 @@ class RayExecutor:
         with self._lock:
             return self._tracked.setdefault(name, tracked)
 
-    def _state(self, name: str, *, keep: bool = False) -> ProcessState:
+    def _state(self, name: str) -> ProcessState:
         with self._lock:
             if name in self._ended:
-                code = self._ended[name] if keep else self._ended.pop(name)
+                code = self._ended.pop(name)
                 return ProcessState(alive=False, exit_code=code)
         tracked = self._find(name)
         if tracked is None:
