@@ -392,3 +392,23 @@ def test_seen_rows_tells_apart_hashes_that_share_the_high_half() -> None:
     assert again.tolist() == [False, True, False, True]
     third = seen.keep_first((np.array([5, 5], dtype=u64), np.array([9, 8], dtype=u64)))
     assert third.tolist() == [False, True]
+
+
+def test_hashed_columns_follow_renames_and_drops_and_end_at_a_mask() -> None:
+    after = transforms.hashed_columns(
+        ["email"],
+        steps(
+            {"op": "anonymize", "columns": ["phone", "ssn"]},
+            {"op": "rename", "mapping": {"email": "contact"}},
+            {"op": "drop", "columns": ["ssn"]},
+        ),
+    )
+    assert after == ["contact", "phone"]
+    assert transforms.hashed_columns(
+        after,
+        steps(
+            {"op": "anonymize", "columns": ["contact"], "method": "mask"},
+            {"op": "cast", "types": {"phone": "string"}},
+        ),
+    ) == ["phone"]
+    assert transforms.hashed_columns(["a", "b"], steps({"op": "select", "columns": ["b"]})) == ["b"]

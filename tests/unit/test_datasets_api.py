@@ -417,6 +417,29 @@ def test_drop_and_anonymize_make_v2_linked_to_v1_with_salt_fingerprinted(
     assert client.datasets.get("patients").ref == "patients@v2"
 
 
+def test_hashed_columns_are_not_taken_for_card_numbers_in_this_version_or_the_next(
+    client: Client, tmp_path: Path
+) -> None:
+    path = tmp_path / "patients.csv"
+    path.write_text("email,age\n" + "".join(f"p{i}@example.com,{30 + i}\n" for i in range(10)))
+    client.datasets.push(path, name="patients")
+    # With this salt, p?@example.com hashes to 4201168496893722: all digits, passing Luhn.
+    salt = "salt-871"
+
+    v2 = client.datasets.transform(
+        "patients", [{"op": "anonymize", "columns": ["email"], "salt": salt}]
+    )
+    v3 = client.datasets.transform(
+        "patients@v2", [{"op": "rename", "mapping": {"email": "contact"}}]
+    )
+
+    assert "4201168496893722" in set(client.datasets.to_pandas("patients@v2")["email"])
+    assert (v2.pii.findings, v2.pii.columns_hashed) == ([], ["email"])
+    assert (v3.pii.findings, v3.pii.columns_hashed) == ([], ["contact"])
+    frame = client.datasets.to_pandas("patients@v3")
+    assert [c.name for c in v3.schema_] == ["contact", "age"] and frame["contact"].nunique() == 10
+
+
 def test_transform_naming_an_unknown_column_suggests_the_closest_and_adds_nothing(
     client: Client, heart: Path, blobs: BlobStore, settings: Settings
 ) -> None:

@@ -169,6 +169,9 @@ def _num(value: float | str | None) -> str:
 
 def _print_pii(version: DatasetVersionDetail) -> None:
     findings = version.pii.findings
+    hashed = version.pii.columns_hashed
+    if hashed:
+        console.print(f"Salted digests, not scanned for PII: {', '.join(hashed)}")
     if not findings:
         console.print("PII scan: nothing found.")
         return

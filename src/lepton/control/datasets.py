@@ -292,17 +292,23 @@ class DatasetService:
         import pyarrow.parquet as pq
 
         from lepton.data.ingest import analyse
-        from lepton.data.transforms import apply_transform
+        from lepton.data.transforms import apply_transform, hashed_columns
 
         with self.ctx.sessions() as session:
             _, parent = self.version_row(session, principal, name, version)
             parent_id, parent_digest, parent_target = parent.id, parent.data_digest, parent.target
+            parent_pii = PIIReport.model_validate_json(parent.pii_json)
+        hashed = hashed_columns(parent_pii.columns_hashed, body.steps)
         with self.ctx.spool() as work:
             source = self.fetch(parent_digest, work / "parent.parquet")
             out = work / "data.parquet"
             apply_transform(source, body.steps, out)
             names = pq.ParquetFile(out).schema_arrow.names
-            analysis = analyse(out, parent_target if parent_target in names else None)
+            analysis = analyse(
+                out,
+                parent_target if parent_target in names else None,
+                [c for c in hashed if c in names],
+            )
             digest = hashlib.sha256()
             with out.open("rb") as f:
                 while chunk := f.read(1 << 20):

@@ -6,7 +6,7 @@ The table is written batch by batch, so memory stays flat however large the file
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,8 +107,9 @@ def write_table(batches: Iterable[pa.RecordBatch], path: Path) -> int:
     return rows
 
 
-def analyse(table: Path, target: str | None) -> Analysis:
-    """Schema, profile and PII report of a canonical table."""
+def analyse(table: Path, target: str | None, hashed: Sequence[str] = ()) -> Analysis:
+    """Schema, profile and PII report of a canonical table; the `hashed` columns hold salted
+    digests a transform made, and are not scanned for PII."""
     columns = schema.infer_schema(table)
     names = [c.name for c in columns]
     guessed = target is None
@@ -117,7 +118,7 @@ def analyse(table: Path, target: str | None) -> Analysis:
     if target is None:
         target = schema.guess_target(columns, table)
     rows = pq.ParquetFile(table).metadata.num_rows
-    report = pii.scan(table, columns)
+    report = pii.scan(table, columns, skip=hashed)
     stats = profile.profile(table, columns, target, target_guessed=guessed)
     # A column flagged as personal data shows no raw values anywhere, top values included.
     flagged = {finding.column for finding in report.findings}

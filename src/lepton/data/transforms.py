@@ -41,7 +41,7 @@ from lepton.schemas import (
     TransformStep,
 )
 
-__all__ = ["IMAGE_COLUMN", "apply_transform", "describe"]
+__all__ = ["IMAGE_COLUMN", "apply_transform", "describe", "hashed_columns"]
 
 IMAGE_COLUMN = "image"
 _BATCH_BYTES = 64 * 2**20  # per batch: 65,536 rows of 100 KB images would be 6.5 GB at once
@@ -116,6 +116,28 @@ def describe(steps: Sequence[TransformStep]) -> str:
         else:
             lines.append(f"resize images to {step.width}x{step.height} (lanczos, png)")
     return "\n".join(lines)
+
+
+def hashed_columns(hashed: Sequence[str], steps: Sequence[TransformStep]) -> list[str]:
+    """The columns holding salted digests after `steps`, given those that held them before.
+
+    A digest holds no personal data, but 16 hex characters are all digits once in ~1,900
+    values, and such a value can pass for a card number; the PII scan skips these columns.
+    A cast keeps them: to a string type the digests are unchanged, to another they are no text.
+    """
+    cols = list(dict.fromkeys(hashed))
+    for step in steps:
+        if isinstance(step, SelectStep):
+            cols = [c for c in cols if c in step.columns]
+        elif isinstance(step, DropStep):
+            cols = [c for c in cols if c not in step.columns]
+        elif isinstance(step, RenameStep):
+            cols = [step.mapping.get(c, c) for c in cols]
+        elif isinstance(step, AnonymizeStep):
+            cols = [c for c in cols if c not in step.columns]
+            if step.method == "hash":
+                cols += step.columns
+    return cols
 
 
 # --- Planning: walk the steps over the column names -------------------------------------------

@@ -108,6 +108,11 @@ class PIIReport(_Model):
     rows_scanned: int = Field(description="Rows examined.")
     columns_scanned: list[str] = Field(description="Columns examined (text-like ones).")
     findings: list[PIIFinding] = Field(description="One entry per column and kind found.")
+    columns_hashed: list[str] = Field(
+        default_factory=list,
+        description="Columns a transform replaced by salted SHA-256 digests: not scanned, as a "
+        "digest holds no personal data (one of 16 hex digits can pass for a card number).",
+    )
 
 
 class SelectStep(_Model):
