@@ -32,6 +32,7 @@ from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
 from lepton.control.traffic import KEEP_MINUTES
 from lepton.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from lepton.names import fits
 from lepton.schemas import (
     DEPLOYMENT_NAME_PATTERN,
     Deployment,
@@ -701,7 +702,7 @@ def _load_sources(
 def _default_name(name: str) -> str:
     """A model or photon name made fit for a deployment (dashes for ``_`` and ``.``)."""
     cleaned = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63]
-    if not re.match(DEPLOYMENT_NAME_PATTERN, cleaned):
+    if not fits(DEPLOYMENT_NAME_PATTERN, cleaned):
         raise InvalidRequest(
             f"'{name}' does not make a deployment name", fix="pass --name with letters and digits"
         )

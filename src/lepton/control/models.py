@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from lepton.control.numbering import newest_versions, next_number
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.names import fits
 from lepton.refs import parse_ref, version_number
 from lepton.schemas import (
     MODEL_ALIAS_PATTERN,
@@ -48,8 +48,7 @@ from lepton.store.models import (
 
 __all__ = ["Lineage", "ModelService", "UserCheck"]
 
-_ALIAS = re.compile(MODEL_ALIAS_PATTERN)
-_NUMBER = re.compile(r"^v?\d+$")
+_NUMBER = r"^v?[0-9]+$"
 
 UserCheck = Callable[[Session, ModelVersionRow], builtins.list[str]]
 """Names what serves a version (``deployment web``): deleting it is refused while any answers,
@@ -57,7 +56,7 @@ even when forced, since a replica restarting would find no artifact."""
 
 
 def _is_alias(text: str) -> bool:
-    return text != "latest" and _ALIAS.match(text) is not None and not _NUMBER.match(text)
+    return text != "latest" and fits(MODEL_ALIAS_PATTERN, text) and not fits(_NUMBER, text)
 
 
 def owner(version_id: str) -> tuple[str, str]:
@@ -339,7 +338,7 @@ class ModelService:
                     "0-9, '-' and '_', and 'latest' and version numbers such as v3 are taken",
                     fix="pick a name such as production or staging",
                 )
-            if not _NUMBER.match(version):
+            if not fits(_NUMBER, version):
                 raise InvalidRequest(
                     f"an alias points at a version number, not at {version!r}",
                     fix=f"lepton model alias {name}@3 {alias}",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,13 +25,13 @@ from lepton.control.numbering import next_number
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.names import DIGEST_PATTERN, fits
 from lepton.refs import parse_ref, version_number
 from lepton.schemas import DATASET_NAME_PATTERN, Photon
 from lepton.store.models import PhotonRow
 
 __all__ = ["PhotonService", "UserCheck"]
 
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 UserCheck = Callable[[Session, builtins.list[PhotonRow]], builtins.list[str]]
 """Names what serves any of the photon versions (``deployment web``)."""
@@ -64,7 +63,7 @@ class PhotonService:
     def photon_row(self, session: Session, principal: Principal, ref: str) -> PhotonRow:
         """A photon by ``name``, ``name@N`` (``latest``) or the sha256 of its package."""
         query = select(PhotonRow).where(PhotonRow.workspace_id == principal.workspace_id)
-        if _DIGEST.match(ref):
+        if fits(DIGEST_PATTERN, ref):
             row = session.scalars(
                 query.where(PhotonRow.digest == ref).order_by(PhotonRow.version.desc())
             ).first()
@@ -117,7 +116,7 @@ class PhotonService:
 
         info = inspect_package(package)
         name = name or info.name
-        if name is None or not re.match(DATASET_NAME_PATTERN, name):
+        if name is None or not fits(DATASET_NAME_PATTERN, name):
             raise InvalidRequest(
                 f"the photon needs a name of lower-case letters, digits, '-', '_' or '.'; "
                 f"got {name!r}",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import re
 import uuid
 from collections.abc import Callable, Iterable
 
@@ -25,6 +24,7 @@ from lepton.control.logs import MIN_MASKED, Masker
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.errors import Conflict, InvalidRequest, NotFound
+from lepton.names import fits
 from lepton.schemas import ENV_NAME_PATTERN, Secret, SecretPut, secret_ref
 from lepton.store.crypto import load_or_create_key, seal, unseal
 from lepton.store.models import SecretRow
@@ -41,7 +41,7 @@ Users = Callable[[Session, str, str], builtins.list[str]]
 
 def check_name(name: str) -> None:
     """Refuse a name that is no variable name, or one of the platform's ``LEPTON_*``."""
-    if not re.match(ENV_NAME_PATTERN, name):
+    if not fits(ENV_NAME_PATTERN, name):
         raise InvalidRequest(
             f"'{name[:140]}' is not a secret name: letters, digits and _ (not first), at most "
             "128 characters, as an environment variable",

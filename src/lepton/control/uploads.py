@@ -3,7 +3,6 @@ artifact, an evaluation's plots, a job's script), listed and read back by their 
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 
@@ -15,13 +14,12 @@ from lepton.control.context import Context
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.tokens import Principal
 from lepton.errors import InvalidRequest, NotFound
+from lepton.names import DIGEST_PATTERN, fits
 from lepton.schemas import Blob
 from lepton.store.blobs import BlobWriter
 from lepton.store.models import ContentRefRow
 
 __all__ = ["UploadService"]
-
-_DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
 
 class UploadService:
@@ -67,7 +65,7 @@ class UploadService:
 
     def open(self, principal: Principal, digest: str) -> tuple[Iterator[bytes], int | None]:
         """An upload's bytes (verified as they stream) and size."""
-        if not _DIGEST.match(digest):
+        if not fits(DIGEST_PATTERN, digest):
             raise InvalidRequest(
                 f"'{digest}' is not a blob digest (64 lower-case hex characters)",
                 fix="use the digest that the upload returned: lepton blob list",
