@@ -44,14 +44,17 @@ def test_creating_and_each_rolling_update_are_recorded_and_scaling_is_not(client
     client.deployments.update("heart", model="heart@2")
     client.deployments.update("heart", model="heart@2")  # the same: rolls nothing
     client.deployments.update("heart", max_batch_size=8, env={"MODE": "slow"})
+    client.deployments.update("heart", max_rows=10)
 
     assert history(client) == [
-        (3, True, "updated max_batch_size, env", "heart@2"),
+        (4, True, "updated max_rows", "heart@2"),
+        (3, False, "updated max_batch_size, env", "heart@2"),
         (2, False, "updated model", "heart@2"),
         (1, False, "created", "heart@1"),
     ]
     first = client.deployments.revisions("heart")[-1]
     assert (first.env, first.max_batch_size, first.requested) == ({"MODE": "fast"}, 64, "heart@1")
+    assert (first.max_rows, client.deployments.get("heart").max_rows) == (100_000, 10)
     assert first.available and first.created_by is not None
 
 

@@ -136,7 +136,9 @@ def show(client: Client, name: str = "heart") -> Deployment:
 def test_replicas_start_on_one_shared_port_with_the_model_and_the_token_hash(
     client: Client, supervisor: Supervisor, fake: FakeReplicas
 ) -> None:
-    created = client.deployments.create("heart", replicas=2, max_batch_size=16, wait=False)
+    created = client.deployments.create(
+        "heart", replicas=2, max_batch_size=16, max_rows=500, wait=False
+    )
     assert created.token is not None
 
     supervisor.reconcile_once()
@@ -147,6 +149,7 @@ def test_replicas_start_on_one_shared_port_with_the_model_and_the_token_hash(
         assert replica.arg("--port") == created.url.rsplit(":", 1)[1]
         assert "--reuse-port" in replica.launch.args and "--public" not in replica.launch.args
         assert replica.arg("--max-batch-size") == "16"
+        assert replica.arg("--max-rows") == "500"
         # The inference token's hash, and the hash of the control plane's own bearer for
         # this deployment (the console's try-it form calls with it).
         own = supervisor.deployments.console_bearer(created.id)

@@ -155,6 +155,83 @@ def test_wrong_shape_type_or_missing_column_is_422_naming_it() -> None:
     assert message(garbled).startswith("the body is not JSON")
 
 
+def test_lists_flags_and_non_json_numbers_in_numeric_columns_are_422_saying_what_to_send() -> None:
+    nan = b'{"inputs": [[NaN, 1]]}'
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(Linear(), lambda model: Attributions()) as c:
+            return [
+                await c.post("/predict", json={"inputs": [[1.0, [2, 3]]]}),
+                await c.post("/predict", json={"rows": [{"a": [1.0], "b": 2}]}),
+                await c.post("/predict", json={"columns": {"a": [1.0, [2.0]], "b": [1, 2]}}),
+                await c.post("/predict", json={"inputs": [[True, 3]]}),
+                await c.post("/predict", json={"rows": [{"a": 1.0, "b": False}]}),
+                await c.post("/explain", json={"inputs": [[1.0, [2, 3]]]}),
+                await c.post("/predict", content=nan, headers={"content-type": "application/json"}),
+                await c.post(
+                    "/predict",
+                    content=b'{"rows": [{"a": -Infinity, "b": 1}]}',
+                    headers={"content-type": "application/json"},
+                ),
+            ]
+
+    answers = run(scenario())
+
+    assert [a.status_code for a in answers] == [422] * len(answers), [a.text for a in answers]
+    nested, in_rows, in_columns, flag, flag_in_rows, explained, nan_answer, inf = map(
+        message, answers
+    )
+    assert nested == "column 'b' row 0: expected a number, got [2, 3]"
+    assert in_rows == "column 'a' row 0: expected a number, got [1.0]"
+    assert in_columns == "column 'a' row 1: expected a number, got [2.0]"
+    assert flag == "column 'a' row 0: expected a number, got True"
+    assert flag_in_rows == "column 'b' row 0: expected a number, got False"
+    assert explained == nested  # /explain reads its rows the same way
+    assert nan_answer == "the body holds NaN, which JSON has no literal for"
+    assert answers[6].json()["error"]["fix"].startswith("send null for a missing value")
+    assert inf == "the body holds -Infinity, which JSON has no literal for"
+
+
+def test_a_request_over_the_row_limit_is_413_naming_the_limit_and_never_reaches_the_model() -> None:
+    model = Linear()
+
+    async def scenario() -> list[httpx.Response]:
+        async with serve(model, lambda model: Attributions(), max_rows=3) as c:
+            return [
+                await c.post("/predict", json={"inputs": [[1.0, 2]] * 4}),
+                await c.post("/predict", json={"rows": [{"a": 1.0, "b": True}] * 4}),
+                await c.post("/predict", json={"columns": {"a": [1.0] * 4, "b": [2] * 4}}),
+                await c.post(
+                    "/v2/models/heart/infer",
+                    json={
+                        "inputs": [
+                            {
+                                "name": "input",
+                                "shape": [4, 2],
+                                "datatype": "FP64",
+                                "data": [1.0] * 8,
+                            }
+                        ]
+                    },
+                ),
+                await c.post("/explain", json={"inputs": [[1.0, 2]] * 4}),
+                await c.post("/predict", json={"inputs": [[1.0, 2]] * 3}),
+            ]
+
+    *refused, v2, explained, allowed = run(scenario())
+
+    for answer in refused:
+        assert answer.status_code == 413, answer.text
+        assert message(answer) == (
+            "the request holds 4 rows; this deployment takes at most 3 per request"
+        )
+        assert "--max-rows" in answer.json()["error"]["fix"]
+    assert v2.status_code == 413 and "at most 3 per request" in v2.json()["error"]
+    assert explained.status_code == 413
+    assert allowed.status_code == 200 and len(allowed.json()["predictions"]) == 3
+    assert model.calls == [3]  # only the allowed request was scored
+
+
 @pytest.mark.parametrize(
     ("bad_body", "error"),
     [

@@ -14,6 +14,7 @@ import typer
 from lepton.cli.job import SECRET_HELP, parse_env
 from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS, MAX_ROWS_CEILING
 
 if TYPE_CHECKING:
     from lepton.client import Client
@@ -35,6 +36,9 @@ def deploy(
     max_batch_size: int = typer.Option(64, min=1, max=4096, help="Most requests per model call."),
     max_wait_ms: float = typer.Option(0, min=0, max=1000, help="Wait this long to fill a batch."),
     timeout: float = typer.Option(30, min=0.001, max=3600, help="Request timeout, seconds."),
+    max_rows: int = typer.Option(
+        DEFAULT_MAX_ROWS, min=1, max=MAX_ROWS_CEILING, help="Most rows one request may carry."
+    ),
     public: bool = typer.Option(
         False, "--public", help="Serve WITHOUT a token: anyone who reaches the port may call it."
     ),
@@ -58,6 +62,7 @@ def deploy(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
+        max_rows=max_rows,
         public=public,
         env=variables,
         secrets=list(secret or []),
@@ -167,6 +172,7 @@ def show(
         ("traffic", _last_minute(client.deployments.traffic(name, minutes=1))),
         ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
         ("timeout", f"{d.timeout_s:g} s"),
+        ("row limit", f"{d.max_rows:,} per request"),
         ("env", ", ".join(f"{k}={v}" for k, v in d.env.items()) or None),
         ("secrets", ", ".join(d.secrets) or None),
         ("created", when(d.created_at)),
@@ -242,6 +248,9 @@ def update(
     max_batch_size: int = typer.Option(None, min=1, max=4096, help="Most requests per call."),
     max_wait_ms: float = typer.Option(None, min=0, max=1000, help="Batch wait, ms."),
     timeout: float = typer.Option(None, min=0.001, max=3600, help="Request timeout, seconds."),
+    max_rows: int = typer.Option(
+        None, min=1, max=MAX_ROWS_CEILING, help="Most rows one request may carry."
+    ),
     env: list[str] = typer.Option(
         None, "--env", "-e", help=_ENV_HELP + " Replaces the current variables."
     ),
@@ -273,6 +282,7 @@ def update(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
+        max_rows=max_rows,
         env={} if clear_env else variables,
         secrets=[] if clear_secrets else (list(secret) if secret else None),
     )

@@ -32,6 +32,7 @@ from lepton.schemas import (
     LogChunk,
     Photon,
 )
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS
 
 if TYPE_CHECKING:
     from lepton.client.client import Client
@@ -95,6 +96,7 @@ class Deployments:
         max_batch_size: int = 64,
         max_wait_ms: float = 0,
         timeout_s: float = 30,
+        max_rows: int = DEFAULT_MAX_ROWS,
         public: bool = False,
         env: dict[str, str] | None = None,
         secrets: builtins.list[str] | None = None,
@@ -114,6 +116,7 @@ class Deployments:
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
+            "max_rows": max_rows,
             "public": public,
             "env": env or {},
             "secrets": secrets or [],
@@ -155,6 +158,7 @@ class Deployments:
         max_batch_size: int | None = None,
         max_wait_ms: float | None = None,
         timeout_s: float | None = None,
+        max_rows: int | None = None,
         env: dict[str, str] | None = None,
         secrets: builtins.list[str] | None = None,
     ) -> Deployment:
@@ -168,6 +172,7 @@ class Deployments:
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
+            "max_rows": max_rows,
             "env": env,
             "secrets": secrets,
         }

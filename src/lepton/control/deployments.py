@@ -60,7 +60,7 @@ from lepton.store.models import (
 
 __all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica_url"]
 
-ROLLING_FIELDS = ("max_batch_size", "max_wait_ms", "timeout_s")
+ROLLING_FIELDS = ("max_batch_size", "max_wait_ms", "timeout_s", "max_rows")
 """Settings a replica reads at start: changing one rolls the deployment to a new generation."""
 
 SPEC_COLUMNS = (
@@ -227,6 +227,7 @@ class DeploymentService:
                 max_batch_size=body.max_batch_size,
                 max_wait_ms=body.max_wait_ms,
                 timeout_s=body.timeout_s,
+                max_rows=body.max_rows,
                 public=body.public,
                 env_json=json.dumps(body.env) if body.env else None,
                 secrets_json=json.dumps(body.secrets) if body.secrets else None,
@@ -332,7 +333,7 @@ class DeploymentService:
             raise InvalidRequest(
                 "the update changes nothing",
                 fix="give replicas, model, photon, max_batch_size, max_wait_ms, timeout_s, "
-                "env or secrets",
+                "max_rows, env or secrets",
             )
         changed: builtins.list[str] = []
         if body.model is not None or body.photon is not None:

@@ -251,6 +251,8 @@ class Supervisor(Reconciler):
             f"{deployment.max_wait_ms:g}",
             "--timeout-s",
             f"{deployment.timeout_s:g}",
+            "--max-rows",
+            str(deployment.max_rows),
             "--traffic-interval-s",
             f"{self.ctx.settings.traffic_interval_s:g}",
         ]

@@ -12,6 +12,10 @@ from lepton.schemas.common import _Model
 from lepton.schemas.env import UserEnv, UserSecrets, _one_source_per_variable
 
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+DEFAULT_MAX_ROWS = 100_000
+"""Rows one request may carry unless the deployment says otherwise: ~16 MB of JSON for 20
+numeric columns, and a bounded share of a replica's memory while it is decoded and scored."""
+MAX_ROWS_CEILING = 10_000_000
 """Lower-case letters, digits and dashes: fits a host name and a URL path."""
 
 
@@ -57,6 +61,11 @@ class DeploymentCreate(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=30, description="Longest a request may run once taken."
     )
+    max_rows: Annotated[int, Field(ge=1, le=MAX_ROWS_CEILING)] = Field(
+        default=DEFAULT_MAX_ROWS,
+        description="Most rows (examples) one /predict or /explain request may carry; more get "
+        "413. Bounds a replica's memory per request. Model deployments only.",
+    )
     public: bool = Field(
         default=False, description="Serve without a token. Off by default: a token is minted."
     )
@@ -95,6 +104,9 @@ class DeploymentUpdate(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=3600)] | None = Field(
         default=None, description="New request timeout (rolls)."
     )
+    max_rows: Annotated[int, Field(ge=1, le=MAX_ROWS_CEILING)] | None = Field(
+        default=None, description="New row limit per request (rolls)."
+    )
     env: UserEnv | None = Field(
         default=None, description="Replace the replicas' variables (rolls when they change)."
     )
@@ -118,6 +130,7 @@ class DeploymentRevision(_Model):
     max_batch_size: int = Field(description="Most requests per model call.")
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")
+    max_rows: int = Field(default=DEFAULT_MAX_ROWS, description="Most rows one request may carry.")
     env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas got.")
     secrets: list[str] = Field(
         default_factory=list, description="Secrets the replicas got, by name; never their values."
@@ -162,6 +175,7 @@ class Deployment(_Model):
     max_batch_size: int = Field(description="Most requests per model call.")
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")
+    max_rows: int = Field(default=DEFAULT_MAX_ROWS, description="Most rows one request may carry.")
     env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas get.")
     secrets: list[str] = Field(
         default_factory=list, description="Secrets the replicas get, by name; never their values."

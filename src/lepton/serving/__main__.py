@@ -18,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS
+
 __all__ = ["main"]
 
 TOKEN_HASHES_ENV = "LEPTON_REPLICA_TOKEN_HASHES"
@@ -39,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout-s", type=float, help="seconds a call may run once started")
     p.add_argument("--max-queue", type=int, default=1024, help="queued requests before 503")
     p.add_argument("--max-body-bytes", type=int, default=64 * 1024**2, help="413 above this")
+    p.add_argument(
+        "--max-rows",
+        type=int,
+        default=DEFAULT_MAX_ROWS,
+        help="most rows a /predict or /explain request may carry (413 above)",
+    )
     p.add_argument("--public", action="store_true", help="serve without a token")
     p.add_argument(
         "--traffic-interval-s",
@@ -58,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.max_batch_size is not None and args.max_batch_size < 1:
         return fail(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
+    if args.max_rows < 1:
+        return fail(f"--max-rows must be at least 1, got {args.max_rows}")
     # The supervisor hands the accepted hashes over in the environment (never in argv, which
     # other users can read from /proc).
     from lepton.settings import Settings
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_s=args.timeout_s,
         max_queue=args.max_queue,
         max_body_bytes=args.max_body_bytes,
+        max_rows=args.max_rows,
         token_hashes=hashes,
         traffic_interval_s=args.traffic_interval_s,
     )

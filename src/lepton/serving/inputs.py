@@ -16,7 +16,7 @@ import numpy as np
 
 from lepton.errors import InvalidRequest
 
-__all__ = ["Chunk", "InputSpec", "decode_image", "decode_json"]
+__all__ = ["Chunk", "InputSpec", "count_rows", "decode_image", "decode_json"]
 
 _FIX = "send {'rows': [{column: value}]}, {'columns': {column: [values]}} or {'inputs': [[...]]}"
 
@@ -85,8 +85,28 @@ class Chunk:
     n: int
 
 
-def decode_json(spec: InputSpec, doc: Any) -> Chunk:
-    """The rows of a ``/predict`` JSON body (already parsed)."""
+def count_rows(spec: InputSpec, doc: Any) -> int:
+    """How many rows a parsed table body holds, read off its outer list before any value is
+    looked at; 0 when that takes decoding (a tensor) or the form is wrong (`decode_json` then
+    says how)."""
+    if not isinstance(doc, dict) or spec.shape is not None:
+        return 0
+    if spec.columns and "rows" not in doc and isinstance(doc.get("columns"), dict):
+        first = next(iter(doc["columns"].values()), None)
+        return len(first) if isinstance(first, list) else 0
+    rows = doc.get("rows", doc.get("inputs"))
+    if not isinstance(rows, list):
+        return 0
+    return 1 if spec.columns and rows and not isinstance(rows[0], (list, dict)) else len(rows)
+
+
+def decode_json(spec: InputSpec, doc: Any, *, bools: bool = True) -> Chunk:
+    """The rows of a ``/predict`` JSON body (already parsed).
+
+    ``bools``: whether the body may hold ``true``/``false`` (the caller looks at its bytes).
+    numpy reads them as 1/0, so the fast paths are taken only when it cannot, and a bool in a
+    numeric column is refused by the value-by-value check.
+    """
     if not isinstance(doc, dict) or not doc.keys() & {"rows", "columns", "inputs"}:
         raise InvalidRequest(
             "the body must be a JSON object with rows, columns or inputs", fix=_FIX
@@ -96,17 +116,27 @@ def decode_json(spec: InputSpec, doc: Any) -> Chunk:
     if not spec.columns:
         raw = doc.get("inputs", doc.get("rows"))
         return Chunk(raw, len(raw) if isinstance(raw, list) else 1)
+    fast = spec.numeric and not bools
     if "rows" in doc:
-        return _rows(spec, doc["rows"])
+        return _rows(spec, doc["rows"], fast)
     if "columns" in doc:
-        return _columns(spec, doc["columns"])
-    return _matrix(spec, doc["inputs"])
+        return _columns(spec, doc["columns"], fast)
+    return _matrix(spec, doc["inputs"], fast)
 
 
-def _matrix(spec: InputSpec, rows: Any) -> Chunk:
+def _array(values: Any) -> np.ndarray | None:
+    """``values`` as one numpy array, or None when they are ragged (a list where a number
+    belongs) or hold what numpy cannot take."""
+    try:
+        return np.asarray(values)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _matrix(spec: InputSpec, rows: Any, fast: bool) -> Chunk:
     d = len(spec.columns)
-    if spec.numeric:
-        array = np.asarray(rows) if isinstance(rows, list) else None
+    if fast:
+        array = _array(rows) if isinstance(rows, list) else None
         if array is not None and array.ndim == 1 and len(array) == d and array.dtype.kind in "iuf":
             array = array[None]
         if (
@@ -132,13 +162,13 @@ def _matrix(spec: InputSpec, rows: Any) -> Chunk:
     )
 
 
-def _rows(spec: InputSpec, rows: Any) -> Chunk:
+def _rows(spec: InputSpec, rows: Any, fast: bool) -> Chunk:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, dict) for r in rows):
         raise InvalidRequest("'rows' must be a non-empty list of objects", fix=_FIX)
     d = len(spec.columns)
-    if spec.numeric and all(len(r) == d for r in rows):
+    if fast and all(len(r) == d for r in rows):
         try:
-            array = np.asarray([[r[c] for c in spec.columns] for r in rows])
+            array = _array([[r[c] for c in spec.columns] for r in rows])
         except KeyError:
             array = None
         if array is not None and array.ndim == 2 and array.dtype.kind in "iuf":
@@ -161,7 +191,7 @@ def _rows(spec: InputSpec, rows: Any) -> Chunk:
     return _checked(spec, {c: [r[c] for r in rows] for c in spec.columns}, len(rows))
 
 
-def _columns(spec: InputSpec, columns: Any) -> Chunk:
+def _columns(spec: InputSpec, columns: Any, fast: bool) -> Chunk:
     if not isinstance(columns, dict):
         raise InvalidRequest("'columns' must be an object of column: [values]", fix=_FIX)
     missing = [c for c in spec.columns if c not in columns]
@@ -185,9 +215,9 @@ def _columns(spec: InputSpec, columns: Any) -> Chunk:
                 f"every column needs the same number (got {n} for {spec.columns[0]!r})",
                 fix="send equally long lists of values",
             )
-    if spec.numeric:
-        array = np.asarray([columns[c] for c in spec.columns])
-        if array.ndim == 2 and array.dtype.kind in "iuf":
+    if fast:
+        array = _array([columns[c] for c in spec.columns])
+        if array is not None and array.ndim == 2 and array.dtype.kind in "iuf":
             return Chunk(array.T.astype(np.float64), n)
     return _checked(spec, {c: list(columns[c]) for c in spec.columns}, n)
 
@@ -199,8 +229,8 @@ def _checked(spec: InputSpec, columns: dict[str, list[Any]], n: int) -> Chunk:
         for i, value in enumerate(values):
             if value is None:
                 continue
-            if kind == "number":  # true/false count as 1/0, as numpy reads them
-                ok = isinstance(value, (int, float))
+            if kind == "number":  # not true/false: a flag sent where a number belongs
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             elif kind == "bool":
                 ok = isinstance(value, bool)
             elif kind == "datetime":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,10 +26,11 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
-from lepton.errors import InvalidRequest, LeptonError, NotFound
+from lepton.errors import InvalidRequest, LeptonError, NotFound, PayloadTooLarge
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS
 from lepton.serving.app import JSON, Reply, Request, Route
 from lepton.serving.batcher import Batcher
-from lepton.serving.inputs import Chunk, InputSpec, decode_image, decode_json
+from lepton.serving.inputs import Chunk, InputSpec, count_rows, decode_image, decode_json
 from lepton.serving.metrics import Metrics
 
 __all__ = [
@@ -37,6 +39,23 @@ __all__ = [
     "ServedModel",
     "load_served_model",
 ]
+
+
+_NON_JSON_NUMBER = re.compile(rb"(?<![\w\"])(?:NaN|-?Infinity)(?![\w\"])")
+
+
+def not_json(body: bytes, exc: orjson.JSONDecodeError) -> InvalidRequest:
+    """The 422 for a body orjson refused; NaN and Infinity, which Python's json writes by
+    default but JSON lacks, get their own answer."""
+    found = _NON_JSON_NUMBER.search(body)
+    if found is not None:
+        return InvalidRequest(
+            f"the body holds {found.group().decode()}, which JSON has no literal for",
+            fix="send null for a missing value (json.dumps(..., allow_nan=False) catches these)",
+        )
+    return InvalidRequest(
+        f"the body is not JSON ({exc})", fix="send a JSON object with rows, columns or inputs"
+    )
 
 
 class ServedModel(Protocol):
@@ -167,6 +186,7 @@ class ModelService:
         model: the loaded model.
         name: the model's name in the V2 protocol.
         explainer: a factory called on the first ``/explain`` (None: explanations are off).
+        max_rows: the most rows one request may carry; more get 413 before the model runs.
     """
 
     def __init__(
@@ -175,8 +195,10 @@ class ModelService:
         *,
         name: str,
         explainer: Callable[[ServedModel], Explainer | None] | None = None,
+        max_rows: int = DEFAULT_MAX_ROWS,
     ) -> None:
         self.model = model
+        self.max_rows = max_rows
         self.name = name
         self.spec = InputSpec.from_signature(model.signature or {})
         self.classifier = model.task == "classification" and bool(model.classes)
@@ -334,22 +356,25 @@ class ModelService:
             raise InvalidRequest("this route takes JSON", fix="send images to /predict")
 
         parsed: list[Any] = []
+        # numpy reads true/false as 1/0: a body that may hold them takes the checked path.
+        bools = b"true" in body or b"false" in body
 
         def load() -> Any:
             if not parsed:
                 try:
                     parsed.append(orjson.loads(body))
                 except orjson.JSONDecodeError as exc:
-                    raise InvalidRequest(
-                        f"the body is not JSON ({exc})",
-                        fix="send a JSON object with rows, columns or inputs",
-                    ) from None
+                    raise not_json(body, exc) from None
             return parsed[0]
 
         def decode() -> Chunk:
-            return decode_json(self.spec, load())
+            doc = load()
+            self._count(count_rows(self.spec, doc))  # before the values are walked
+            return self.bounded(decode_json(self.spec, doc, bools=bools))
 
         def rows() -> list[Any] | None:
+            if bools:
+                return None
             try:
                 doc = load()
             except InvalidRequest:
@@ -357,12 +382,29 @@ class ModelService:
             inputs = doc.get("inputs") if type(doc) is dict and len(doc) == 1 else None
             if type(inputs) is not list or not inputs:
                 return None
+            if len(inputs) > self.max_rows:
+                return None  # decode() refuses it
             first = type(inputs[0])
             return inputs if first is list else [inputs] if first in (float, int) else None
 
         return _Job(decode, self._encode_predict, rows if self.fast_width else None)
 
+    def bounded(self, chunk: Chunk) -> Chunk:
+        """`chunk`, unless it holds more rows than one request may (413)."""
+        self._count(chunk.n)
+        return chunk
+
+    def _count(self, n: int) -> None:
+        if n > self.max_rows:
+            raise PayloadTooLarge(
+                f"the request holds {n:,} rows; this deployment takes at most "
+                f"{self.max_rows:,} per request",
+                fix="split it into smaller requests, or raise the limit: "
+                "lepton deployment update NAME --max-rows N",
+            )
+
     def _image_chunk(self, files: list[tuple[bytes, bytes]]) -> Chunk:
+        self._count(len(files))
         images = [decode_image(self.spec, content, name.decode()) for name, content in files]
         return Chunk(np.stack(images), len(images))
 

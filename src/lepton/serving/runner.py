@@ -28,6 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS
 from lepton.serving.app import ReplicaApp
 from lepton.serving.auth import TokenCheck, token_hash
 from lepton.serving.metrics import Metrics
@@ -61,6 +62,8 @@ class ReplicaConfig:
     timeout_s: float | None = None
     max_queue: int = 1024
     max_body_bytes: int = 64 * 1024**2
+    max_rows: int = DEFAULT_MAX_ROWS
+    """Most rows one request to a model may carry (413 above)."""
     token_hashes: frozenset[str] | None = None
     """Accepted token hashes; ``None`` serves without auth (``--public``)."""
     drain_s: float = 30.0
@@ -100,7 +103,7 @@ def served_model_app(
     from lepton.serving.v2 import v2_routes
 
     metrics = Metrics()
-    service = ModelService(model, name=name, explainer=explainer)
+    service = ModelService(model, name=name, explainer=explainer, max_rows=config.max_rows)
     service.warm_up()
     timeout = config.timeout_s or 60.0
     batcher = service.batcher(

@@ -45,23 +45,31 @@ def _v2_error(error: LeptonError) -> Reply:
 def _tensor(meta: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     """One input tensor and the binary offset after it."""
     if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
-        raise InvalidRequest("each input needs a name, shape, datatype and data", fix="")
+        raise InvalidRequest(
+            "each input needs a name, shape, datatype and data",
+            fix='send {"name": "input", "shape": [N, D], "datatype": "FP64", "data": [...]}',
+        )
     name = meta["name"]
     datatype = meta.get("datatype")
     shape = meta.get("shape")
     if datatype not in _DTYPES:
         raise InvalidRequest(
-            f"input {name!r} has datatype {datatype!r}; allowed are {', '.join(_DTYPES)}", fix=""
+            f"input {name!r} has datatype {datatype!r}; allowed are {', '.join(_DTYPES)}",
+            fix=f"GET /v2/models/NAME says which datatype input {name!r} takes",
         )
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-        raise InvalidRequest(f"input {name!r} needs a shape of whole numbers", fix="")
+        raise InvalidRequest(
+            f"input {name!r} needs a shape of whole numbers",
+            fix="give the tensor's shape, e.g. [2, 4] for two rows of four values",
+        )
     size = (meta.get("parameters") or {}).get("binary_data_size")
     count = int(np.prod(shape)) if shape else 1
     if size is not None:
         raw = binary[offset : offset + int(size)]
         if len(raw) != int(size):
             raise InvalidRequest(
-                f"input {name!r}: the binary data is shorter than declared", fix=""
+                f"input {name!r}: the binary data is shorter than declared",
+                fix="set binary_data_size to the bytes appended for this input",
             )
         offset += int(size)
         if datatype == "BYTES":
@@ -75,10 +83,14 @@ def _tensor(meta: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray
         try:
             array = np.asarray(data, dtype=_DTYPES[datatype]).reshape(-1)
         except (TypeError, ValueError, OverflowError):
-            raise InvalidRequest(f"input {name!r}: the data is not {datatype}", fix="") from None
+            raise InvalidRequest(
+                f"input {name!r}: the data is not {datatype}",
+                fix=f"send a flat or nested list of {datatype} values, or change the datatype",
+            ) from None
     if array.size != count:
         raise InvalidRequest(
-            f"input {name!r} has {array.size} values; its shape {shape} needs {count}", fix=""
+            f"input {name!r} has {array.size} values; its shape {shape} needs {count}",
+            fix="send as many values as the shape's dimensions multiply to",
         )
     return name, array.reshape(shape), offset
 
@@ -88,7 +100,10 @@ def _unpack_bytes(raw: memoryview, name: str) -> list[bytes]:
     i = 0
     while i < len(raw):
         if i + 4 > len(raw):
-            raise InvalidRequest(f"input {name!r}: truncated BYTES element", fix="")
+            raise InvalidRequest(
+                f"input {name!r}: truncated BYTES element",
+                fix="prefix each BYTES element with its length as a 4-byte little-endian int",
+            )
         (n,) = struct.unpack_from("<I", raw, i)
         items.append(bytes(raw[i + 4 : i + 4 + n]))
         i += 4 + n
@@ -167,13 +182,20 @@ class _Codec:
                 try:
                     split, doc = len(body), orjson.loads(body)
                 except orjson.JSONDecodeError:
-                    raise InvalidRequest("the inference request is not JSON", fix="") from None
+                    raise InvalidRequest(
+                        "the inference request is not JSON",
+                        fix="send a JSON header; with binary data, set "
+                        "Inference-Header-Content-Length to its length",
+                    ) from None
             if (
                 not isinstance(doc, dict)
                 or not isinstance(doc.get("inputs"), list)
                 or not doc["inputs"]
             ):
-                raise InvalidRequest("the request needs a non-empty 'inputs' list", fix="")
+                raise InvalidRequest(
+                    "the request needs a non-empty 'inputs' list",
+                    fix="GET /v2/models/NAME lists the inputs the model takes",
+                )
             binary = memoryview(body)[split:]
             offset = 0
             tensors: dict[str, np.ndarray] = {}
@@ -181,7 +203,7 @@ class _Codec:
                 name, array, offset = _tensor(meta, binary, offset)
                 tensors[name] = array
             state["doc"] = doc
-            return self.chunk(tensors)
+            return self.service.bounded(self.chunk(tensors))
 
         def encode(labels: Any, proba: Any) -> Reply:
             return self.answer(state.get("doc", {}), labels, proba)
@@ -203,28 +225,35 @@ class _Codec:
                     raise InvalidRequest(
                         f"input {name!r} has shape {list(array.shape)}; the model takes one "
                         f"[N, {d}] tensor or one [N] tensor per column: {spec.describe()}",
-                        fix="",
+                        fix="name the [N, columns] tensor 'input', or send one per column",
                     )
             missing = [c for c in spec.columns if c not in tensors]
             if missing:
                 raise InvalidRequest(
-                    f"no input named {missing[0]!r}; the model takes: {spec.describe()}", fix=""
+                    f"no input named {missing[0]!r}; the model takes: {spec.describe()}",
+                    fix="send one [N] tensor per column, named as the column",
                 )
             columns = {c: tensors[c].reshape(-1) for c in spec.columns}
             n = len(columns[spec.columns[0]])
             if any(len(v) != n for v in columns.values()):
-                raise InvalidRequest("every column tensor needs the same length", fix="")
+                raise InvalidRequest(
+                    "every column tensor needs the same length",
+                    fix="send the same number of rows in every column",
+                )
             if spec.numeric:
                 return Chunk(np.column_stack(list(columns.values())).astype(np.float64), n)
             return Chunk({c: _plain(v) for c, v in columns.items()}, n)
         if len(tensors) != 1:
-            raise InvalidRequest("this model takes exactly one input tensor", fix="")
+            raise InvalidRequest(
+                "this model takes exactly one input tensor",
+                fix="send the whole batch as one tensor",
+            )
         array = next(iter(tensors.values()))
         if spec.shape is not None and array.shape[1:] != spec.shape:
             raise InvalidRequest(
                 f"the input has shape {list(array.shape)}; the model takes [N, "
                 f"{', '.join(map(str, spec.shape))}]",
-                fix="",
+                fix="GET /v2/models/NAME gives the shape the model takes",
             )
         return Chunk(array if spec.shape is not None else array.tolist(), len(array))
 
@@ -245,7 +274,8 @@ class _Codec:
         for name in names:
             if name not in available:
                 raise InvalidRequest(
-                    f"no output named {name!r}; outputs are: {', '.join(available)}", fix=""
+                    f"no output named {name!r}; outputs are: {', '.join(available)}",
+                    fix="ask for one of those outputs, or for none to get them all",
                 )
             datatype, values = available[name]
             array = np.asarray(values, dtype=_DTYPES[datatype] if datatype != "BYTES" else object)

@@ -406,6 +406,7 @@ class DeploymentRow(Base):
     max_batch_size: Mapped[int] = mapped_column(Integer)
     max_wait_ms: Mapped[float] = mapped_column(Float)
     timeout_s: Mapped[float] = mapped_column(Float)
+    max_rows: Mapped[int] = mapped_column(Integer, default=100_000)
     public: Mapped[bool] = mapped_column(default=False)
     token_id: Mapped[str | None] = mapped_column(String(32))
     """The ``deployment:<id>`` inference token; None when public."""
@@ -450,6 +451,7 @@ class DeploymentRevisionRow(Base):
     max_batch_size: Mapped[int] = mapped_column(Integer)
     max_wait_ms: Mapped[float] = mapped_column(Float)
     timeout_s: Mapped[float] = mapped_column(Float)
+    max_rows: Mapped[int] = mapped_column(Integer, default=100_000)
     env_json: Mapped[str | None] = mapped_column(Text)
     secrets_json: Mapped[str | None] = mapped_column(Text)
     """By name, as on the deployment; never values."""
