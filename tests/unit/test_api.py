@@ -389,6 +389,35 @@ def test_audit_filters_by_since(api: TestClient, platform: Platform, timeline: A
     assert all(datetime.fromisoformat(e["time"]) >= timeline["late"] for e in events)
 
 
+def test_audit_since_takes_a_naive_time_as_utc_and_refuses_numbers_and_non_dates(
+    api: TestClient, platform: Platform, timeline: Any
+) -> None:
+    naive = timeline["late"].replace(tzinfo=None).isoformat()
+    answers = [
+        api.get("/api/v1/audit", params={"since": since}, headers=bearer(platform.admin))
+        for since in ("0.5", "1700000000", "2030-02-30", "yesterday")
+    ]
+
+    assert sorted(e["action"] for e in audit(api, platform.admin, since=naive)) == [
+        "blob.upload",
+        "token.create",
+    ]
+    assert [a.status_code for a in answers] == [422] * 4
+    assert all(a.json()["error"]["fix"] for a in answers)
+    assert "not a time" in answers[2].json()["error"]["message"]
+
+
+def test_an_upload_with_no_body_is_refused_and_stores_nothing(
+    api: TestClient, platform: Platform
+) -> None:
+    answer = api.post("/api/v1/blobs", content=b"", headers=bearer(platform.admin))
+    listed = api.get("/api/v1/blobs", headers=bearer(platform.admin)).json()
+
+    assert answer.status_code == 422
+    assert answer.json()["error"]["message"].startswith("the request body is empty")
+    assert listed == []
+
+
 def test_audit_is_newest_first_and_limited(
     api: TestClient, platform: Platform, timeline: Any
 ) -> None:

@@ -76,7 +76,10 @@ def _candidates(data: TrainData, given: list[str] | None, budget_s: float) -> li
         return list(dict.fromkeys(given))
     names = suitable(data.task, data.kind)
     if not names:
-        raise InvalidRequest(f"no built-in algorithm supports {data.kind} {data.task}")
+        raise InvalidRequest(
+            f"no built-in algorithm supports {data.kind} {data.task}",
+            fix="lepton algorithms lists what each algorithm takes; or train with a script job",
+        )
     fast = [n for n in names if not CATALOGUE[n].slow]
     rows = len(data.X_train) + (0 if data.X_val is None else len(data.X_val))
     # Small data is scored by cross-validation, which the slow nets skip: their one-split score

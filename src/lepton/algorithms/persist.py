@@ -111,5 +111,7 @@ def load_json(path: Path) -> dict[str, Any]:
             f"{path} is not valid JSON ({exc})", fix="save the model again"
         ) from None
     if not isinstance(loaded, dict):
-        raise InvalidRequest(f"{path} holds a {type(loaded).__name__}, not an object")
+        raise InvalidRequest(
+            f"{path} holds a {type(loaded).__name__}, not an object", fix="save the model again"
+        )
     return loaded

@@ -86,7 +86,10 @@ def _fit_logged(
         try:
             estimator.fit(*train)
         except ValueError as exc:  # e.g. "empty vocabulary" when min_df drops every word
-            raise InvalidRequest(f"{algorithm.name} cannot fit this data: {exc}") from None
+            raise InvalidRequest(
+                f"{algorithm.name} cannot fit this data: {exc}",
+                fix="check that the text column holds words, or lower min_df",
+            ) from None
         prefix = "val" if val is not None else "train"
         log_scores(callbacks, 1, estimator, *(val or train), classes, prefix)
 

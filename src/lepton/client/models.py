@@ -198,7 +198,10 @@ class Models:
     def lineage(self, ref: str, *, kind: str = "model") -> Lineage:
         """Nodes and edges around a model version (``kind="model"``) or a dataset version."""
         if kind not in ("model", "dataset"):
-            raise InvalidRequest(f"kind must be model or dataset, not {kind!r}", fix="")
+            raise InvalidRequest(
+                f"kind must be model or dataset, not {kind!r}",
+                fix='pass kind="model" or kind="dataset"',
+            )
         answer = self._client.request("GET", f"/api/v1/lineage/{kind}s/{quote(ref, safe='@')}")
         return Lineage.model_validate(answer.json())
 

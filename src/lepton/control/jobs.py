@@ -286,14 +286,20 @@ class JobService:
             spec = TypeAdapter(JobSpec).validate_json(job.spec_json)
             row = self._dataset(session, job)
         if isinstance(spec, EvaluateSpec):
-            raise NotFound(f"job {job_id} evaluates a model; it has no split", fix="")
+            raise NotFound(
+                f"job {job_id} evaluates a model; it has no split",
+                fix="the model's evaluation reads the split its training job recorded",
+            )
         return self.ctx.blobs.open(self.datasets.ensure_split(row, spec.split).digest)
 
     def open_script(self, principal: Principal, job_id: str) -> Iterator[bytes]:
         with self.ctx.sessions() as session:
             job = self.job_row(session, principal, job_id)
             if job.kind != "script":
-                raise NotFound(f"job {job_id} is a {job.kind} job; it has no script", fix="")
+                raise NotFound(
+                    f"job {job_id} is a {job.kind} job; it has no script",
+                    fix="a script job's code is read from GET /jobs/ID/script of that job",
+                )
             digest = ScriptSpec.model_validate_json(job.spec_json).script_digest
         return self.ctx.blobs.open(digest)
 
@@ -329,7 +335,10 @@ class JobService:
             job = self.job_row(session, principal, job_id)
             digest = job.checkpoint_digest
         if digest is None:
-            raise NotFound(f"job {job_id} has no checkpoint yet", fix="")
+            raise NotFound(
+                f"job {job_id} has no checkpoint yet",
+                fix="a job saves one as it trains (Tracker.checkpoint); start afresh until then",
+            )
         return self.ctx.blobs.open(digest)
 
     async def upload_artifact(
@@ -387,7 +396,8 @@ class JobService:
                 raise PermissionDenied(
                     f"job {job.id} may record evaluations of its own model only, not "
                     f"{body.model_version}",
-                    fix="",
+                    fix="record evaluations of other models with an evaluate job: "
+                    "lepton evaluate NAME@N --dataset DATASET",
                 )
             split = body.split if row.job_id == job.id else None
         return self.models.record_evaluation(principal, row, body.result, job=job, split=split)
@@ -451,7 +461,10 @@ class JobService:
         self, session: Session, principal: Principal, job: JobRow
     ) -> tuple[ModelRow, ModelVersionRow]:
         if job.kind != "evaluate":
-            raise NotFound(f"job {job.id} is a {job.kind} job; it evaluates no model", fix="")
+            raise NotFound(
+                f"job {job.id} is a {job.kind} job; it evaluates no model",
+                fix="only an evaluate job (lepton evaluate) reads the model it evaluates",
+            )
         return self.models.resolve(session, principal, str(json.loads(job.spec_json)["model"]))
 
     # --- other services' rules ----------------------------------------------------------------

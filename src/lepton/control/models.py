@@ -455,7 +455,10 @@ class ModelService:
         """Attach an evaluation to a version. Its plot digests must be uploads of the workspace."""
         plots = result.get("plots", {})
         if not isinstance(plots, dict):
-            raise InvalidRequest("result.plots must map plot names to blob digests", fix="")
+            raise InvalidRequest(
+                "result.plots must map plot names to blob digests",
+                fix='upload each plot (POST /blobs) and send {"plots": {"roc": DIGEST}}',
+            )
         with self.ctx.sessions() as session:
             evaluation_id = uuid.uuid4().hex
             for name, digest in sorted(plots.items()):

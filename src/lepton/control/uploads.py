@@ -32,6 +32,11 @@ class UploadService:
         existing upload."""
         writer = await self.content.stage_stream(chunks)
         with writer:
+            if writer.size == 0:  # the writer's exit removes what it staged
+                raise InvalidRequest(
+                    "the request body is empty: an upload stores the bytes of the body",
+                    fix="send the file as the body: curl --data-binary @FILE",
+                )
             return await anyio.to_thread.run_sync(self._claim, principal, writer)
 
     def _claim(self, principal: Principal, writer: BlobWriter) -> Blob:

@@ -80,10 +80,15 @@ def unpack(archive_path: Path, directory: Path) -> Path:
                 if info.is_dir():
                     continue
                 raise InvalidRequest(
-                    f"model artifact entry {info.filename!r} escapes its folder", fix=""
+                    f"model artifact entry {info.filename!r} escapes its folder",
+                    fix="pack the artifact with relative paths inside one folder",
                 )
             if info.file_size > _MAX_ENTRY:
-                raise InvalidRequest(f"model artifact entry {info.filename!r} is too large", fix="")
+                raise InvalidRequest(
+                    f"model artifact entry {info.filename!r} is too large "
+                    f"(over {_MAX_ENTRY // 2**30} GiB)",
+                    fix="keep each file of a model artifact under that size, e.g. by sharding",
+                )
             target = directory.joinpath(*parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, target.open("wb") as dst:
@@ -99,6 +104,9 @@ def read_config(directory: Path) -> dict[str, Any]:
     """The model's ``config.json``."""
     path = directory / "config.json"
     if not path.exists():
-        raise InvalidRequest("the model artifact has no config.json", fix="")
+        raise InvalidRequest(
+            "the model artifact has no config.json",
+            fix="register the model through lepton.register or the SDK, which write it",
+        )
     config: dict[str, Any] = json.loads(path.read_text())
     return config

@@ -96,11 +96,14 @@ def explain_trained(model: Any, data: TrainData, *, seed: int = 0) -> Recorded:
             raise InvalidRequest(
                 "forecasting models have no explanations: a forecast follows the series' own "
                 "history, not input features",
-                fix="",
+                fix="read the forecast's metrics and plots in its model card instead",
             )
         held_out, split = (data.X_test, "test") if data.X_test is not None else (data.X_val, "val")
         if held_out is None or len(held_out) == 0:
-            raise InvalidRequest("there is no held-out split to explain", fix="")
+            raise InvalidRequest(
+                "there is no held-out split to explain",
+                fix="train with a validation or test share (lepton train --test 0.1)",
+            )
         if kind == "tabular" and _method(model, None, seed) != "tree_shap":
             # Tree SHAP reads the trees' own training cover: a background would go unused.
             background = _summarise(data.X_train, seed)

@@ -100,7 +100,11 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
         )
         return _error(405, detail, headers={"Allow": ", ".join(allowed)})
     else:
-        detail = ErrorDetail(code="http_error", message=str(exc.detail), fix="")
+        detail = ErrorDetail(
+            code="http_error",
+            message=str(exc.detail),
+            fix="see /api/v1/openapi.json for what this route takes",
+        )
     return _error(exc.status_code, detail, headers=dict(exc.headers or {}))
 
 

@@ -339,6 +339,11 @@ class BlobWriter:
                     out.write(sealed)
         self._size += len(view)
 
+    @property
+    def size(self) -> int:
+        """Plaintext bytes written so far."""
+        return self._size
+
     def finish(self) -> BlobInfo:
         """Finish writing: the temp object is complete and its digest known, but it is not yet
         at its final name (:meth:`publish` puts it there). Big blobs are written up to here
