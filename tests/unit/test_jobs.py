@@ -706,6 +706,34 @@ def test_a_job_token_reaches_only_its_own_job(
     assert client.jobs.metrics(other.id) == []
 
 
+def test_a_jobs_metrics_and_checkpoints_stay_out_of_the_audit_log_unless_refused(
+    client: Client, toy: str, executor: FakeExecutor, state: Control, platform: Platform
+) -> None:
+    executor.cpu_slots = 2
+    mine, other = train(client, toy), train(client, toy)
+    Scheduler(state, executor).reconcile_once()
+    headers = bearer(executor.latest(mine.id).launch.env["LEPTON_TOKEN"])
+    points = {"points": [{"step": 1, "name": "loss", "value": 1.0}]}
+    api = platform.api
+
+    sent = [
+        api.post(f"/api/v1/jobs/{mine.id}/started", json={"environment": {}}, headers=headers),
+        *(api.post(f"/api/v1/jobs/{mine.id}/metrics", json=points, headers=headers)
+          for _ in range(5)),
+        api.put(f"/api/v1/jobs/{mine.id}/checkpoint", content=b"state", headers=headers),
+        api.post(f"/api/v1/jobs/{other.id}/metrics", json=points, headers=headers),
+    ]  # fmt: skip
+    events = api.get("/api/v1/audit", headers=bearer(platform.admin)).json()
+
+    assert [r.status_code for r in sent] == [200, *[204] * 5, 200, 403]
+    assert len(client.jobs.metrics(mine.id)) == 5  # every batch stored, none audited
+    recorded = [(e["action"], e["outcome"]) for e in events if "jobs/" in e["resource"]]
+    assert ("job.started", "success") in recorded
+    assert ("job.log_metrics", "denied") in recorded  # the refused one, against another job
+    assert ("job.log_metrics", "success") not in recorded
+    assert ("job.checkpoint_put", "success") not in recorded
+
+
 @pytest.mark.usefixtures("runner_process")
 def test_the_runner_reports_a_failure_the_checks_missed(
     client: Client,

@@ -13,9 +13,13 @@ from lepton.control.plane import Control
 from lepton.control.tokens import Principal
 from lepton.schemas import Outcome
 
-__all__ = ["AuditMiddleware", "outcome_for"]
+__all__ = ["ROUTINE", "AuditMiddleware", "outcome_for"]
 
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# A running job's telemetry: a metrics batch every 2 s and a checkpoint every few minutes are
+# progress of a change already recorded (job.submit, job.started, job.finish), not changes of
+# their own, and would bury the rest. Refused ones (401/403/4xx) are still recorded.
+ROUTINE = frozenset({"job.log_metrics", "job.checkpoint_put"})
 _API_PREFIX = "/api/v1/"
 
 
@@ -60,6 +64,8 @@ def _record(scope: Scope, status_code: int) -> None:
     principal: Principal | None = request_state.get("principal")
     route = scope.get("route")
     action = getattr(route, "name", None) or "unknown"
+    if action in ROUTINE and status_code < 400:
+        return
     path: str = scope["path"]
     resource = request_state.get("audit_resource") or (
         path[len(_API_PREFIX) :] if path.startswith(_API_PREFIX) else path
