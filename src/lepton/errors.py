@@ -128,6 +128,14 @@ class ServiceUnavailable(LeptonError):
     status_code = 503
 
 
+class InsufficientStorage(LeptonError):
+    """The disk holding the control plane's data is full (HTTP 507): nothing of the request
+    was kept, and the same request succeeds once there is room."""
+
+    code = "insufficient_storage"
+    status_code = 507
+
+
 class Overloaded(ServiceUnavailable):
     """A replica's queue is full (HTTP 503 with ``Retry-After``): nothing ran, so the same
     request may be sent again. The SDK's ``predict`` and ``explain`` do so themselves, a few
@@ -186,6 +194,7 @@ _BY_CODE: dict[str, type[LeptonError]] = {
         PayloadTooLarge,
         BlobIntegrityError,
         ServiceUnavailable,
+        InsufficientStorage,
         Overloaded,
         HandlerTimeout,
         HandlerError,

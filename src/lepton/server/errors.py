@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
+import shutil
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from lepton.errors import LeptonError, ServerError
+from lepton.errors import InsufficientStorage, LeptonError, ServerError
 from lepton.schemas import ErrorBody, ErrorDetail
 
 __all__ = ["ERROR_RESPONSES", "error_response", "install_error_handlers"]
@@ -120,6 +124,43 @@ def _allowed_methods(request: Request) -> list[str]:
     ]
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is a write that found no room: ENOSPC or
+    EDQUOT from a file, or SQLite's "database or disk is full"."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "database or disk is full" in str(current):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def storage_error(request: Request) -> InsufficientStorage:
+    home = getattr(request.app.state, "lepton", None)
+    where = home.ctx.settings.home if home is not None else None
+    free = ""
+    if where is not None:
+        with contextlib.suppress(OSError):
+            free = f" ({shutil.disk_usage(where).free / 2**20:,.1f} MiB free now)"
+    return InsufficientStorage(
+        f"the disk holding LEPTON_HOME ({where}) ran out of room; nothing of this request was "
+        f"kept{free}",
+        fix="free space on that disk (or move LEPTON_HOME to a larger one) and send it again; "
+        "the request needs about its own size free, twice for a dataset",
+    )
+
+
+async def _storage(request: Request, exc: Exception) -> Response:
+    """OSError and database errors: a 507 when the disk is full, else a bug like any other."""
+    if disk_full(exc):
+        return await _lepton(request, storage_error(request))
+    return await _unexpected(request, exc)
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     error = ServerError(
@@ -141,4 +182,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(LeptonError, _lepton)
     app.add_exception_handler(HTTPException, _http)
+    # Handled here, not by the catch-all, which answers and then re-raises into the server log.
+    app.add_exception_handler(OSError, _storage)
+    app.add_exception_handler(DBAPIError, _storage)
     app.add_exception_handler(Exception, _unexpected)
