@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,8 @@ import pytest
 from lepton import Client
 from lepton.errors import InsufficientStorage
 
-from conftest import ServerProcess
+if TYPE_CHECKING:
+    from conftest import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -46,9 +48,9 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def server(disk: Path, tmp_path: Path) -> Iterator[ServerProcess]:
-    with ServerProcess(disk / "home", logs=tmp_path) as process:
-        yield process.start()
+def server(disk: Path, tmp_path: Path, servers: ServerFactory) -> ServerProcess:
+    assert disk == tmp_path / "disk"
+    return servers("disk/home")  # its logs go beside home, on the small disk too
 
 
 def csv(path: Path, rows: int, seed: int) -> Path:
