@@ -8,6 +8,12 @@ on the same cached file; these machines are noisy, so read the ratio, not the ab
     .venv/bin/python benchmarks/ingest.py              # 1,000,000 rows
     .venv/bin/python benchmarks/ingest.py --quick      # 100,000 rows (CI)
     .venv/bin/python benchmarks/ingest.py --rows 250000 --runs 3
+    .venv/bin/python benchmarks/ingest.py --wide       # 20 rows x 5,000 columns
+
+The wide case checks that a push grows linearly with the column count: a 20-row, 5,000-column
+CSV must push in under 10 s (it took minutes when every column reopened the Parquet file). It
+pushes the same shape at 1,250 and 5,000 columns and prints both, with pyarrow's read_csv of
+each beside it.
 
 The file is generated once per (rows, seed) into the temp folder and reused. The server is
 ``lepton up`` on a fresh ``LEPTON_HOME`` and a free loopback port, warmed by a 3-row push; its
@@ -51,6 +57,8 @@ CACHE = Path(tempfile.gettempdir()) / "lepton-bench-ingest"
 GENERATOR = 1  # bump when the generated table changes, so cached files are not reused
 TARGET_RATIO = 0.5  # lepton's rows/s over pyarrow's
 TARGET_PEAK_BYTES = 1024**3
+WIDE_ROWS, WIDE_COLUMNS = 20, 5_000
+WIDE_TARGET_S = 10.0
 START_TIMEOUT_S = 60.0
 PUSH_TIMEOUT_S = 900.0  # a push that hangs fails the benchmark instead of stalling it
 MiB = 1024**2
@@ -400,14 +408,72 @@ def _chunks(path: Path) -> Iterator[bytes]:
 # -- report -------------------------------------------------------------------------------------
 
 
+def wide_csv(rows: int, columns: int, seed: int) -> Path:
+    """Numbers, with a text column every 50 (so the PII scan and the dictionary path run)."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"wide-{rows}x{columns}-s{seed}-g{GENERATOR}.csv"
+    if not path.exists():
+        rng = np.random.default_rng(seed)
+        data = {
+            f"c{i}": pa.array(rng.choice(_CITIES, rows))
+            if i % 50 == 0
+            else pa.array(np.round(rng.normal(size=rows), 4))
+            for i in range(columns - 1)
+        }
+        data["label"] = pa.array(rng.integers(0, 2, size=rows))
+        pacsv.write_csv(pa.table(data), path)
+    return path
+
+
+def wide(seed: int) -> int:
+    """The wide case: push time at 1,250 and 5,000 columns, against pyarrow's read_csv."""
+    from lepton.client import Client
+
+    sizes = [WIDE_COLUMNS // 4, WIDE_COLUMNS]
+    paths = {n: wide_csv(WIDE_ROWS, n, seed) for n in sizes}
+    timings: dict[int, tuple[float, float]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="lepton-bench-ingest-") as tmp,
+        lepton_up(Path(tmp) / "home") as server,
+        Client(server.url, server.token, timeout=PUSH_TIMEOUT_S) as client,
+    ):
+        client.datasets.push(paths[sizes[0]], name="warm-up")  # imports, first-call set-up
+        for n, path in paths.items():
+            arrow_s = min(pyarrow_read(path) for _ in range(3))
+            start = time.perf_counter()
+            version = client.datasets.push(path, name=f"w{n}")
+            push_s = time.perf_counter() - start
+            if len(version.schema_) != n:
+                raise RuntimeError(f"pushed {len(version.schema_)} columns, not {n}")
+            timings[n] = (push_s, arrow_s)
+    print(f"\nwide CSV, {WIDE_ROWS} rows: push (upload, schema, profile, PII) vs pyarrow read_csv")
+    print(f"{'columns':>8} {'push s':>8} {'read_csv s':>11} {'push / read_csv':>16}")
+    for n, (push_s, arrow_s) in timings.items():
+        print(f"{n:8,} {push_s:8.2f} {arrow_s:11.3f} {push_s / arrow_s:15.0f}x")
+    (small_s, _), (big_s, _) = timings[sizes[0]], timings[sizes[1]]
+    growth = big_s / small_s
+    ok = big_s < WIDE_TARGET_S
+    print(
+        f"4x the columns took {growth:.1f}x the time (linear: 4x, quadratic: 16x); "
+        f"{WIDE_COLUMNS:,} columns in {big_s:.2f} s, target < {WIDE_TARGET_S:g} s: "
+        f"{'ok' if ok else 'OVER'}"
+    )
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV")
     size.add_argument("--quick", action="store_true", help="100,000 rows (for CI)")
+    size.add_argument(
+        "--wide", action="store_true", help=f"{WIDE_ROWS} rows x {WIDE_COLUMNS:,} columns instead"
+    )
     parser.add_argument("--runs", type=int, default=1, help="pushes; the best one counts")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated data")
     args = parser.parse_args(argv)
+    if args.wide:
+        return wide(args.seed)
     rows = 100_000 if args.quick else args.rows
 
     gen_s, path = timed(lambda: generate_csv(rows, args.seed))

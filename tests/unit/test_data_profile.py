@@ -334,3 +334,32 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
         infer_schema(bad)
     with pytest.raises(DataError, match="no data file"):
         infer_schema(tmp_path / "missing.parquet")
+
+
+def test_a_wide_table_opens_its_file_a_few_times_not_once_per_column(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each open parses a footer that grows with the columns: one per column made a 5,000-column
+    # push take minutes. Opens are counted, not timed.
+    from lepton.data import pii
+
+    rng = np.random.default_rng(0)
+    table = {f"x{i}": rng.normal(size=30) for i in range(300)}
+    table |= {f"t{i}": rng.choice(["a", "b", "c@example.com"], 30) for i in range(20)}
+    path = tmp_path / "wide.parquet"
+    pq.write_table(pa.table(table), path)
+    opened: list[Path] = []
+
+    class Counted(pq.ParquetFile):
+        def __init__(self, source: Any, *args: Any, **kwargs: Any) -> None:
+            opened.append(source)
+            super().__init__(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "ParquetFile", Counted)
+    columns = infer_schema(path)
+    stats = profile(path, columns, None, target_guessed=False)
+    report = pii.scan(path, columns)
+
+    assert len(columns) == len(stats.column_profiles) == 320
+    assert {f.column for f in report.findings} == {f"t{i}" for i in range(20)}
+    assert len(opened) <= 3 * 5  # per pass: the footer once, then once per thread (up to 4)

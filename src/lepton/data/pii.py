@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lepton.data.schema import is_string_type, open_parquet, read_codes, read_column
+from lepton.data.schema import ParquetSource, is_string_type
 from lepton.schemas import Column, ColumnKind, PIIFinding, PIIKind, PIIReport
 
 __all__ = ["NAME_HEADERS", "scan"]
@@ -217,36 +217,36 @@ _EXAMPLE_POOL = 64
 
 def scan(path: Path, columns: list[Column], skip: Sequence[str] = ()) -> PIIReport:
     """Personal data in the text and categorical columns of a Parquet file, but for `skip`."""
-    pf = open_parquet(path)
+    src = ParquetSource(path)
     skipped = [c.name for c in columns if c.name in skip]
     scanned = [
         c
         for c in columns
         if c.kind in (ColumnKind.text, ColumnKind.categorical)
-        and is_string_type(pf.schema_arrow.field(c.name).type)
+        and is_string_type(src.schema.field(c.name).type)
         and c.name not in skip
     ]
     # Columns are scanned on up to 4 threads: RE2 and Parquet decoding release the GIL, and a
     # thread holds one column, so memory stays at a few columns.
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as executor:
-        per_column = list(executor.map(lambda c: _scan_one(path, c), scanned))
+        per_column = list(executor.map(lambda c: _scan_one(src, c), scanned))
     findings = [f for found in per_column for f in found]
     return PIIReport(
-        rows_scanned=int(pf.metadata.num_rows),
+        rows_scanned=src.rows,
         columns_scanned=[c.name for c in scanned],
         findings=findings,
         columns_hashed=skipped,
     )
 
 
-def _scan_one(path: Path, col: Column) -> list[PIIFinding]:
+def _scan_one(src: ParquetSource, col: Column) -> list[PIIFinding]:
     if col.kind is ColumnKind.categorical:
         # Few distinct values: scan each once and weigh it by how often it occurs.
-        values, codes = read_codes(path, col.name)
+        values, codes = src.read_codes(col.name)
         weights = np.bincount(codes[codes >= 0], minlength=len(values))
         values, weights = values.filter(pa.array(weights > 0)), weights[weights > 0]
-    else:  # each thread opens the file: one ParquetFile is not safe to share between threads
-        values = read_column(open_parquet(path), col.name).drop_null().combine_chunks()
+    else:
+        values = src.column(col.name).drop_null().combine_chunks()
         weights = None
     non_null = len(values) if weights is None else int(weights.sum())
     if non_null == 0:

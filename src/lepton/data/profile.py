@@ -28,12 +28,11 @@ from PIL import Image
 
 from lepton.data.schema import (
     ISO_DATE_PATTERN,
+    ParquetSource,
     encode,
     is_binary_type,
     is_string_type,
     iter_column,
-    open_parquet,
-    read_codes,
     read_column,
 )
 from lepton.errors import DataError
@@ -78,16 +77,17 @@ def profile(
         target: The column to predict, if any.
         target_guessed: Whether `target` came from `guess_target` rather than the user.
     """
-    pf = open_parquet(path)
+    src = ParquetSource(path)
+    pf = src.file()
     names = [c.name for c in columns]
-    missing = [n for n in [*names, target] if n is not None and n not in pf.schema_arrow.names]
+    present = set(src.schema.names)
+    missing = [n for n in [*names, target] if n is not None and n not in present]
     if missing:
         raise DataError(
-            f"the data has no column '{missing[0]}'; columns are: "
-            + ", ".join(pf.schema_arrow.names),
+            f"the data has no column '{missing[0]}'; columns are: " + ", ".join(src.schema.names),
             fix="Pass --target with one of them." if missing[0] == target else "Push it again.",
         )
-    rows = int(pf.metadata.num_rows)
+    rows = src.rows
     row_hash = np.zeros(rows, dtype=np.uint64)
     by_name: dict[str, ColumnProfile] = {}
 
@@ -101,7 +101,7 @@ def profile(
     # kernels, so 2 cores run a 20-column table ~1.5x faster. Memory is one column per thread.
     workers = max(1, min(4, os.cpu_count() or 1))
     tabular = [c for c in columns if c.kind is not ColumnKind.image]
-    for cp, hashes in _ordered_map(lambda c: _column(path, c, rows), tabular, workers):
+    for cp, hashes in _ordered_map(lambda c: _column(src, c, rows), tabular, workers):
         fold(cp, hashes)
     # Image columns stay on this thread: the Pillow warning filter below is process-wide.
     for col in columns:
@@ -139,13 +139,11 @@ def _ordered_map(fn: Callable[[_T], _R], items: list[_T], workers: int) -> Itera
             yield pending.popleft().result()
 
 
-def _column(path: Path, col: Column, rows: int) -> tuple[ColumnProfile, _U64]:
-    # Each thread opens the file itself: one ParquetFile is not safe to share between threads.
-    pf = open_parquet(path)
-    t = pf.schema_arrow.field(col.name).type
+def _column(src: ParquetSource, col: Column, rows: int) -> tuple[ColumnProfile, _U64]:
+    t = src.schema.field(col.name).type
     if is_string_type(t) or is_binary_type(t):
-        return _strings(col, rows, *read_codes(path, col.name))
-    arr = read_column(pf, col.name)
+        return _strings(col, rows, *src.read_codes(col.name))
+    arr = src.column(col.name)
     cp = _base(col, arr.null_count, rows)
     t = arr.type
     if pa.types.is_decimal(t):

@@ -6,6 +6,7 @@ column, whatever the width of the table. Image columns are streamed in small bat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from lepton.schemas import Column, ColumnKind
 __all__ = [
     "ISO_DATE_PATTERN",
     "TARGET_NAMES",
+    "ParquetSource",
     "encode",
     "guess_target",
     "infer_schema",
@@ -110,18 +112,75 @@ def iter_column(pf: pq.ParquetFile, name: str, batch_size: int = 1024) -> Iterat
         yield col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
-def read_codes(path: Path, name: str) -> tuple[pa.Array, npt.NDArray[np.int64]]:
-    """A text or bytes column as its distinct values and each row's index into them (-1: null).
+class ParquetSource:
+    """One Parquet file read column by column, from any number of threads, in time linear in
+    its columns.
 
-    Read straight from Parquet's dictionary pages: for 1,000,000 rows of 40 cities that is
-    4 ms, against 30 ms to read the strings and hash them again (and no slower for unique
-    values). A value may appear in the dictionary with no row pointing at it; count codes.
+    The footer is parsed once and each thread opens the file once, from that parsed footer
+    (`file`): opening it per column re-parses a footer that grows with the column count, which
+    made a 5,000-column table take minutes. The schema and each column's position are looked
+    up once too. Text columns are read as their dictionary pages (`read_codes`).
     """
-    try:
-        pf = pq.ParquetFile(path, read_dictionary=[name])
-    except (pa.ArrowException, OSError):
-        pf = open_parquet(path)  # turns the failure into a DataError
-    return encode(pf.read(columns=[name], use_threads=False).column(0))
+
+    def __init__(self, path: Path) -> None:
+        first = open_parquet(path)
+        self.path = path
+        self.metadata = first.metadata
+        self.schema: pa.Schema = first.schema_arrow
+        self.rows = int(self.metadata.num_rows)
+        leaves = self.metadata.schema
+        self._leaf = {leaves.column(i).path: i for i in range(len(leaves))}
+        # Text only, as ingest writes dictionaries: asking for bytes (images) as a dictionary
+        # would hash every blob to build one.
+        self._dictionary = [f.name for f in self.schema if is_string_type(f.type)]
+        self._local = threading.local()
+
+    def file(self) -> pq.ParquetFile:
+        """This thread's handle on the file (one ParquetFile is not safe to share)."""
+        pf: pq.ParquetFile | None = getattr(self._local, "file", None)
+        if pf is None:
+            try:
+                pf = pq.ParquetFile(
+                    self.path, metadata=self.metadata, read_dictionary=self._dictionary
+                )
+            except (pa.ArrowException, OSError):
+                pf = open_parquet(self.path)  # turns the failure into a DataError
+            self._local.file = pf
+        return pf
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One column, whole, decoded (as `read_column`)."""
+        return read_column(self.file(), name)
+
+    def read_codes(self, name: str) -> tuple[pa.Array, npt.NDArray[np.int64]]:
+        """A text or bytes column as its distinct values and each row's index into them (-1:
+        null).
+
+        Read straight from Parquet's dictionary pages: for 1,000,000 rows of 40 cities that is
+        4 ms, against 30 ms to read the strings and hash them again (and no slower for unique
+        values). A value may appear in the dictionary with no row pointing at it; count codes.
+        """
+        return encode(self.file().read(columns=[name], use_threads=False).column(0))
+
+    def null_count(self, name: str) -> int:
+        """From the row-group statistics, reading the column only when they are absent."""
+        index = self._leaf.get(name)
+        if index is not None:
+            total = 0
+            for rg in range(self.metadata.num_row_groups):
+                stats = self.metadata.row_group(rg).column(index).statistics
+                if stats is None or not stats.has_null_count:
+                    break
+                total += int(stats.null_count)
+            else:
+                return total
+        # Streamed: the column may be gigabytes of images.
+        return sum(b.null_count for b in iter_column(self.file(), name, batch_size=65_536))
+
+
+def read_codes(path: Path, name: str) -> tuple[pa.Array, npt.NDArray[np.int64]]:
+    """`ParquetSource.read_codes` for one column of one file."""
+    return ParquetSource(path).read_codes(name)
 
 
 def encode(col: pa.ChunkedArray) -> tuple[pa.Array, npt.NDArray[np.int64]]:
@@ -138,10 +197,10 @@ def encode(col: pa.ChunkedArray) -> tuple[pa.Array, npt.NDArray[np.int64]]:
 
 def infer_schema(path: Path) -> list[Column]:
     """Kinds, storage types and null counts of every column of a Parquet file."""
-    pf = open_parquet(path)
+    src = ParquetSource(path)
     columns = []
-    for field in pf.schema_arrow:
-        kind, nulls = _infer(path, pf, field)
+    for field in src.schema:
+        kind, nulls = _infer(src, field)
         columns.append(Column(name=field.name, kind=kind, dtype=str(field.type), nulls=nulls))
     return columns
 
@@ -182,30 +241,30 @@ def is_binary_type(t: pa.DataType) -> bool:
     )
 
 
-def _infer(path: Path, pf: pq.ParquetFile, field: pa.Field) -> tuple[ColumnKind, int]:
+def _infer(src: ParquetSource, field: pa.Field) -> tuple[ColumnKind, int]:
     t = field.type
     if pa.types.is_dictionary(t):
         t = t.value_type
     if pa.types.is_boolean(t):
-        return ColumnKind.boolean, _metadata_nulls(pf, field.name)
+        return ColumnKind.boolean, src.null_count(field.name)
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
-        return ColumnKind.numeric, _metadata_nulls(pf, field.name)
+        return ColumnKind.numeric, src.null_count(field.name)
     if pa.types.is_duration(t):
-        return ColumnKind.numeric, _metadata_nulls(pf, field.name)
+        return ColumnKind.numeric, src.null_count(field.name)
     if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
-        return ColumnKind.datetime, _metadata_nulls(pf, field.name)
+        return ColumnKind.datetime, src.null_count(field.name)
     if is_binary_type(t):
-        return _infer_binary(pf, field.name)
+        return _infer_binary(src, field.name)
     if is_string_type(t):
-        nulls = _metadata_nulls(pf, field.name)
-        return _infer_string(path, pf, field.name, int(pf.metadata.num_rows) - nulls), nulls
-    col = read_column(pf, field.name)
+        nulls = src.null_count(field.name)
+        return _infer_string(src, field.name, src.rows - nulls), nulls
+    col = src.column(field.name)
     # Lists, structs, maps and all-null columns: nothing a model can use as is; text is the kind
     # training leaves out by default.
     return ColumnKind.text, col.null_count
 
 
-def _infer_string(path: Path, pf: pq.ParquetFile, name: str, non_null: int) -> ColumnKind:
+def _infer_string(src: ParquetSource, name: str, non_null: int) -> ColumnKind:
     if non_null == 0:
         return ColumnKind.text
     limit = max(
@@ -215,11 +274,11 @@ def _infer_string(path: Path, pf: pq.ParquetFile, name: str, non_null: int) -> C
     # The first 65,536 rows (5 ms to read) settle most columns: distinct values only grow with
     # more rows, so a head already over the limit is text, unless it looks like dates (50%
     # there only decides whether the full count, the one that matters, is worth making).
-    head = next(iter_column(pf, name, batch_size=65_536)).drop_null()
+    head = next(iter_column(src.file(), name, batch_size=65_536)).drop_null()
     maybe_dates = not len(head) or _share(head.slice(0, 1000), ISO_DATE_PATTERN) >= 0.5
     if not maybe_dates and int(pc.count_distinct(head).as_py()) > limit:
         return ColumnKind.text
-    values, codes = read_codes(path, name)
+    values, codes = src.read_codes(name)
     counts = np.bincount(codes[codes >= 0], minlength=len(values))
     if maybe_dates:
         dates = np.asarray(pc.match_substring_regex(values, ISO_DATE_PATTERN).to_numpy(False))
@@ -235,36 +294,18 @@ def _share(col: pa.Array | pa.ChunkedArray, pattern: str) -> float:
     return float(hits) / non_null if non_null else 0.0
 
 
-def _infer_binary(pf: pq.ParquetFile, name: str) -> tuple[ColumnKind, int]:
+def _infer_binary(src: ParquetSource, name: str) -> tuple[ColumnKind, int]:
     probe: list[bytes] = []
-    for batch in iter_column(pf, name, batch_size=64):
+    for batch in iter_column(src.file(), name, batch_size=64):
         probe.extend(batch.drop_null()[: _IMAGE_PROBE - len(probe)].to_pylist())
         if len(probe) >= _IMAGE_PROBE:
             break
     images = bool(probe) and all(_is_image(b) for b in probe)
     # Bytes that are not images have no kind of their own; text is the one training skips.
-    return (ColumnKind.image if images else ColumnKind.text), _metadata_nulls(pf, name)
+    return (ColumnKind.image if images else ColumnKind.text), src.null_count(name)
 
 
 def _is_image(data: bytes) -> bool:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return True
     return data.startswith(_IMAGE_MAGIC)
-
-
-def _metadata_nulls(pf: pq.ParquetFile, name: str) -> int:
-    """Null count from the row-group statistics, reading the column only when they are absent."""
-    meta = pf.metadata
-    schema = meta.schema
-    index = next((i for i in range(len(schema)) if schema.column(i).path == name), None)
-    if index is not None:
-        total = 0
-        for rg in range(meta.num_row_groups):
-            stats = meta.row_group(rg).column(index).statistics
-            if stats is None or not stats.has_null_count:
-                break
-            total += int(stats.null_count)
-        else:
-            return total
-    # Streamed: the column may be gigabytes of images.
-    return sum(b.null_count for b in iter_column(pf, name, batch_size=65_536))
