@@ -134,18 +134,23 @@ class ParquetSource:
         # would hash every blob to build one.
         self._dictionary = [f.name for f in self.schema if is_string_type(f.type)]
         self._local = threading.local()
+        self._local.plain = first  # this thread's plain handle
 
-    def file(self) -> pq.ParquetFile:
-        """This thread's handle on the file (one ParquetFile is not safe to share)."""
-        pf: pq.ParquetFile | None = getattr(self._local, "file", None)
+    def file(self, *, dictionary: bool = False) -> pq.ParquetFile:
+        """This thread's handle on the file (one ParquetFile is not safe to share); with
+        ``dictionary``, one that reads text columns as their dictionary pages."""
+        key = "coded" if dictionary else "plain"
+        pf: pq.ParquetFile | None = getattr(self._local, key, None)
         if pf is None:
             try:
                 pf = pq.ParquetFile(
-                    self.path, metadata=self.metadata, read_dictionary=self._dictionary
+                    self.path,
+                    metadata=self.metadata,
+                    read_dictionary=self._dictionary if dictionary else None,
                 )
             except (pa.ArrowException, OSError):
                 pf = open_parquet(self.path)  # turns the failure into a DataError
-            self._local.file = pf
+            setattr(self._local, key, pf)
         return pf
 
     def column(self, name: str) -> pa.ChunkedArray:
@@ -160,7 +165,8 @@ class ParquetSource:
         4 ms, against 30 ms to read the strings and hash them again (and no slower for unique
         values). A value may appear in the dictionary with no row pointing at it; count codes.
         """
-        return encode(self.file().read(columns=[name], use_threads=False).column(0))
+        pf = self.file(dictionary=True)
+        return encode(pf.read(columns=[name], use_threads=False).column(0))
 
     def null_count(self, name: str) -> int:
         """From the row-group statistics, reading the column only when they are absent."""
