@@ -254,3 +254,13 @@ def module_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
     """One started server shared by a module's tests."""
     with _servers(tmp_path_factory.mktemp("server")) as make:
         yield make()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The chaos run is opt-in: it takes minutes. ``.ci/run`` sets LEPTON_CHAOS=1."""
+    if os.environ.get("LEPTON_CHAOS") == "1" or "chaos" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="the chaos run is opt-in: LEPTON_CHAOS=1 or pytest -m chaos")
+    for item in items:
+        if item.get_closest_marker("chaos") is not None:
+            item.add_marker(skip)
