@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from lepton.enums import Outcome, Role
 from lepton.schemas.common import _Model
@@ -27,6 +27,17 @@ class Workspace(_Model):
 
 
 class TokenCreate(_Model):
+    """A role token (``role``, ``viewer`` when absent) or a scoped one (``scope``), never both."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["role", "scope"],
+                "properties": {"role": {"not": {"type": "null"}}, "scope": {"type": "string"}},
+            }
+        }
+    )
+
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._@-]+$")] = Field(
         description="A label for people reading token lists and the audit log."
     )

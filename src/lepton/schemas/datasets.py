@@ -184,6 +184,8 @@ class TransformSpec(_Model):
 
 
 class SplitSpec(_Model):
+    """How rows are divided; ``train + validation + test`` must be 1 (to within 1e-6)."""
+
     strategy: Literal["auto", "random", "stratified", "time"] = Field(
         default="auto",
         description="`auto`: stratified for a categorical target, by time when the data has a "

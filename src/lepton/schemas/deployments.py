@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from lepton.schemas.common import _Model
 from lepton.schemas.env import UserEnv, UserSecrets, _one_source_per_variable
@@ -36,6 +36,17 @@ class DeploymentState(StrEnum):
 
 
 class DeploymentCreate(_Model):
+    """Serves exactly one of ``model`` and ``photon``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [key], "properties": {key: {"type": "string"}}}
+                for key in ("model", "photon")
+            ]
+        }
+    )
+
     name: Annotated[str, Field(pattern=DEPLOYMENT_NAME_PATTERN)] | None = Field(
         default=None, description="Deployment name; the model's or photon's name by default."
     )

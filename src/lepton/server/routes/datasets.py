@@ -31,7 +31,15 @@ router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], responses=ERROR
 DatasetName = Annotated[
     str, PathParam(pattern=DATASET_NAME_PATTERN, description="Dataset name.", max_length=63)
 ]
-VersionParam = Annotated[str, PathParam(description="`3`, `v3` or `latest`.", max_length=12)]
+VersionParam = Annotated[
+    str,
+    PathParam(
+        description="`3`, `v3` or `latest`.",
+        max_length=12,
+        # Stated for generated clients; the route checks it itself, to say how to write one.
+        json_schema_extra={"pattern": r"^(?:v?[0-9]{1,9}|latest)$"},
+    ),
+]
 Format = Literal["csv", "tsv", "parquet", "jsonl", "npz", "idx", "image-folder"]
 
 

@@ -14,6 +14,7 @@ from lepton.control.paging import PageRequest
 from lepton.control.plane import Control
 from lepton.schemas import (
     DATASET_NAME_PATTERN,
+    MODEL_ALIAS_PATTERN,
     Evaluation,
     Model,
     ModelAliasSet,
@@ -31,9 +32,22 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"], responses=ERROR_RES
 
 ModelName = Annotated[str, PathParam(description="Model name.", max_length=63)]
 ModelVersionParam = Annotated[
-    str, PathParam(description="`3`, `latest` or an alias (`production`).", max_length=63)
+    str,
+    PathParam(
+        description="`3`, `v3`, `latest` or an alias (`production`).",
+        max_length=63,
+        json_schema_extra={"pattern": rf"^(?:v?[0-9]{{1,9}}|latest|{MODEL_ALIAS_PATTERN[1:-1]})$"},
+    ),
 ]
-AliasParam = Annotated[str, PathParam(description="Alias name (`production`).", max_length=63)]
+AliasParam = Annotated[
+    str,
+    PathParam(
+        description="Alias name (`production`): starts with a letter; not `latest` or a "
+        "version number.",
+        max_length=63,
+        json_schema_extra={"pattern": MODEL_ALIAS_PATTERN},
+    ),
+]
 _BYTES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {}}, "description": "The packed model."}
 }
