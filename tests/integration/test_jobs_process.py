@@ -245,6 +245,40 @@ def test_a_job_survives_a_crash_of_the_control_plane(
     wait_for("the runner to exit", lambda: not runner_pids(job.id), timeout=30)
 
 
+STEADY = """\
+import time, lepton
+
+for step in range(12):
+    lepton.log(step, loss=1.0 / (step + 1))
+    time.sleep(0.5)
+"""
+
+
+def test_a_script_job_rides_out_a_control_plane_that_is_down_for_seconds(
+    server: ServerProcess, client: Client, submitted: list[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "steady.py"
+    script.write_text(STEADY)
+    job = client.jobs.run_script(script)  # no retries: the first attempt must finish
+    submitted.append(job.id)
+    wait_for("the script to log", lambda: steps_of(client, job.id, "loss"))
+
+    server.kill()
+    time.sleep(3)  # the runner's posts meet a refused connection meanwhile
+    server.start()
+
+    def answered() -> Job | None:
+        with contextlib.suppress(ConnectionFailed):
+            return client.jobs.wait(job.id, timeout_s=JOB_TIMEOUT_S, poll_s=_POLL_S)
+        return None
+
+    done = wait_for("the job to end after the restart", answered)
+    assert isinstance(done, Job)
+    assert done.state == JobState.succeeded, (done.error, log_of(client, job.id))
+    assert done.attempts == 1
+    assert sorted(set(steps_of(client, job.id, "loss"))) == list(range(12))
+
+
 CRASH = """\
 import lepton
 

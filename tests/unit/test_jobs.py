@@ -627,7 +627,7 @@ def run_runner(
 ) -> int:
     """``python -m lepton.jobs.runner JOB_ID`` in this process, with the launch's token."""
     launch = executor.latest(job_id).launch
-    monkeypatch.setattr(runner, "Client", lambda: job_client(api, launch))
+    monkeypatch.setattr(runner, "Client", lambda **options: job_client(api, launch))
     code = runner.main([job_id])
     executor.end(job_id, code)
     return code

@@ -11,6 +11,7 @@ import email.utils
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ Progress = Callable[[int], None]
 
 
 _PAGE = 1000  # items per request when listing: the server's largest page
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 
 class Client:
@@ -54,6 +56,11 @@ class Client:
         replica_http: An ``httpx.Client`` for ``predict`` and ``explain``, which go straight to
             a deployment's replicas (the transport seam of inference); one of its own when
             omitted.
+        reconnect_s: For this long, a request the server could not take is sent again (with
+            backoff from 0.25 s to 5 s): one whose connection was refused, which never reached
+            a server, and a read (GET, PUT, DELETE) whose answer was cut. 0 (the default): the
+            first failure raises ``ConnectionFailed``. A job's runner waits out a control-plane
+            restart this way.
     """
 
     def __init__(
@@ -65,6 +72,7 @@ class Client:
         http: httpx.Client | None = None,
         timeout: float = 60.0,
         replica_http: httpx.Client | None = None,
+        reconnect_s: float = 0.0,
     ) -> None:
         settings = settings or Settings.from_env()
         url = (url or settings.url or "").rstrip("/") or None
@@ -85,6 +93,7 @@ class Client:
         self.token = token
         self._http = http or httpx.Client(base_url=self.url, timeout=timeout)
         self._owns_http = http is None
+        self.reconnect_s = reconnect_s
 
         from lepton.client.datasets import Datasets
         from lepton.client.deployments import Deployments, Photons
@@ -131,6 +140,26 @@ class Client:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
+
+    def _send(self, request: httpx.Request, *, replayable: bool) -> httpx.Response:
+        """Send, trying again for `reconnect_s` where that cannot apply a change twice."""
+        deadline = time.monotonic() + self.reconnect_s
+        wait = 0.25
+        while True:
+            try:
+                return self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                # Refused: nothing reached a server. Cut: only a read is safe to send again.
+                again = isinstance(exc, httpx.ConnectError) or (
+                    request.method in _IDEMPOTENT and replayable
+                )
+                if not again or time.monotonic() + wait > deadline:
+                    raise ConnectionFailed(
+                        f"cannot reach the Lepton server at {self.url}: {exc}",
+                        fix="start it with `lepton up`, or check the URL (lepton login --url ...)",
+                    ) from None
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
     def request(
         self,
@@ -199,13 +228,7 @@ class Client:
             headers=all_headers,
             timeout=timeout if timeout is not None else self._http.timeout,
         )
-        try:
-            response = self._http.send(request, stream=True)
-        except httpx.TransportError as exc:
-            raise ConnectionFailed(
-                f"cannot reach the Lepton server at {self.url}: {exc}",
-                fix="start it with `lepton up`, or check the URL (lepton login --url ...)",
-            ) from None
+        response = self._send(request, replayable=content is None or isinstance(content, bytes))
         try:
             if response.status_code >= 400:
                 response.read()

@@ -31,7 +31,11 @@ from lepton.schemas import DatasetVersionDetail, EvaluateSpec, Job, ScriptSpec, 
 if TYPE_CHECKING:
     from lepton.algorithms.base import Model, TrainData
 
-__all__ = ["environment", "main"]
+__all__ = ["RECONNECT_S", "environment", "main"]
+
+# How long a job waits out an unreachable control plane (a restart takes seconds) before it
+# gives up: every call it makes is one the server had not taken, so it is sent again.
+RECONNECT_S = 120.0
 
 _PACKAGES = ("lepton", "numpy", "pandas", "pyarrow", "scikit-learn", "torch", "optuna", "skops")
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m lepton.jobs.runner JOB_ID", file=sys.stderr)
         return 2
     job_id = args[0]
-    client = Client()
+    client = Client(reconnect_s=RECONNECT_S)
     job = Job.model_validate(client.request("GET", f"/api/v1/jobs/{job_id}").json())
     budget = job.spec.time_budget_s if isinstance(job.spec, TrainSpec) else None
     tracker = Tracker(client, job_id, time_budget_s=budget)
