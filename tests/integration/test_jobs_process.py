@@ -221,6 +221,19 @@ def test_a_killed_runner_is_retried_and_resumes_from_its_checkpoint(
 
 
 @pytest.mark.timeout(240)
+def ended_after_restart(client: Client, job_id: str) -> Job:
+    """The job once it ended, asked through a control plane that may still be starting."""
+
+    def answered() -> Job | None:
+        with contextlib.suppress(ConnectionFailed):
+            return client.jobs.wait(job_id, timeout_s=JOB_TIMEOUT_S, poll_s=_POLL_S)
+        return None
+
+    done = wait_for("the job to end after the restart", answered)
+    assert isinstance(done, Job)
+    return done
+
+
 def test_a_job_survives_a_crash_of_the_control_plane(
     server: ServerProcess, client: Client, submitted: list[str]
 ) -> None:
@@ -229,13 +242,7 @@ def test_a_job_survives_a_crash_of_the_control_plane(
     server.kill()
     server.start()  # same home, same port: the runner's URL still points here
 
-    def answered() -> Job | None:
-        with contextlib.suppress(ConnectionFailed):
-            return client.jobs.wait(job.id, timeout_s=JOB_TIMEOUT_S, poll_s=_POLL_S)
-        return None
-
-    done = wait_for("the job to end after the restart", answered)
-    assert isinstance(done, Job)
+    done = ended_after_restart(client, job.id)
     log = log_of(client, job.id)
     assert done.state == JobState.succeeded, (done.error, log)
     # Either the runner rode out the restart and reported to the new control plane, or it died
@@ -267,13 +274,7 @@ def test_a_script_job_rides_out_a_control_plane_that_is_down_for_seconds(
     time.sleep(3)  # the runner's posts meet a refused connection meanwhile
     server.start()
 
-    def answered() -> Job | None:
-        with contextlib.suppress(ConnectionFailed):
-            return client.jobs.wait(job.id, timeout_s=JOB_TIMEOUT_S, poll_s=_POLL_S)
-        return None
-
-    done = wait_for("the job to end after the restart", answered)
-    assert isinstance(done, Job)
+    done = ended_after_restart(client, job.id)
     assert done.state == JobState.succeeded, (done.error, log_of(client, job.id))
     assert done.attempts == 1
     assert sorted(set(steps_of(client, job.id, "loss"))) == list(range(12))
