@@ -280,9 +280,14 @@ def test_an_evaluate_job_reports_per_slice_metrics_on_another_dataset(
     with pytest.raises(NotFound):
         client.models.evaluate("toy@7", "fresh@v1")
 
-    job = run(client.models.evaluate("toy@production", "fresh@v1", slices=["colour"]))
+    job = run(
+        client.models.evaluate(
+            "toy@production", "fresh@v1", slices=["colour"], cpus=2, memory_mb=512
+        )
+    )
 
     assert job.spec.model == "toy@1"  # the alias was pinned at submit
+    assert (job.spec.cpus, job.spec.memory_mb) == (2, 512)  # reserved like a training job's
     evaluation = client.models.evaluations("toy@1")[-1]
     assert evaluation.job == job.id and evaluation.split is None
     assert evaluation.dataset_version == "fresh@v1"

@@ -14,17 +14,28 @@ def evaluate(
         [], "--slice", help="Report the metrics per value of this column (repeatable)."
     ),
     target: str = typer.Option(None, "--target", help="Target column.", show_default="the model's"),
+    cpus: float = typer.Option(1.0, min=0.01, help="CPU cores the job needs."),
+    memory: str = typer.Option(
+        None, help="Memory the job needs, e.g. 4G or 512M.", show_default="no reservation"
+    ),
     detach: bool = typer.Option(False, "--detach", help="Submit and return."),
 ) -> None:
     """Evaluate a model version on a dataset: metrics for its task, per slice, with plots.
 
     The result is attached to the version: lepton model show and its model card list it."""
-    from lepton.cli.job import _fail, follow_submitted
+    from lepton.cli.job import _fail, follow_submitted, parse_memory
     from lepton.client import Client
     from lepton.schemas import EvaluateSpec, JobState
 
     client = Client()
-    job = client.models.evaluate(ref, dataset, target=target, slices=slices)
+    job = client.models.evaluate(
+        ref,
+        dataset,
+        target=target,
+        slices=slices,
+        cpus=cpus,
+        memory_mb=parse_memory(memory),
+    )
     assert isinstance(job.spec, EvaluateSpec)  # what client.models.evaluate submits
     model = job.spec.model  # the alias, resolved at submit
     final = follow_submitted(client, job, detach, doing=f"evaluates {model}")

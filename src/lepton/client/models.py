@@ -181,11 +181,21 @@ class Models:
         *,
         target: str | None = None,
         slices: builtins.list[str] | None = None,
+        cpus: float = 1,
+        memory_mb: int | None = None,
     ) -> Job:
         """Submit an ``evaluate`` job of ``ref`` on ``dataset``; follow it with
-        ``client.jobs.wait``. An alias is resolved now: the job evaluates that version."""
+        ``client.jobs.wait``. An alias is resolved now: the job evaluates that version. It
+        reserves ``cpus`` and ``memory_mb`` where it runs, as a training job does."""
         with checked("evaluate spec", fix="see lepton evaluate --help"):
-            spec = EvaluateSpec(model=ref, dataset=dataset, target=target, slices=slices or [])
+            spec = EvaluateSpec(
+                model=ref,
+                dataset=dataset,
+                target=target,
+                slices=slices or [],
+                cpus=cpus,
+                memory_mb=memory_mb,
+            )
         answer = self._client.request(
             "POST", "/api/v1/jobs", json={"spec": spec.model_dump(mode="json")}
         )

@@ -84,7 +84,7 @@ class ScriptSpec(_Resources):
         return self
 
 
-class EvaluateSpec(_Model):
+class EvaluateSpec(_Resources):
     kind: Literal["evaluate"] = Field(default="evaluate", description="Evaluate a model version.")
     model: str = Field(
         max_length=140, description="Model reference: `name@N`, `@latest`, `@alias`."
