@@ -45,7 +45,9 @@ AliasParam = Annotated[
         description="Alias name (`production`): starts with a letter; not `latest` or a "
         "version number.",
         max_length=63,
-        json_schema_extra={"pattern": MODEL_ALIAS_PATTERN},
+        # Lookaheads are ECMA regex, as OpenAPI's patterns are; the schema's own pattern is
+        # checked by pydantic's Rust regex, which has none, so the route refuses these itself.
+        json_schema_extra={"pattern": r"^(?!latest$)(?!v[0-9]+$)" + MODEL_ALIAS_PATTERN[1:]},
     ),
 ]
 _BYTES: dict[int | str, dict[str, Any]] = {
