@@ -56,6 +56,11 @@ def test_a_cut_answer_is_read_again_but_a_write_is_not_sent_twice(
         client(http, 60).request("POST", "/api/v1/jobs/j/model", json={})
     assert seen == ["POST"]
 
+    # A write marked repeatable (a metrics batch: stored twice at worst) is sent again.
+    http, seen = flaky([httpx.ReadError])
+    answer = client(http, 60).request("POST", "/api/v1/jobs/j/metrics", json={}, repeatable=True)
+    assert answer.status_code == 200 and seen == ["POST", "POST"]
+
 
 def test_without_reconnect_the_first_failure_raises_and_the_wait_is_bounded(
     monkeypatch: pytest.MonkeyPatch,

@@ -141,7 +141,9 @@ class Client:
             headers["Authorization"] = f"Bearer {self.token}"
         return headers
 
-    def _send(self, request: httpx.Request, *, replayable: bool) -> httpx.Response:
+    def _send(
+        self, request: httpx.Request, *, replayable: bool, repeatable: bool
+    ) -> httpx.Response:
         """Send, trying again for `reconnect_s` where that cannot apply a change twice."""
         deadline = time.monotonic() + self.reconnect_s
         wait = 0.25
@@ -150,9 +152,7 @@ class Client:
                 return self._http.send(request, stream=True)
             except httpx.TransportError as exc:
                 # Refused: nothing reached a server. Cut: only a read is safe to send again.
-                again = isinstance(exc, httpx.ConnectError) or (
-                    request.method in _IDEMPOTENT and replayable
-                )
+                again = isinstance(exc, httpx.ConnectError) or (repeatable and replayable)
                 if not again or time.monotonic() + wait > deadline:
                     raise ConnectionFailed(
                         f"cannot reach the Lepton server at {self.url}: {exc}",
@@ -171,6 +171,7 @@ class Client:
         content: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        repeatable: bool = False,
     ) -> httpx.Response:
         """Send a request and return the response; any error status raises a ``LeptonError``.
         ``timeout`` overrides the client's for this request (a push that the server profiles
@@ -183,6 +184,7 @@ class Client:
             content=content,
             headers=headers,
             timeout=timeout,
+            repeatable=repeatable,
         ) as r:
             r.read()
             return r
@@ -215,8 +217,10 @@ class Client:
         content: Any = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | httpx.Timeout | None = None,
+        repeatable: bool = False,
     ) -> Iterator[httpx.Response]:
-        """Like :meth:`request`, but the body is read as the caller iterates it."""
+        """Like :meth:`request`, but the body is read as the caller iterates it. ``repeatable``
+        marks a write that may be applied twice (with ``reconnect_s``, a cut one is sent again)."""
         all_headers = self._headers() | dict(headers or {})
         clean_params = {k: v for k, v in (params or {}).items() if v is not None}
         request = self._http.build_request(
@@ -228,7 +232,11 @@ class Client:
             headers=all_headers,
             timeout=timeout if timeout is not None else self._http.timeout,
         )
-        response = self._send(request, replayable=content is None or isinstance(content, bytes))
+        response = self._send(
+            request,
+            replayable=content is None or isinstance(content, bytes),
+            repeatable=repeatable or request.method in _IDEMPOTENT,
+        )
         try:
             if response.status_code >= 400:
                 response.read()

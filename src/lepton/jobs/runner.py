@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lepton.client import Client
-from lepton.errors import LeptonError
+from lepton.errors import ConnectionFailed, LeptonError
 from lepton.jobs import tracking
 from lepton.jobs.tracking import Tracker
 from lepton.schemas import DatasetVersionDetail, EvaluateSpec, Job, ScriptSpec, TrainSpec
@@ -74,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
             result = run_evaluate(client, job, job.spec)
         else:
             result = run_script(tracker, job.spec)
+    except ConnectionFailed as exc:
+        # A write whose answer was lost when the control plane went away: it may or may not
+        # have been applied, so this attempt ends without a result and the scheduler retries
+        # it (or fails it once the job's retries are spent), rather than calling it a failure.
+        print(f"error: {exc.message}\nending this attempt without a result", file=sys.stderr)
+        return 75
     except LeptonError as exc:
         print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr, flush=True)
         return _finish(client, tracker, job_id, "failed", {"message": exc.message, "fix": exc.fix})

@@ -78,10 +78,13 @@ class Tracker:
             points, self._points = self._points, []
             self._last_flush = time.monotonic()
         for start in range(0, len(points), 5000):
+            # Repeatable: a batch whose answer was cut is sent again (it may then be stored
+            # twice, the same points at the same steps) rather than failing the job.
             self.client.request(
                 "POST",
                 f"/api/v1/jobs/{self.job_id}/metrics",
                 json={"points": points[start : start + 5000]},
+                repeatable=True,
             )
 
     def checkpoint(self, state: bytes) -> None:
