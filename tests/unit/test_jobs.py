@@ -673,13 +673,20 @@ def test_the_runner_trains_registers_and_reports_success(
     assert (predicted == frame["label"].to_numpy()).mean() > 0.85
 
 
-def test_a_job_token_reaches_only_its_own_job(
-    client: Client, toy: str, executor: FakeExecutor, state: Control, platform: Platform
-) -> None:
+def two_running(
+    client: Client, toy: str, executor: FakeExecutor, state: Control
+) -> tuple[Job, Job, dict[str, str]]:
+    """Two started train jobs, and the headers of the first one's token."""
     executor.cpu_slots = 2
     mine, other = train(client, toy), train(client, toy)
     Scheduler(state, executor).reconcile_once()
-    headers = bearer(executor.latest(mine.id).launch.env["LEPTON_TOKEN"])
+    return mine, other, bearer(executor.latest(mine.id).launch.env["LEPTON_TOKEN"])
+
+
+def test_a_job_token_reaches_only_its_own_job(
+    client: Client, toy: str, executor: FakeExecutor, state: Control, platform: Platform
+) -> None:
+    mine, other, headers = two_running(client, toy, executor, state)
     api = platform.api
 
     assert api.get(f"/api/v1/jobs/{mine.id}", headers=headers).status_code == 200
@@ -709,10 +716,7 @@ def test_a_job_token_reaches_only_its_own_job(
 def test_a_jobs_metrics_and_checkpoints_stay_out_of_the_audit_log_unless_refused(
     client: Client, toy: str, executor: FakeExecutor, state: Control, platform: Platform
 ) -> None:
-    executor.cpu_slots = 2
-    mine, other = train(client, toy), train(client, toy)
-    Scheduler(state, executor).reconcile_once()
-    headers = bearer(executor.latest(mine.id).launch.env["LEPTON_TOKEN"])
+    mine, other, headers = two_running(client, toy, executor, state)
     points = {"points": [{"step": 1, "name": "loss", "value": 1.0}]}
     api = platform.api
 
