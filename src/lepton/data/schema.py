@@ -30,7 +30,6 @@ __all__ = [
     "is_string_type",
     "iter_column",
     "open_parquet",
-    "read_codes",
     "read_column",
 ]
 
@@ -182,11 +181,6 @@ class ParquetSource:
                 return total
         # Streamed: the column may be gigabytes of images.
         return sum(b.null_count for b in iter_column(self.file(), name, batch_size=65_536))
-
-
-def read_codes(path: Path, name: str) -> tuple[pa.Array, npt.NDArray[np.int64]]:
-    """`ParquetSource.read_codes` for one column of one file."""
-    return ParquetSource(path).read_codes(name)
 
 
 def encode(col: pa.ChunkedArray) -> tuple[pa.Array, npt.NDArray[np.int64]]:
