@@ -360,6 +360,24 @@ def replica_nodes(client: Client, name: str) -> dict[str, str]:
     return nodes
 
 
+def test_a_two_worker_cnn_trains_across_two_nodes_as_well_as_one_worker(client: Client) -> None:
+    from test_data_parallel import SAME_WITHIN, train_cnn
+
+    from lepton.data.samples import load_sample
+
+    client.datasets.push(load_sample("mnist"), name="mnist")
+    one, _ = train_cnn(client, 1, cpus=1)
+    two, log = train_cnn(client, 2, cpus=1)
+    # Each worker node has one CPU: the two workers ran on both, and met there.
+    nodes = {
+        line.split("(")[1].split(")")[0]
+        for line in log.splitlines()
+        if line.startswith("--- on Ray node")
+    }
+    assert len(nodes) == 2, log[-3000:]
+    assert one > 0.85 and abs(two - one) <= SAME_WITHIN, (one, two)
+
+
 def test_replicas_serve_through_ray_roll_and_come_back_after_a_lost_node(
     cluster: RayCluster, client: Client
 ) -> None:

@@ -878,3 +878,68 @@ def test_outside_a_job_log_prints_and_save_model_says_how_to_run_one(
     assert "lepton run script.py" in raised.value.fix
     with pytest.raises(ConfigError, match="not one"):
         lepton.load_dataset()
+
+
+# --- data-parallel jobs ---------------------------------------------------------------------
+
+
+def test_workers_are_refused_for_an_algorithm_that_trains_in_one_process(
+    client: Client, toy: str
+) -> None:
+    message, fix = failed_with(train(client, toy, workers=2))
+    assert "logistic_regression trains in one process" in message
+    assert "(mlp, cnn, lstm, gru)" in message and "drop --workers" in fix
+
+    message, fix = failed_with(train(client, toy, algorithm="auto", workers=2))
+    assert "AutoML" in message and "name the algorithm" in fix
+
+
+def test_a_data_parallel_job_reserves_every_worker_and_launches_them_as_one_attempt(
+    client: Client, toy: str, state: Control
+) -> None:
+    executor = FakeExecutor(cpu_slots=4)
+    executor.counts_cpus = True
+    scheduler = Scheduler(state, executor)
+    too_big = train(client, toy, algorithm="mlp", workers=5, cpus=1)
+    first = train(client, toy, algorithm="mlp", workers=3, cpus=1)
+    second = train(client, toy, algorithm="mlp", workers=2, cpus=1)
+
+    scheduler.reconcile_once()
+
+    message, fix = failed_with(client.jobs.get(too_big.id))
+    assert message == "the job asks for 5 CPUs (5 workers of 1 each); the executor has 4"
+    assert "--workers" in fix
+    [launch] = executor.launches  # 3 of 4 CPUs taken: the 2-worker job waits
+    assert launch.job_id == first.id and launch.workers == 3 and launch.cpus == 1
+    assert client.jobs.get(second.id).state == JobState.queued
+
+
+def test_rank_0_records_the_rendezvous_of_its_attempt_for_the_others(
+    client: Client, toy: str, scheduler: Scheduler, executor: FakeExecutor, platform: Platform
+) -> None:
+    job = train(client, toy, algorithm="mlp", workers=2)
+    scheduler.reconcile_once()
+    headers = bearer(executor.latest(job.id).launch.env["LEPTON_TOKEN"])
+    url = f"/api/v1/jobs/{job.id}/rendezvous"
+
+    before = platform.api.get(url, headers=headers)
+    assert before.status_code == 404 and "ask again in a moment" in before.json()["error"]["fix"]
+    stale = platform.api.put(url, json={"attempt": 7, "address": "10.0.0.5:4000"}, headers=headers)
+    assert stale.status_code == 409
+    assert "runs attempt 1, not 7" in stale.json()["error"]["message"]
+    bad = platform.api.put(url, json={"attempt": 1, "address": "10.0.0.5"}, headers=headers)
+    assert bad.status_code == 422
+
+    put = platform.api.put(url, json={"attempt": 1, "address": "10.0.0.5:4000"}, headers=headers)
+    assert put.status_code == 200, put.text
+    assert platform.api.get(url, headers=headers).json() == {
+        "attempt": 1,
+        "address": "10.0.0.5:4000",
+    }
+
+    # The next attempt does not meet at the last one's address.
+    executor.end(job.id, -9)
+    scheduler.reconcile_once()
+    assert client.jobs.get(job.id).attempts == 2
+    retry = bearer(executor.latest(job.id).launch.env["LEPTON_TOKEN"])
+    assert platform.api.get(url, headers=retry).status_code == 404

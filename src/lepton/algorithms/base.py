@@ -216,6 +216,8 @@ class Algorithm(ABC):
     kinds: ClassVar[frozenset[InputKind]]
     params: ClassVar[Mapping[str, Param]]
     summary: ClassVar[str] = ""
+    data_parallel: ClassVar[bool] = False
+    """Whether it trains on several workers at once (``--workers``): the PyTorch nets do."""
 
     def supports(self, task: Task, kind: InputKind) -> bool:
         return task in self.tasks and kind in self.kinds

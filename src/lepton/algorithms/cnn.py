@@ -33,6 +33,7 @@ from lepton.algorithms.base import (
     TrainData,
 )
 from lepton.algorithms.torch_utils import (
+    batch_rows,
     cosine_lr,
     load_net,
     pick_device,
@@ -163,6 +164,7 @@ class CNN(Algorithm):
     """Image classifier: a small conv net with augmentation and a one-cycle schedule."""
 
     name: ClassVar[str] = "cnn"
+    data_parallel: ClassVar[bool] = True
     family: ClassVar[str] = "neural network"
     tasks: ClassVar[frozenset[Task]] = frozenset({Task.classification})
     kinds: ClassVar[frozenset[InputKind]] = frozenset({InputKind.image})
@@ -222,8 +224,7 @@ class CNN(Algorithm):
 
         def batches(gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
             order = torch.randperm(len(images), generator=gen)
-            for i in range(0, len(order), batch):
-                idx = order[i : i + batch]
+            for idx in batch_rows(order, batch):
                 x = images[idx].to(dev).float() / 255
                 if p["augment"]:
                     x = augment(x, gen)

@@ -30,6 +30,7 @@ from lepton.algorithms.base import (
 )
 from lepton.algorithms.torch_utils import (
     SMALL_OPS_THREADS,
+    batch_rows,
     load_net,
     pick_device,
     save_net,
@@ -147,6 +148,7 @@ class MLP(Algorithm):
     """Tabular classification and regression with a ReLU MLP and early stopping."""
 
     name: ClassVar[str] = "mlp"
+    data_parallel: ClassVar[bool] = True
     family: ClassVar[str] = "neural network"
     tasks: ClassVar[frozenset[Task]] = frozenset({Task.classification, Task.regression})
     kinds: ClassVar[frozenset[InputKind]] = frozenset({InputKind.tabular})
@@ -212,8 +214,8 @@ class MLP(Algorithm):
 
         def batches(gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
             order = torch.randperm(len(x), generator=gen).to(dev)
-            for i in range(0, len(order), batch):
-                yield x[order[i : i + batch]], y[order[i : i + batch]]
+            for rows in batch_rows(order, batch):
+                yield x[rows], y[rows]
 
         def loss(out: Tensor, t: Tensor) -> Tensor:
             return F.cross_entropy(out, t) if classify else F.mse_loss(out, t)

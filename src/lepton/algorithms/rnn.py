@@ -46,6 +46,7 @@ from lepton.algorithms.base import (
 )
 from lepton.algorithms.torch_utils import (
     SMALL_OPS_THREADS,
+    batch_rows,
     cosine_lr,
     load_net,
     pick_device,
@@ -139,6 +140,7 @@ class Forecaster(Algorithm):
     """What the LSTM and GRU forecasters share; subclasses name the cell."""
 
     cell: ClassVar[str]
+    data_parallel: ClassVar[bool] = True
     family: ClassVar[str] = "neural network"
     tasks: ClassVar[frozenset[Task]] = frozenset({Task.forecasting})
     kinds: ClassVar[frozenset[InputKind]] = frozenset({InputKind.sequence})
@@ -204,8 +206,8 @@ class Forecaster(Algorithm):
 
         def batches(gen: torch.Generator) -> Iterator[tuple[Tensor, Tensor]]:
             order = torch.randperm(len(x), generator=gen).to(dev)
-            for i in range(0, len(order), batch):
-                yield x[order[i : i + batch]], y[order[i : i + batch]]
+            for rows in batch_rows(order, batch):
+                yield x[rows], y[rows]
 
         evaluate = None
         if data.X_val is not None and len(data.X_val):

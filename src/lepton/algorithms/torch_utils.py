@@ -12,7 +12,8 @@ import json
 import math
 import os
 import random
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,14 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as save_bytes
 from torch import Tensor, nn
 
+from lepton.algorithms import parallel
 from lepton.algorithms.base import Callbacks
 from lepton.errors import InvalidRequest
 
 __all__ = [
     "SMALL_OPS_THREADS",
     "LoopState",
+    "batch_rows",
     "cosine_lr",
     "load_net",
     "pick_device",
@@ -53,6 +56,10 @@ def pick_device(requested: str, threads: int | None = None) -> torch.device:
     (default: one per usable core but one, at most 8)."""
     if requested.startswith("cuda") and torch.cuda.is_available():
         return torch.device(requested)
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        # What the executor gave this process: a Ray job's reserved cores, or a data-parallel
+        # worker's share of the machine.
+        threads = max(1, int(os.environ["OMP_NUM_THREADS"]))
     if threads is None:
         # One core left to the rest of the machine: torch's OpenMP threads spin-wait, and a team
         # that spans every core collapses when anything else runs. On the 2-core box, 3 CNN
@@ -63,6 +70,16 @@ def pick_device(requested: str, threads: int | None = None) -> torch.device:
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     return torch.device("cpu")
+
+
+def batch_rows(order: Tensor, batch: int) -> Iterator[Tensor]:
+    """The row indices of each batch of an epoch's ``order`` this worker trains on: the whole
+    batch when it trains alone, its share of it among data-parallel workers
+    (:func:`lepton.algorithms.parallel.share`)."""
+    for start in range(0, len(order), batch):
+        rows = parallel.share(order[start : start + batch])
+        if rows is not None:
+            yield rows
 
 
 def seed_everything(seed: int) -> None:
@@ -129,11 +146,26 @@ def train(
     state = LoopState()
     if callbacks.resume_state is not None:
         state = restore(callbacks.resume_state, net, optimizer, gen, tag)
+    # With several workers (lepton.algorithms.parallel), each trains on its share of every
+    # batch and the gradients are averaged; rank 0 alone evaluates, reports and checkpoints.
+    world = parallel.world()
+    leader = world is None or world.leader
+    parallel.start_together(net)
     while state.epoch < epochs and not state.stopped:
         net.train()
-        total, count = 0.0, 0
-        for i, batch in enumerate(batches(gen)):
-            if i % STOP_CHECK_EVERY == STOP_CHECK_EVERY - 1 and callbacks.should_stop():
+        total, count, rows = 0.0, 0, 0
+        began = time.perf_counter()
+        epoch_gen = gen
+        if world is not None:
+            # The epoch's order must be the same on every worker, while each draws augmentation
+            # for its own rows only: the epoch gets a generator of its own, seeded by one draw
+            # from the loop's (which so stays in step on every worker).
+            epoch_seed = int(torch.randint(2**62, (1,), generator=gen))
+            epoch_gen = torch.Generator().manual_seed(epoch_seed)
+        for i, batch in enumerate(batches(epoch_gen)):
+            if i % STOP_CHECK_EVERY == STOP_CHECK_EVERY - 1 and parallel.anyone(
+                callbacks.should_stop()
+            ):
                 state.stopped = True  # keep what this epoch learnt; no checkpoint of half an epoch
                 break
             for group in optimizer.param_groups:
@@ -141,30 +173,46 @@ def train(
             loss = loss_of(batch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
+            parallel.average_gradients(net)
             optimizer.step()
             state.step += 1
             total, count = total + float(loss.detach()), count + 1
+            rows += _rows(batch)
         if state.stopped:
             break
         state.epoch += 1
+        if world is not None:
+            parallel.sync_buffers(net)
+            total, summed, rows_all = parallel.sum_all(total, count, rows)
+            count, rows = int(summed), int(rows_all)
+        seconds = time.perf_counter() - began
         metrics = {"loss": total / max(1, count)}
-        if evaluate is not None:
+        if rows and seconds > 0:  # training throughput, every worker's rows together
+            metrics["samples_per_s"] = rows / seconds
+        if evaluate is not None and leader:
             net.eval()
             with torch.no_grad():
                 metrics.update(evaluate())
         state.history.append(metrics)
-        callbacks.log(state.epoch, **metrics)
         if monitor is not None and monitor in metrics:
             if metrics[monitor] < state.best:
                 state.best, state.best_epoch = metrics[monitor], state.epoch
                 state.best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
             if patience and state.epoch - state.best_epoch >= patience:
                 state.stopped = True
-        callbacks.checkpoint(checkpoint(state, net, optimizer, gen, tag))
-        state.stopped = state.stopped or callbacks.should_stop()
+        if leader:
+            callbacks.log(state.epoch, **metrics)
+            callbacks.checkpoint(checkpoint(state, net, optimizer, gen, tag))
+        state.stopped = parallel.anyone(state.stopped or callbacks.should_stop())
     if state.best_weights is not None:
         net.load_state_dict(state.best_weights)
     return state
+
+
+def _rows(batch: Any) -> int:
+    """Rows in a batch: the length of its first tensor (a tuple's inputs), else 0."""
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    return len(first) if isinstance(first, Tensor) and first.dim() else 0
 
 
 def checkpoint(

@@ -60,6 +60,9 @@ def train(
     memory: str = typer.Option(
         None, help="Memory the job needs, e.g. 4G or 512M.", show_default="no reservation"
     ),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Data-parallel workers, each with --cpus/--gpus/--memory."
+    ),
     seed: int = typer.Option(0, help="Seed of the split and the training."),
     validation: float = typer.Option(0.1, min=0, max=0.9, help="Share of rows for validation."),
     test: float = typer.Option(0.1, min=0.01, max=0.9, help="Share of rows for the test."),
@@ -88,6 +91,7 @@ def train(
         seed=seed,
         split=_split(validation, test, seed),
         model=model,
+        workers=workers,
     )
     _after_submit(client, job, detach)
 
@@ -106,6 +110,9 @@ def run(
     cpus: float = typer.Option(1.0, min=0.01, help="CPU cores the job needs."),
     memory: str = typer.Option(
         None, help="Memory the job needs, e.g. 4G or 512M.", show_default="no reservation"
+    ),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Data-parallel workers, each with --cpus/--gpus/--memory."
     ),
     args: list[str] = typer.Argument(None, help="Arguments for the script (after --)."),
     env: list[str] = typer.Option(
@@ -132,6 +139,7 @@ def run(
         gpus=gpus,
         cpus=cpus,
         memory_mb=parse_memory(memory),
+        workers=workers,
     )
     _after_submit(client, job, detach)
 

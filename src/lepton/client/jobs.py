@@ -47,9 +47,11 @@ class Jobs:
         split: SplitSpec | dict[str, Any] | None = None,
         model: str | None = None,
         max_retries: int = 2,
+        workers: int = 1,
     ) -> Job:
         """Submit a train job; it is queued (or failed at once, with the reason, when its inputs
-        cannot work). Follow it with :meth:`wait` or :meth:`follow`."""
+        cannot work). Follow it with :meth:`wait` or :meth:`follow`. ``workers`` > 1 trains
+        a PyTorch net (mlp, cnn, lstm, gru) data-parallel on that many workers."""
         with checked("job spec"):
             spec = TrainSpec(
                 dataset=dataset,
@@ -64,6 +66,7 @@ class Jobs:
                 split=SplitSpec.model_validate(split or {}),
                 model=model,
                 max_retries=max_retries,
+                workers=workers,
             )
         return self._submit(spec.model_dump(mode="json"))
 
@@ -80,11 +83,14 @@ class Jobs:
         cpus: float = 1,
         memory_mb: int | None = None,
         max_retries: int = 0,
+        workers: int = 1,
     ) -> Job:
         """Upload a script and run it as a job; inside it ``lepton.log`` and
         ``lepton.save_model`` report to the job, and ``lepton.load_dataset(split="train")``
         reads ``dataset`` divided as ``split`` says (``{"train": 0.8, "validation": 0,
-        "test": 0.2}``; 80/10/10 by default)."""
+        "test": 0.2}``; 80/10/10 by default). With ``workers`` > 1 the script runs that many
+        times at once, in one ``torch.distributed`` process group that is ready when it
+        starts."""
         path = Path(script)
         with checked("job spec"):  # checked before anything is uploaded
             spec = ScriptSpec(
@@ -99,6 +105,7 @@ class Jobs:
                 cpus=cpus,
                 memory_mb=memory_mb,
                 max_retries=max_retries,
+                workers=workers,
             )
         blob = self._client.blobs.upload(path)
         spec = spec.model_copy(update={"script_digest": blob.digest})

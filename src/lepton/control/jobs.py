@@ -50,6 +50,7 @@ from lepton.schemas import (
     ModelRegister,
     ModelVersion,
     Profile,
+    Rendezvous,
     ScriptSpec,
     TrainSpec,
 )
@@ -237,6 +238,29 @@ class JobService:
             job.environment_json = json.dumps(environment)
             session.commit()
             return self.view(session, job)
+
+    def put_rendezvous(self, principal: Principal, job_id: str, body: Rendezvous) -> Rendezvous:
+        with self.ctx.sessions() as session:
+            job = self._running(session, principal, job_id)
+            if body.attempt != job.attempts:
+                raise Conflict(
+                    f"job {job_id} runs attempt {job.attempts}, not {body.attempt}",
+                    fix="only the current attempt's rank 0 records its rendezvous",
+                )
+            job.rendezvous = body.model_dump_json()
+            session.commit()
+        return body
+
+    def rendezvous(self, principal: Principal, job_id: str) -> Rendezvous:
+        with self.ctx.sessions() as session:
+            job = self.job_row(session, principal, job_id)
+            found = Rendezvous.model_validate_json(job.rendezvous) if job.rendezvous else None
+            if found is None or found.attempt != job.attempts or job.state != JobState.running:
+                raise NotFound(
+                    f"job {job_id} has no rendezvous for its current attempt yet",
+                    fix="rank 0 records it when it starts: ask again in a moment",
+                )
+            return found
 
     def log_metrics(
         self, principal: Principal, job_id: str, points: builtins.list[MetricPoint]
@@ -516,7 +540,20 @@ def _check_train(spec: TrainSpec, row: DatasetVersionRow) -> LeptonError | None:
         )
         if spec.algorithm != "auto":
             check_fits(spec.algorithm, problem.task, problem.kind)
-            get_algorithm(spec.algorithm).resolve(spec.params)
+            algorithm = get_algorithm(spec.algorithm)
+            algorithm.resolve(spec.params)
+            if spec.workers > 1 and not algorithm.data_parallel:
+                raise InvalidRequest(
+                    f"algorithm {spec.algorithm} trains in one process; --workers "
+                    f"{spec.workers} applies to the PyTorch nets only (mlp, cnn, lstm, gru)",
+                    fix="drop --workers, or pick one of those algorithms",
+                )
+        elif spec.workers > 1:
+            raise InvalidRequest(
+                "AutoML (--algorithm auto) trains its candidates one process each; --workers "
+                "applies to one PyTorch net",
+                fix="drop --workers, or name the algorithm (mlp, cnn, lstm, gru)",
+            )
         elif spec.params:
             raise InvalidRequest(
                 "--param needs --algorithm: AutoML chooses its own parameters",

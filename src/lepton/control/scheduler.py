@@ -53,23 +53,26 @@ class Scheduler(Reconciler):
             busy_cpu, busy_gpu = 0.0, 0
             for job in running:
                 if self._check(session, job):
-                    busy_cpu += self.executor.cpu_cost(_spec_cpus(job))
-                    busy_gpu += _spec_gpus(job)
+                    busy_cpu += self.executor.cpu_cost(_spec_cpus(job) * _spec_workers(job))
+                    busy_gpu += _spec_gpus(job) * _spec_workers(job)
             queued = session.scalars(
                 select(JobRow).where(JobRow.state == JobState.queued).order_by(JobRow.created_at)
             )
             for job in queued:
-                gpus = _spec_gpus(job)
+                workers = _spec_workers(job)
+                each = f" ({workers} workers of {{}} each)" if workers > 1 else ""
+                gpus = _spec_gpus(job) * workers
                 if gpus > self.executor.gpu_slots:  # can never run here: say so at once
                     self._finish(
                         session,
                         job,
                         JobState.failed,
-                        f"the job asks for {gpus} GPUs; this machine has {self.executor.gpu_slots}",
-                        "submit it again with fewer --gpus, or on a machine with GPUs",
+                        f"the job asks for {gpus} GPUs{each.format(_spec_gpus(job))}; this "
+                        f"machine has {self.executor.gpu_slots}",
+                        "submit it again with fewer --gpus or --workers, or on a machine with GPUs",
                     )
                     continue
-                cost = self.executor.cpu_cost(_spec_cpus(job))
+                cost = self.executor.cpu_cost(_spec_cpus(job) * workers)
                 # Bigger than the whole executor: say so at once. With no CPUs at all (every
                 # node of a cluster gone) it waits for them to come back.
                 if 0 < self.executor.cpu_slots < cost:
@@ -77,9 +80,11 @@ class Scheduler(Reconciler):
                         session,
                         job,
                         JobState.failed,
-                        f"the job asks for {_spec_cpus(job):g} CPUs; the executor has "
+                        f"the job asks for {_spec_cpus(job) * workers:g} CPUs"
+                        f"{each.format(f'{_spec_cpus(job):g}')}; the executor has "
                         f"{self.executor.cpu_slots:g}",
-                        "submit it again with fewer --cpus, or add nodes to the cluster",
+                        "submit it again with fewer --cpus or --workers, or add nodes to the "
+                        "cluster",
                     )
                     continue
                 if busy_cpu + cost > self.executor.cpu_slots:
@@ -164,6 +169,7 @@ class Scheduler(Reconciler):
             gpus=_spec_gpus(job),
             cpus=_spec_cpus(job),
             memory_mb=_spec_memory(job),
+            workers=_spec_workers(job),
         )
         job.pid = self.executor.submit(launch)
         session.commit()
@@ -207,6 +213,10 @@ def _spec_gpus(job: JobRow) -> int:
 
 def _spec_cpus(job: JobRow) -> float:
     return float(json.loads(job.spec_json).get("cpus") or 1)
+
+
+def _spec_workers(job: JobRow) -> int:
+    return int(json.loads(job.spec_json).get("workers") or 1)
 
 
 def _spec_memory(job: JobRow) -> int | None:

@@ -24,6 +24,10 @@ class Launch:
     cpus: float = 1
     memory_mb: int | None = None
     """Memory to reserve (Ray) and to cap the runner's data segment at; None: the default cap."""
+    workers: int = 1
+    """Data-parallel workers: this many runners, each with ``gpus``, ``cpus`` and ``memory_mb``,
+    told their ``RANK`` of ``WORLD_SIZE`` and their node's address (``LEPTON_NODE_IP``). The
+    handle is rank 0's; the attempt runs while rank 0 does, and a worker that fails ends it."""
 
 
 @dataclass(frozen=True)

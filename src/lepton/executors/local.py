@@ -53,6 +53,8 @@ class LocalExecutor:
         """Exit codes of children waited for, until a status call reports them; keyed by pid,
         so it holds at most one per pid, and a new child's pid replaces its entry."""
         self._gpus_in_use: dict[int, list[int]] = {}
+        self._gangs: dict[int, _Gang] = {}
+        """Data-parallel attempts by rank 0's pid."""
         self._lock = threading.Lock()
 
     def cpu_cost(self, cpus: float) -> float:
@@ -85,13 +87,42 @@ class LocalExecutor:
                 shutil.rmtree(child.work, ignore_errors=True)
 
     def submit(self, launch: Launch) -> int:
-        gpus = ",".join(str(g) for g in self._take_gpus(launch.gpus))
-        work = launch.log_path.parent / "work"
+        """Start the attempt's runner; with ``workers`` > 1, one per worker (see ``Launch``),
+        each with its share of the GPUs and of this machine's cores."""
+        taken = self._take_gpus(launch.gpus * launch.workers)
+        leader = 0
+        for rank in range(launch.workers):
+            gpus = taken[rank * launch.gpus : (rank + 1) * launch.gpus]
+            extra: dict[str, str] = {"CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
+            if launch.workers > 1:
+                cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+                extra |= {
+                    "RANK": str(rank),
+                    "LOCAL_RANK": str(rank),
+                    "WORLD_SIZE": str(launch.workers),
+                    "LEPTON_NODE_IP": "127.0.0.1",  # the workers meet on loopback
+                    "OMP_NUM_THREADS": str(max(1, cores // launch.workers)),
+                }
+            pid = self._start_runner(launch, rank, extra, gpus)
+            if rank == 0:
+                leader = pid
+                if launch.workers > 1:
+                    with self._lock:
+                        self._gangs[leader] = _Gang(launch.job_id, launch.log_path, [])
+            else:
+                with self._lock:
+                    self._gangs[leader].followers.append(pid)
+        return leader
+
+    def _start_runner(
+        self, launch: Launch, rank: int, extra: dict[str, str], gpus: list[int]
+    ) -> int:
+        work = launch.log_path.parent / ("work" if rank == 0 else f"work-{rank}")
         shutil.rmtree(work, ignore_errors=True)  # each attempt starts clean; state is in the API
         command = self.sandbox.command(
             [sys.executable, "-u", "-m", "lepton.jobs.runner", launch.job_id], work=work
         )
-        env = self.sandbox.environment({**launch.env, "CUDA_VISIBLE_DEVICES": gpus}, work=work)
+        env = self.sandbox.environment({**launch.env, **extra}, work=work)
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_path.open("ab") as log:
             process = subprocess.Popen(
@@ -104,7 +135,7 @@ class LocalExecutor:
                 preexec_fn=self.sandbox.limits(launch.memory_mb),
                 start_new_session=True,  # outlives the control plane; signals reach its group
             )
-        return self._adopt(process, work, [int(g) for g in gpus.split(",") if g])
+        return self._adopt(process, work, gpus)
 
     def _take_gpus(self, count: int) -> list[int]:
         if count == 0:
@@ -131,14 +162,46 @@ class LocalExecutor:
         return ProcessState(alive=False, exit_code=code)
 
     def status(self, job_id: str, handle: int) -> ProcessState:
+        self._check_followers(handle)
         known = self._child_state(handle)
         state = known or ProcessState(alive=self.attach(job_id, handle))
         if not state.alive:
             _end_group(handle, b"lepton.jobs.runner", job_id.encode())
+            # The other workers of a data-parallel attempt (their own process groups; after a
+            # restart of the control plane known only by their command line).
+            for pid in _runners_of(job_id, besides=handle):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(os.getpgid(pid), signal.SIGKILL)
+            with self._lock:
+                gang = self._gangs.pop(handle, None)
+                for pid in gang.followers if gang is not None else []:
+                    self._ended.pop(pid, None)  # their exit codes were only for this check
         return state
+
+    def _check_followers(self, leader: int) -> None:
+        """A worker of a data-parallel attempt that failed ends the attempt: rank 0 would wait
+        for it in its next collective until the timeout."""
+        with self._lock:
+            gang = self._gangs.get(leader)
+            followers = list(gang.followers) if gang is not None else []
+        for pid in followers:
+            with self._lock:
+                child = self._children.get(pid)
+                code = self._ended.get(pid) if child is None else child.process.poll()
+            if code not in (None, 0, 143, -signal.SIGTERM) and gang is not None:
+                with gang.log_path.open("a") as log:
+                    log.write(
+                        f"--- worker pid {pid} exited with code {code}; ending the attempt ---\n"
+                    )
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(leader, signal.SIGKILL)
+                return
 
     def cancel(self, job_id: str, handle: int) -> None:
         if self.attach(job_id, handle):
+            for pid in _runners_of(job_id, besides=handle):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    _signal_group(os.getpgid(pid), signal.SIGTERM)
             _terminate(handle, lambda: self.status(job_id, handle).alive, _GRACE_S)
 
     def attach(self, job_id: str, handle: int) -> bool:
@@ -191,6 +254,15 @@ class LocalExecutor:
 
 
 @dataclass(frozen=True)
+class _Gang:
+    """The workers of a data-parallel attempt besides rank 0 (whose pid is the handle)."""
+
+    job_id: str
+    log_path: Path
+    followers: list[int]
+
+
+@dataclass(frozen=True)
 class _Child:
     process: subprocess.Popen[bytes]
     work: Path
@@ -209,18 +281,7 @@ def _terminate(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
 
 def _group(pgid: int) -> list[tuple[int, list[bytes]]]:
     """The live processes of group ``pgid`` with their command lines."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append((int(entry.name), argv))
-    return members
+    return [(pid, argv) for pid, group, argv in _processes() if group == pgid]
 
 
 def _signal_group(pgid: int, sig: int) -> bool:
@@ -253,6 +314,32 @@ def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(handle, signal.SIGKILL)
+
+
+def _runners_of(job_id: str, *, besides: int) -> list[int]:
+    """Live runner processes of ``job_id`` outside the process group ``besides`` (rank 0's):
+    the other workers of a data-parallel attempt, found by their command line."""
+    return [
+        pid
+        for pid, group, argv in _processes()
+        if group != besides and b"lepton.jobs.runner" in argv and job_id.encode() in argv
+    ]
+
+
+def _processes() -> list[tuple[int, int, list[bytes]]]:
+    """Every live (not zombie) process: pid, process group, command line."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[2]), argv))
+    return found
 
 
 def _runs(pid: int, *needles: bytes) -> bool:

@@ -60,6 +60,7 @@ _CHUNK = 256 * 1024  # bytes of output copied per call
 _WAIT_S = 0.5  # longest a status call waits for an actor's answer (one still being placed)
 _RESOURCES_TTL_S = 5.0
 _MIB = 1024 * 1024
+_MAX_WORKERS = 65  # one more than a job may ask for (JobSpec.workers)
 
 
 def import_ray() -> Any:
@@ -120,8 +121,10 @@ class ProcessHost:
         command = box.command(
             [sys.executable, "-u", *argv], work=work, readable=readable, die_with_parent=True
         )
-        environment = box.environment({**env, "CUDA_VISIBLE_DEVICES": gpus}, work=work)
         node = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        environment = box.environment(
+            {**env, "CUDA_VISIBLE_DEVICES": gpus, "LEPTON_NODE_IP": node}, work=work
+        )
         node_id = ray.get_runtime_context().get_node_id()
         self.output = self.root / "output"
         with self.output.open("ab") as out:
@@ -260,6 +263,10 @@ class RayExecutor:
         self._ray = ray
         self._host = ray.remote(max_restarts=0, max_concurrency=4)(ProcessHost)
         self._tracked: dict[str, _Tracked] = {}
+        self._gangs: dict[str, list[str]] = {}
+        """The other workers' actors of a data-parallel attempt, by rank 0's actor name."""
+        self._gang_done: dict[str, set[str]] = {}
+        """Those of them that ended well while rank 0 still ran."""
         self._ended: dict[str, int | None] = {}
         self._lock = threading.Lock()
         self._resources: tuple[float, float, float] = (0.0, 0.0, 0.0)  # when, cpus, gpus
@@ -294,31 +301,93 @@ class RayExecutor:
     # --- jobs ----------------------------------------------------------------------------
 
     def submit(self, launch: Launch) -> int:
-        name = _job_name(launch.job_id, launch.attempt)
-        env = dict(launch.env)
+        """One actor per worker (rank 0's is named like a one-worker attempt's), each with the
+        job's resources; Ray places them, on one node or several."""
         threads = str(max(1, int(launch.cpus)))
-        env.setdefault("OMP_NUM_THREADS", threads)
-        env.setdefault("MKL_NUM_THREADS", threads)
         options: dict[str, Any] = {"num_cpus": launch.cpus, "num_gpus": launch.gpus}
         if launch.memory_mb:
             options["memory"] = launch.memory_mb * _MIB
-        self._start(
-            name,
-            ["-m", "lepton.jobs.runner", launch.job_id],
-            env,
-            log_path=launch.log_path,
-            memory_mb=launch.memory_mb,
-            options=options,
-        )
+        names = [_job_name(launch.job_id, launch.attempt, r) for r in range(launch.workers)]
+        with self._lock:
+            self._gangs[names[0]] = names[1:]
+        for rank, name in enumerate(names):
+            env = dict(launch.env)
+            env.setdefault("OMP_NUM_THREADS", threads)
+            env.setdefault("MKL_NUM_THREADS", threads)
+            if launch.workers > 1:  # LEPTON_NODE_IP: the actor adds its node's address
+                env |= {"RANK": str(rank), "WORLD_SIZE": str(launch.workers), "LOCAL_RANK": "0"}
+            self._start(
+                name,
+                ["-m", "lepton.jobs.runner", launch.job_id],
+                env,
+                log_path=launch.log_path,
+                memory_mb=launch.memory_mb,
+                options=options,
+            )
         return launch.attempt
 
     def status(self, job_id: str, handle: int) -> ProcessState:
-        return self._state(_job_name(job_id, handle))
+        leader = _job_name(job_id, handle)
+        state = self._state(leader)
+        followers = self._followers(leader)
+        if state.alive:
+            with self._lock:
+                done = self._gang_done.setdefault(leader, set())
+            for name in followers:
+                if name in done:  # ended well earlier (an actor is asked about its end once)
+                    continue
+                ended = self._state(name)
+                if ended.alive:
+                    continue
+                done.add(name)
+                if ended.exit_code not in (0, 143, -signal.SIGTERM):
+                    # rank 0 would wait for it in its next collective until the timeout
+                    tracked = self._find(leader)
+                    if tracked is not None:
+                        _append(
+                            tracked.log_path,
+                            f"--- worker {name} ended (exit code {ended.exit_code}); "
+                            "ending the attempt ---\n".encode(),
+                        )
+                        tracked.actor.stop.remote(0)
+                    break
+            return state
+        for name in followers:  # rank 0 ended: so does the rest of its attempt
+            tracked = self._find(name)
+            if tracked is not None:
+                with tracked.lock:
+                    self._pump(tracked)
+                self._remove(name, tracked)
+        with self._lock:
+            self._gangs.pop(leader, None)
+            self._gang_done.pop(leader, None)
+        return state
+
+    def _followers(self, leader: str) -> list[str]:
+        """The actors of the other workers of rank 0's attempt ``leader``; found again by name
+        after a restart of the control plane."""
+        with self._lock:
+            known = self._gangs.get(leader)
+        if known is not None:
+            return known
+        found = []
+        for rank in range(1, _MAX_WORKERS):
+            name = f"{leader}-w{rank}"
+            try:
+                self._ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                break
+            found.append(name)
+        with self._lock:
+            self._gangs[leader] = found
+        return found
 
     def cancel(self, job_id: str, handle: int) -> None:
-        tracked = self._find(_job_name(job_id, handle))
-        if tracked is not None:
-            tracked.actor.stop.remote(10.0)
+        leader = _job_name(job_id, handle)
+        for name in [leader, *self._followers(leader)]:
+            tracked = self._find(name)
+            if tracked is not None:
+                tracked.actor.stop.remote(10.0)
 
     def attach(self, job_id: str, handle: int) -> bool:
         return self._find(_job_name(job_id, handle)) is not None
@@ -468,8 +537,8 @@ def _append(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def _job_name(job_id: str, attempt: int) -> str:
-    return f"job-{job_id}-{attempt}"
+def _job_name(job_id: str, attempt: int, rank: int = 0) -> str:
+    return f"job-{job_id}-{attempt}" + (f"-w{rank}" if rank else "")
 
 
 def _replica_name(handle: int) -> str:

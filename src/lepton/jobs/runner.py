@@ -24,7 +24,7 @@ import numpy as np
 
 from lepton.client import Client
 from lepton.errors import ConnectionFailed, LeptonError
-from lepton.jobs import tracking
+from lepton.jobs import distributed, tracking
 from lepton.jobs.tracking import Tracker
 from lepton.schemas import DatasetVersionDetail, EvaluateSpec, Job, ScriptSpec, TrainSpec
 
@@ -60,12 +60,24 @@ def main(argv: list[str] | None = None) -> int:
     client = Client(reconnect_s=RECONNECT_S)
     job = Job.model_validate(client.request("GET", f"/api/v1/jobs/{job_id}").json())
     budget = job.spec.time_budget_s if isinstance(job.spec, TrainSpec) else None
-    tracker = Tracker(client, job_id, time_budget_s=budget)
+    # One of several data-parallel workers: rank 0 reports (metrics, checkpoints, the model,
+    # the end); the others only train, and end with an exit code.
+    where = distributed.place()
+    follower = where is not None and not where.leader
+    tracker = Tracker(client, job_id, time_budget_s=budget, reporting=not follower)
     tracker.install_signal_handler()
     tracking.set_current(tracker)
-    client.request("POST", f"/api/v1/jobs/{job_id}/started", json={"environment": environment()})
-    print(f"job {job_id}: {job.kind}, attempt {job.attempts}", flush=True)
+    if not follower:
+        client.request(
+            "POST", f"/api/v1/jobs/{job_id}/started", json={"environment": environment()}
+        )
+    worker = f", worker {where.rank} of {where.size}" if where is not None else ""
+    print(f"job {job_id}: {job.kind}, attempt {job.attempts}{worker}", flush=True)
     try:
+        if where is not None:
+            distributed.join(client, job_id, job.attempts, where)
+        if follower:
+            return _follow(tracker, job)
         if isinstance(job.spec, TrainSpec):
             result = run_train(client, tracker, job, job.spec)
         elif isinstance(job.spec, EvaluateSpec):
@@ -84,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.message}\nfix: {exc.fix}", file=sys.stderr, flush=True)
         return _finish(client, tracker, job_id, "failed", {"message": exc.message, "fix": exc.fix})
     except Exception as exc:  # the user's script, or a bug: the log keeps the traceback
+        if parallel_lost(exc):
+            # Another worker stopped (killed, its node lost): not this job's fault, so the
+            # attempt ends without a result and the scheduler retries it.
+            print(f"error: a worker of this job stopped ({exc})", file=sys.stderr)
+            print("ending this attempt without a result", file=sys.stderr, flush=True)
+            return 75
         traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}"
         return _finish(
@@ -97,6 +115,28 @@ def main(argv: list[str] | None = None) -> int:
         print("cancelled: stopping without a result", flush=True)
         return 143
     return _finish(client, tracker, job_id, "succeeded", None, result)
+
+
+def _follow(tracker: Tracker, job: Job) -> int:
+    """A worker other than rank 0: train alongside it, report nothing; exit 0 when done, 143
+    when cancelled (the same outcome rank 0 reports)."""
+    if isinstance(job.spec, TrainSpec):
+        run_train(tracker.client, tracker, job, job.spec)
+    elif isinstance(job.spec, ScriptSpec):
+        run_script(tracker, job.spec)
+    if tracker.stopping:
+        return 143
+    print(f"job {job.id}: this worker is done; worker 0 reports the result", flush=True)
+    return 0
+
+
+def parallel_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective that failed because another worker went away."""
+    if "torch" not in sys.modules:
+        return False
+    from lepton.algorithms.parallel import lost_worker
+
+    return lost_worker(exc)
 
 
 def _finish(
@@ -161,6 +201,8 @@ def run_train(client: Client, tracker: Tracker, job: Job, spec: TrainSpec) -> di
         algo = get_algorithm(spec.algorithm)
         params = algo.resolve(spec.params)
         model = algo.fit(data, params, tracker, seed=spec.seed, device=device)
+        if not tracker.reporting:  # another worker's rank 0 evaluates and registers
+            return {}
         algorithm = spec.algorithm
         metrics = evaluate(model, data)
     if tracker.stopping:

@@ -38,9 +38,19 @@ class Tracker:
     """A running job's link to the control plane. It is also the ``Callbacks`` of the built-in
     algorithms: metrics, checkpoints, and whether to stop (cancelled or out of time)."""
 
-    def __init__(self, client: Client, job_id: str, *, time_budget_s: float | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        job_id: str,
+        *,
+        time_budget_s: float | None = None,
+        reporting: bool = True,
+    ) -> None:
         self.client = client
         self.job_id = job_id
+        self.reporting = reporting
+        """False on the workers of a data-parallel job other than rank 0: their metrics and
+        checkpoints would repeat rank 0's, so they are dropped, and they register nothing."""
         self.deadline = time.monotonic() + time_budget_s if time_budget_s else None
         self.stopping = False  # set by SIGTERM: the job was cancelled
         self._points: list[dict[str, Any]] = []
@@ -64,6 +74,8 @@ class Tracker:
         signal.signal(signal.SIGTERM, on_term)
 
     def log(self, step: int, **metrics: float) -> None:
+        if not self.reporting:
+            return
         with self._lock:
             for name, value in metrics.items():
                 value = float(value)
@@ -88,6 +100,8 @@ class Tracker:
             )
 
     def checkpoint(self, state: bytes) -> None:
+        if not self.reporting:
+            return
         self.flush()
         self.client.request(
             "PUT",
@@ -247,11 +261,12 @@ def save_model(
     metrics: dict[str, float] | None = None,
     signature: dict[str, Any] | None = None,
     background: Any = None,
-) -> ModelVersion:
+) -> ModelVersion | None:
     """Register ``model`` as a new model version of this job, in a format a replica serves
     without the script's code: scikit-learn estimators and pipelines (skops), PyTorch modules
     and Keras 3 models (exported to ONNX), XGBoost and LightGBM models (their own JSON / text
-    formats). Anything else is refused with what is accepted.
+    formats). Anything else is refused with what is accepted. In a job of several workers,
+    rank 0 registers and the others get None.
 
     Args:
         name: the model's name; the job's dataset's name by default.
@@ -268,6 +283,8 @@ def save_model(
     tracker = _tracker(
         "save_model() registers a model", "run the script as a job: lepton run script.py"
     )
+    if not tracker.reporting:  # a data-parallel worker other than rank 0: rank 0 registers
+        return None
     with tempfile.TemporaryDirectory(prefix="lepton-model-") as tmp:
         folder = Path(tmp)
         flavour, algorithm, task, prepared = prepare_model(

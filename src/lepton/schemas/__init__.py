@@ -96,6 +96,7 @@ from lepton.schemas.jobs import (
     LogChunk,
     MetricBatch,
     MetricPoint,
+    Rendezvous,
     ScriptSpec,
     TrainSpec,
 )
@@ -183,6 +184,7 @@ __all__ = [
     "Photon",
     "Profile",
     "RenameStep",
+    "Rendezvous",
     "Replica",
     "ReplicaState",
     "ResizeImagesStep",

@@ -31,6 +31,19 @@ class _Resources(_Model):
     )
 
 
+# A data-parallel job's worker count: each worker reserves the job's cpus, gpus and memory.
+Workers = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=64,
+        description="Data-parallel workers: copies of the job that train together, each with "
+        "the job's cpus, gpus and memory (the PyTorch nets, and scripts that use "
+        "torch.distributed). 1: one process.",
+    ),
+]
+
+
 class TrainSpec(_Resources):
     kind: Literal["train"] = Field(default="train", description="A built-in training job.")
     dataset: str = Field(description="Dataset reference, `name` or `name@vN`.")
@@ -50,6 +63,7 @@ class TrainSpec(_Resources):
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=2, description="Retries after the job's process dies."
     )
+    workers: Workers = 1
 
 
 class ScriptSpec(_Resources):
@@ -77,6 +91,7 @@ class ScriptSpec(_Resources):
     max_retries: Annotated[int, Field(ge=0, le=10)] = Field(
         default=0, description="Retries after the job's process dies."
     )
+    workers: Workers = 1
 
     @model_validator(mode="after")
     def _one_source(self) -> ScriptSpec:
@@ -145,6 +160,17 @@ class LogChunk(_Model):
 
 class JobStarted(_Model):
     environment: dict[str, str] = Field(description="Package versions.")
+
+
+class Rendezvous(_Model):
+    """Where the workers of one attempt of a data-parallel job meet (rank 0's store)."""
+
+    attempt: Annotated[int, Field(ge=1)] = Field(description="The attempt it belongs to.")
+    address: str = Field(
+        max_length=280,
+        pattern=r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$",
+        description="`host:port` (`[v6]:port`) of rank 0's torch.distributed store.",
+    )
 
 
 class JobFinish(_Model):

@@ -267,6 +267,8 @@ class JobRow(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     token_id: Mapped[str | None] = mapped_column(String(32))
     checkpoint_digest: Mapped[str | None] = mapped_column(String(64))
+    rendezvous: Mapped[str | None] = mapped_column(String(300))
+    """Where a data-parallel attempt's workers meet: ``{"attempt": N, "address": ...}``."""
     secret_mask: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The secret values given to the job's attempts, sealed: its log is served with them masked,
     even after a secret changes or goes."""

@@ -26,6 +26,7 @@ from lepton.schemas import (
     MetricPoint,
     ModelRegister,
     ModelVersion,
+    Rendezvous,
 )
 from lepton.server.auth import Principal, require
 from lepton.server.errors import ERROR_RESPONSES
@@ -180,6 +181,27 @@ def job_script(
     control: Control = Depends(get_control),
 ) -> StreamingResponse:
     return _bytes(control.jobs.open_script(principal, job_id))
+
+
+@router.put("/{job_id}/rendezvous", name="job.rendezvous_put")
+def put_rendezvous(
+    job_id: JobId,
+    body: Rendezvous,
+    principal: Principal = Depends(require("write", scope="job")),
+    control: Control = Depends(get_control),
+) -> Rendezvous:
+    """Rank 0 of a data-parallel attempt records where its workers meet."""
+    return control.jobs.put_rendezvous(principal, job_id, body)
+
+
+@router.get("/{job_id}/rendezvous", name="job.rendezvous")
+def get_rendezvous(
+    job_id: JobId,
+    principal: Principal = Depends(require("read", scope="job")),
+    control: Control = Depends(get_control),
+) -> Rendezvous:
+    """Where the workers of the job's current attempt meet; 404 until rank 0 has said."""
+    return control.jobs.rendezvous(principal, job_id)
 
 
 @router.put("/{job_id}/checkpoint", name="job.checkpoint_put", openapi_extra=UPLOAD_BODY)
