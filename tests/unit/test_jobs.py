@@ -943,3 +943,23 @@ def test_rank_0_records_the_rendezvous_of_its_attempt_for_the_others(
     assert client.jobs.get(job.id).attempts == 2
     retry = bearer(executor.latest(job.id).launch.env["LEPTON_TOKEN"])
     assert platform.api.get(url, headers=retry).status_code == 404
+
+
+def test_a_metric_batch_sent_again_after_a_lost_answer_is_stored_once(
+    client: Client, toy: str, scheduler: Scheduler, executor: FakeExecutor, platform: Platform
+) -> None:
+    job = train(client, toy)
+    scheduler.reconcile_once()
+    headers = bearer(executor.latest(job.id).launch.env["LEPTON_TOKEN"])
+    url = f"/api/v1/jobs/{job.id}/metrics"
+    points = [{"step": 1, "name": "loss", "value": 0.5}, {"step": 1, "name": "acc", "value": 0.9}]
+    first, second = "a" * 32, "b" * 32
+
+    for batch in (first, first, second, None, None):  # the runner's resend repeats its id
+        body: dict[str, Any] = {"points": points} | ({"batch": batch} if batch else {})
+        assert platform.api.post(url, json=body, headers=headers).status_code == 204
+
+    stored = [(p.name, p.step) for p in client.jobs.metrics(job.id)]
+    assert stored == [("loss", 1), ("acc", 1)] * 4  # first once, second once, two without ids
+    bad = platform.api.post(url, json={"points": points, "batch": "x"}, headers=headers)
+    assert bad.status_code == 422

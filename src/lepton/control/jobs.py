@@ -263,10 +263,24 @@ class JobService:
             return found
 
     def log_metrics(
-        self, principal: Principal, job_id: str, points: builtins.list[MetricPoint]
+        self,
+        principal: Principal,
+        job_id: str,
+        points: builtins.list[MetricPoint],
+        *,
+        batch: str | None = None,
     ) -> None:
         with self.ctx.sessions() as session:
             job = self._running(session, principal, job_id)
+            if batch is not None:
+                last = session.scalars(
+                    select(JobMetricRow.batch)
+                    .where(JobMetricRow.job_id == job.id)
+                    .order_by(JobMetricRow.id.desc())
+                    .limit(1)
+                ).first()
+                if last == batch:  # sent again after a lost answer: stored already
+                    return
             now = self.ctx.clock()
             session.add_all(
                 JobMetricRow(
@@ -276,6 +290,7 @@ class JobService:
                     name=p.name,
                     value=p.value,
                     time=now,
+                    batch=batch,
                 )
                 for p in points
             )

@@ -13,6 +13,7 @@ import signal
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +91,12 @@ class Tracker:
             points, self._points = self._points, []
             self._last_flush = time.monotonic()
         for start in range(0, len(points), 5000):
-            # Repeatable: a batch whose answer was cut is sent again (it may then be stored
-            # twice, the same points at the same steps) rather than failing the job.
+            # Repeatable: a batch whose answer was cut is sent again, with the same id, and
+            # the control plane stores it once.
             self.client.request(
                 "POST",
                 f"/api/v1/jobs/{self.job_id}/metrics",
-                json={"points": points[start : start + 5000]},
+                json={"points": points[start : start + 5000], "batch": uuid.uuid4().hex},
                 repeatable=True,
             )
 

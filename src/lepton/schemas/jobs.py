@@ -150,6 +150,12 @@ class MetricPoint(_Model):
 
 class MetricBatch(_Model):
     points: list[MetricPoint] = Field(max_length=10_000, description="Points to record.")
+    batch: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="An id of this batch (32 hex digits): a batch sent again with the same id "
+        "right after the first (an answer lost in a restart) is stored once.",
+    )
 
 
 class LogChunk(_Model):

@@ -287,6 +287,8 @@ class JobMetricRow(Base):
     name: Mapped[str] = mapped_column(String(64))
     value: Mapped[float] = mapped_column(Float)
     time: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    batch: Mapped[str | None] = mapped_column(String(32))
+    """The id of the batch it came in: a batch sent again is not stored twice."""
 
 
 class ModelRow(Base):

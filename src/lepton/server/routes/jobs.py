@@ -132,7 +132,7 @@ def log_metrics(
     principal: Principal = Depends(require("write", scope="job")),
     control: Control = Depends(get_control),
 ) -> None:
-    control.jobs.log_metrics(principal, job_id, body.points)
+    control.jobs.log_metrics(principal, job_id, body.points, batch=body.batch)
 
 
 @router.get("/{job_id}/dataset", name="job.dataset")
