@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import shutil
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +107,7 @@ class StubExecutor:
 
     def __init__(self) -> None:
         self.launches: list[Launch] = []
+        self.swept: list[dict[str, int]] = []
 
     def cpu_cost(self, cpus: float) -> float:
         return 1.0
@@ -126,6 +127,10 @@ class StubExecutor:
 
     def reap(self) -> None:
         pass
+
+    def sweep(self, running: Mapping[str, int]) -> list[str]:
+        self.swept.append(dict(running))
+        return []
 
 
 @pytest.fixture

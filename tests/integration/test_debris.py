@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from test_jobs_process import runner_pids
 
 from lepton import Client
 from lepton.executors.base import Launch, ReplicaLaunch
@@ -131,6 +132,47 @@ def test_the_executor_waits_for_every_process_it_started(tmp_path: Path, mode: s
     # The exit codes were kept for the status calls that come later.
     assert all(executor.status(job, pid).exit_code not in (None, 0) for pid, job in runners.items())
     assert all(executor.replica_status(pid, str(folder)).exit_code == 2 for pid in replicas)
+
+
+@pytest.mark.parametrize("mode", ["none", "bubblewrap"])
+def test_a_sweep_stops_runners_whose_job_is_not_running_that_attempt(
+    tmp_path: Path, mode: str
+) -> None:
+    if mode == "bubblewrap" and shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (apt-get install bubblewrap); .ci/run installs it")
+    home = tmp_path / "home"
+    executor = LocalExecutor(Sandbox.detect(Settings(home=home, sandbox=mode)))
+    runners: dict[str, int] = {}
+    with socket.socket() as silent:  # accepts, never answers: the runners wait on their first call
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        env = {"LEPTON_URL": f"http://127.0.0.1:{silent.getsockname()[1]}", "LEPTON_TOKEN": "x"}
+        try:
+            for job in ("kept", "ended", "moved"):
+                launch = Launch(job, 1, {**env, "LEPTON_JOB_ATTEMPT": "1"}, home / job / "log")
+                runners[job] = executor.submit(launch)
+            # Each runner's own process, inside its sandbox, not only bubblewrap around it.
+            wait_for("the runners to start", lambda: all(runner_pids(j) for j in runners), 30)
+
+            # "ended" is no longer running at all; "moved" runs a later attempt.
+            stopped = executor.sweep({"kept": 1, "moved": 2})
+
+            swept = sorted(line.split(" of job ")[1].split()[0] for line in stopped)
+            assert swept == ["ended", "moved"], stopped
+            for pid in (runners["ended"], runners["moved"]):
+                wait_for("a swept runner to go", lambda p=pid: state(p) in ("Z", None), 30)
+            assert executor.status("kept", runners["kept"]).alive
+            assert executor.sweep({"kept": 1}) == []
+        finally:
+            for pid in runners.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            wait_for(
+                "every runner to go",
+                lambda: all(state(p) in ("Z", None) for p in runners.values()),
+                30,
+            )
+            executor.reap()
 
 
 def test_finished_jobs_leave_no_zombie_children(

@@ -107,6 +107,10 @@ class RayCluster:
     def add(self) -> None:
         self._ask("add")
 
+    def actors(self) -> list[str]:
+        """Names of the live actors in Lepton's namespace."""
+        return list(self._ask("actors")["actors"])
+
     def close(self) -> None:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
@@ -307,6 +311,33 @@ def test_a_job_is_found_again_after_a_control_plane_crash(
     assert done.attempts == 1, f"the runner was started again instead of found again:\n{log}"
     assert log.count("--- on Ray node") == 1, log
     assert log.count("started") == 1 and "woke up" in log, log
+
+
+def test_a_restarted_control_plane_stops_the_actor_of_a_job_that_is_not_running(
+    cluster: RayCluster, client: Client, server: ServerProcess, database_url: str, tmp_path: Path
+) -> None:
+    from sqlalchemy import text
+
+    from lepton.store.db import make_engine
+
+    script = tmp_path / "long.py"
+    script.write_text("import time\nprint('started', flush=True)\ntime.sleep(300)\n")
+    job = client.jobs.run_script(script)
+    wait_for("the script to start", lambda: "started" in log_of(client, job.id))
+    actor = f"job-{job.id}-1"
+    assert actor in cluster.actors()
+    server.kill()
+    # While the control plane was away its job ended in the store (an operator, another
+    # control plane): its actor is a stray that would run for minutes more.
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE jobs SET state = 'failed', pid = NULL WHERE id = :id"), {"id": job.id}
+        )
+    engine.dispose()
+    server.start()
+    wait_for("the stray actor to be stopped", lambda: actor not in cluster.actors(), 60)
+    assert f"stopped Ray actor {actor}" in server.errors
 
 
 def test_a_lost_node_retries_the_job_elsewhere(cluster: RayCluster, client: Client) -> None:

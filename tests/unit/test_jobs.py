@@ -12,7 +12,7 @@ import asyncio
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,6 +65,7 @@ class FakeExecutor:
         self.cancels: list[tuple[str, int]] = []
         self.survivors: set[tuple[str, int]] = set()
         self.reaps = 0
+        self.swept: list[dict[str, int]] = []
         self._next = 4000
         self.counts_cpus = False
         """Like the Ray executor: a job takes the CPUs it asks for, not one slot."""
@@ -95,6 +96,10 @@ class FakeExecutor:
 
     def reap(self) -> None:
         self.reaps += 1
+
+    def sweep(self, running: Mapping[str, int]) -> list[str]:
+        self.swept.append(dict(running))
+        return []
 
     def latest(self, job_id: str) -> FakeProcess:
         return [p for p in self.processes.values() if p.launch.job_id == job_id][-1]
@@ -963,3 +968,18 @@ def test_a_metric_batch_sent_again_after_a_lost_answer_is_stored_once(
     assert stored == [("loss", 1), ("acc", 1)] * 4  # first once, second once, two without ids
     bad = platform.api.post(url, json={"points": points, "batch": "x"}, headers=headers)
     assert bad.status_code == 422
+
+
+def test_the_scheduler_sweeps_stray_runners_when_it_starts_then_every_minute(
+    client: Client, toy: str, state: Control
+) -> None:
+    executor = FakeExecutor()
+    job = train(client, toy)
+    scheduler = Scheduler(state, executor)
+    scheduler.reconcile_once()  # sweeps (nothing runs yet), then starts the job
+    scheduler.reconcile_once()
+    assert executor.swept == [{}]  # before anything started, and not again within the minute
+
+    scheduler._next_sweep = 0.0  # a minute later
+    scheduler.reconcile_once()
+    assert executor.swept == [{}, {job.id: 1}]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -27,6 +28,8 @@ from lepton.store.models import JobRow
 __all__ = ["Scheduler"]
 
 log = logging.getLogger("lepton.jobs")
+
+SWEEP_EVERY_S = 60.0  # how often processes of jobs that are not running are looked for
 
 
 class Scheduler(Reconciler):
@@ -45,11 +48,17 @@ class Scheduler(Reconciler):
         self.secrets = control.secrets
         self.executor = executor
         self._signalled: set[tuple[str, int]] = set()  # cancels already delivered
+        self._next_sweep = 0.0  # the first pass sweeps
 
     def reconcile_once(self) -> None:
         self.executor.reap()
         with self.ctx.sessions() as session:
             running = list(session.scalars(select(JobRow).where(JobRow.state == JobState.running)))
+            if time.monotonic() >= self._next_sweep:
+                # Before this pass starts anything: every process started since is recorded.
+                self._next_sweep = time.monotonic() + SWEEP_EVERY_S
+                for line in self.executor.sweep({j.id: j.attempts for j in running}):
+                    log.warning("stopped %s: its job is not running that attempt", line)
             busy_cpu, busy_gpu = 0.0, 0
             for job in running:
                 if self._check(session, job):

@@ -66,6 +66,13 @@ class Executor(Protocol):
         zombie (a runner that reported its end is never asked about again). The scheduler
         calls it every pass."""
 
+    def sweep(self, running: Mapping[str, int]) -> list[str]:
+        """Stop every job process whose job is not in ``running`` (job id → its current
+        attempt) with that attempt: a runner the store no longer counts on (its job ended or
+        moved on while the control plane was away, or its start was never recorded), which
+        would otherwise use its resources and its job's token until it ends. Returns a line
+        per process stopped. The scheduler calls it when it starts and every minute."""
+
 
 @dataclass(frozen=True)
 class ReplicaLaunch:

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,6 +215,25 @@ class LocalExecutor:
             return False
         return b"lepton.jobs.runner" in cmdline and job_id.encode() in cmdline
 
+    def sweep(self, running: Mapping[str, int]) -> list[str]:
+        stopped = []
+        for pid, group, argv in _processes():
+            if argv[0].endswith(b"bwrap") or b"lepton.jobs.runner" not in argv:
+                continue
+            at = argv.index(b"lepton.jobs.runner")
+            if at + 1 >= len(argv):
+                continue
+            job_id = argv[at + 1].decode(errors="replace")
+            # A sandboxed runner's own environment may be out of reach (another user
+            # namespace); bubblewrap, its group's leader, was started with the same one.
+            attempt = _attempt_of(pid) or _attempt_of(group)
+            if job_id in running and attempt in (None, running[job_id]):
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)
+                stopped.append(f"runner pid {pid} of job {job_id} (attempt {attempt or '?'})")
+        return stopped
+
     # --- serving replicas -------------------------------------------------------------------
 
     def start_replica(self, launch: ReplicaLaunch) -> int:
@@ -314,6 +333,18 @@ def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(handle, signal.SIGKILL)
+
+
+def _attempt_of(pid: int) -> int | None:
+    """The job attempt a runner process was started for (its ``LEPTON_JOB_ATTEMPT``)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"LEPTON_JOB_ATTEMPT=") and item[19:].isdigit():
+            return int(item[19:])
+    return None
 
 
 def _runners_of(job_id: str, *, besides: int) -> list[int]:

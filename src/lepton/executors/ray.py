@@ -33,6 +33,7 @@ import importlib.util
 import io
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -43,6 +44,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ _CHUNK = 256 * 1024  # bytes of output copied per call
 _WAIT_S = 0.5  # longest a status call waits for an actor's answer (one still being placed)
 _RESOURCES_TTL_S = 5.0
 _MIB = 1024 * 1024
+_JOB_ACTOR = re.compile(r"job-(?P<job>[0-9a-f]+)-(?P<attempt>[0-9]+)(-w[0-9]+)?")
 _MAX_WORKERS = 65  # one more than a job may ask for (JobSpec.workers)
 
 
@@ -402,6 +405,26 @@ class RayExecutor:
             if not state.alive:
                 with self._lock:
                     self._ended[name] = state.exit_code
+
+    def sweep(self, running: Mapping[str, int]) -> list[str]:
+        stopped = []
+        for name in self._ray.util.list_named_actors():  # this namespace's: Lepton's
+            found = _JOB_ACTOR.fullmatch(str(name))
+            if found is None:
+                continue
+            job_id, attempt = found["job"], int(found["attempt"])
+            if running.get(job_id) == attempt:
+                continue
+            tracked = self._find(str(name))
+            # Only this control plane's own (its log under this LEPTON_HOME): another Lepton on
+            # the same cluster has jobs of its own. One that does not answer is left to the
+            # attempt's own end (its node is gone, and it with it).
+            home = self.settings.home.resolve()
+            if tracked is None or not tracked.log_path.resolve().is_relative_to(home):
+                continue
+            self._remove(str(name), tracked)
+            stopped.append(f"Ray actor {name}")
+        return stopped
 
     # --- replicas ------------------------------------------------------------------------
 
