@@ -154,6 +154,9 @@ def test_a_sweep_stops_runners_whose_job_is_not_running_that_attempt(
             # Each runner's own process, inside its sandbox, not only bubblewrap around it.
             wait_for("the runners to start", lambda: all(runner_pids(j) for j in runners), 30)
 
+            # Another Lepton on this machine (another LEPTON_HOME) has jobs of its own.
+            other = LocalExecutor(Sandbox.detect(Settings(home=tmp_path / "other", sandbox=mode)))
+            assert other.sweep({}) == []
             # "ended" is no longer running at all; "moved" runs a later attempt.
             stopped = executor.sweep({"kept": 1, "moved": 2})
 

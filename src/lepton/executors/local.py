@@ -216,9 +216,15 @@ class LocalExecutor:
         return b"lepton.jobs.runner" in cmdline and job_id.encode() in cmdline
 
     def sweep(self, running: Mapping[str, int]) -> list[str]:
+        """See ``Executor.sweep``: only runners working under this LEPTON_HOME are this
+        control plane's; another Lepton on the machine has jobs of its own."""
+        home = self.sandbox.settings.home.resolve()
         stopped = []
         for pid, group, argv in _processes():
             if argv[0].endswith(b"bwrap") or b"lepton.jobs.runner" not in argv:
+                continue
+            folder = _cwd(group) or _cwd(pid)  # bubblewrap's is the real one
+            if folder is None or not folder.is_relative_to(home):
                 continue
             at = argv.index(b"lepton.jobs.runner")
             if at + 1 >= len(argv):
@@ -333,6 +339,13 @@ def _kill_later(handle: int, alive: Callable[[], bool], grace_s: float) -> None:
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(handle, signal.SIGKILL)
+
+
+def _cwd(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
 
 
 def _attempt_of(pid: int) -> int | None:
