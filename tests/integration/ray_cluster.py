@@ -8,7 +8,8 @@ and the worker nodes' ids, then answers one JSON line per command read:
 - ``remove PREFIX``: kill the worker node whose id starts with PREFIX (no graceful exit);
 - ``add``: start another worker node;
 - ``nodes``: the worker nodes' ids;
-- ``actors``: the names of the live named actors in Lepton's namespace (``lepton``).
+- ``actors``: the names of the live named actors in Lepton's namespace (``lepton``);
+- ``free``: the cluster's available resources (CPU, memory in bytes).
 
 End of input shuts the cluster down. A process of its own because Ray reads its settings
 (authentication among them) once, when first imported, and must not be imported by the tests.
@@ -46,13 +47,17 @@ def main() -> None:
                 cluster.add_node(num_cpus=1)
                 cluster.wait_for_nodes()
                 print(json.dumps({"nodes": nodes()}), flush=True)
-            elif command == "actors":
+            elif command in ("actors", "free"):
                 import ray
 
                 if not ray.is_initialized():
                     ray.init(address=cluster.address, namespace="lepton", log_to_driver=False)
-                names = sorted(str(n) for n in ray.util.list_named_actors())
-                print(json.dumps({"actors": names, "nodes": nodes()}), flush=True)
+                answer = {"nodes": nodes()}
+                if command == "actors":
+                    answer["actors"] = sorted(str(n) for n in ray.util.list_named_actors())
+                else:
+                    answer["free"] = ray.available_resources()
+                print(json.dumps(answer), flush=True)
             else:
                 print(json.dumps({"nodes": nodes()}), flush=True)
     finally:

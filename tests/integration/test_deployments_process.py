@@ -168,6 +168,20 @@ def test_a_deployed_model_answers_with_its_token_and_refuses_without(
     assert "ready http://" in log and f"[{deployment.replica_states[0].id}]" in log
 
 
+def test_a_replica_runs_within_the_memory_and_threads_its_deployment_asks_for(
+    client: Client,
+) -> None:
+    client.deployments.create("clf@1", name="sized", cpus=1, memory_mb=1536)
+    try:
+        [pid] = pids(client.deployments.get("sized"))
+        limits = Path(f"/proc/{pid}/limits").read_text()
+        data = next(line for line in limits.splitlines() if line.startswith("Max data size"))
+        assert data.split()[3:5] == [str(1536 * 1024 * 1024)] * 2, data
+        assert predicted(client.deployments.predict("sized", [ROW])) == 1
+    finally:
+        client.deployments.delete("sized")
+
+
 def test_a_killed_replica_is_restarted_and_reported(
     client: Client, deployed: tuple[Deployment, str]
 ) -> None:

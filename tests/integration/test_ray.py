@@ -107,6 +107,10 @@ class RayCluster:
     def add(self) -> None:
         self._ask("add")
 
+    def free(self) -> dict[str, float]:
+        """The cluster's available resources: ``CPU``, ``memory`` (bytes), ..."""
+        return dict(self._ask("free")["free"])
+
     def actors(self) -> list[str]:
         """Names of the live actors in Lepton's namespace."""
         return list(self._ask("actors")["actors"])
@@ -461,3 +465,20 @@ def test_replicas_serve_through_ray_roll_and_come_back_after_a_lost_node(
     finally:
         with contextlib.suppress(Exception):
             client.deployments.delete("clf", timeout_s=60)
+
+
+def test_a_replica_reserves_the_cpus_and_memory_its_deployment_asks_for(
+    cluster: RayCluster, client: Client
+) -> None:
+    _register(client, flip=False)
+    before = cluster.free()
+    client.deployments.create("clf@1", name="sized", replicas=1, cpus=1, memory_mb=1536)
+    try:
+        ready = client.deployments.wait("sized", timeout_s=WAIT_S)
+        assert ready.ready_replicas == 1 and (ready.cpus, ready.memory_mb) == (1, 1536)
+        during = cluster.free()
+        assert during.get("CPU", 0) == before["CPU"] - 1, (before, during)
+        assert before["memory"] - during["memory"] == 1536 * 1024 * 1024, (before, during)
+    finally:
+        client.deployments.delete("sized", timeout_s=60)
+    wait_for("the reservation to be given back", lambda: cluster.free().get("CPU") == before["CPU"])

@@ -534,3 +534,18 @@ def test_traffic_is_asked_for_at_most_the_hour_kept(client: Client) -> None:
             client.deployments.traffic("heart", minutes=minutes)
     with pytest.raises(NotFound):
         client.deployments.traffic("nope")
+
+
+def test_replicas_start_with_the_resources_the_deployment_asks_for_and_roll_when_they_change(
+    client: Client, supervisor: Supervisor, fake: FakeReplicas
+) -> None:
+    client.deployments.create("heart", cpus=2, memory_mb=1024, gpus=0, wait=False)
+    supervisor.reconcile_once()
+    [replica] = fake.running()
+    assert (replica.launch.cpus, replica.launch.memory_mb, replica.launch.gpus) == (2, 1024, 0)
+    shown = client.deployments.get("heart")
+    assert (shown.cpus, shown.memory_mb, shown.gpus, shown.generation) == (2, 1024, 0, 1)
+
+    rolled = client.deployments.update("heart", memory_mb=2048)
+    assert rolled.generation == 2 and rolled.memory_mb == 2048 and rolled.cpus == 2
+    assert client.deployments.revisions("heart")[0].reason == "updated memory_mb"

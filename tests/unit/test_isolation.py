@@ -217,6 +217,7 @@ BODIES: dict[str, Any] = {
     "model_alias_set": {"version": "1"},
     "dataset_transform": {"steps": [{"op": "drop", "columns": ["x"]}]},
     "dataset_split": {"train": 0.5, "validation": 0.0, "test": 0.5, "strategy": "random"},
+    "job_rendezvous_put": {"attempt": 1, "address": "127.0.0.1:4000"},
     "job_register_model": {
         "artifact_digest": "0" * 64,
         "flavour": "sklearn",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from lepton.cli.job import SECRET_HELP, parse_env
+from lepton.cli.job import SECRET_HELP, parse_env, parse_memory
 from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
 from lepton.schemas.deployments import DEFAULT_MAX_ROWS, MAX_ROWS_CEILING
@@ -39,6 +39,11 @@ def deploy(
     max_rows: int = typer.Option(
         DEFAULT_MAX_ROWS, min=1, max=MAX_ROWS_CEILING, help="Most rows one request may carry."
     ),
+    cpus: float = typer.Option(0, min=0, max=256, help="CPU cores each replica reserves."),
+    memory: str = typer.Option(
+        None, help="Memory each replica needs, e.g. 2G or 512M.", show_default="no reservation"
+    ),
+    gpus: int = typer.Option(0, min=0, max=16, help="GPUs each replica gets."),
     public: bool = typer.Option(
         False, "--public", help="Serve WITHOUT a token: anyone who reaches the port may call it."
     ),
@@ -63,6 +68,9 @@ def deploy(
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
         max_rows=max_rows,
+        cpus=cpus,
+        memory_mb=parse_memory(memory),
+        gpus=gpus,
         public=public,
         env=variables,
         secrets=list(secret or []),
@@ -173,6 +181,7 @@ def show(
         ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
         ("timeout", f"{d.timeout_s:g} s"),
         ("row limit", f"{d.max_rows:,} per request"),
+        ("resources", _resources(d)),
         ("env", ", ".join(f"{k}={v}" for k, v in d.env.items()) or None),
         ("secrets", ", ".join(d.secrets) or None),
         ("created", when(d.created_at)),
@@ -251,6 +260,9 @@ def update(
     max_rows: int = typer.Option(
         None, min=1, max=MAX_ROWS_CEILING, help="Most rows one request may carry."
     ),
+    cpus: float = typer.Option(None, min=0, max=256, help="CPU cores each replica reserves."),
+    memory: str = typer.Option(None, help="Memory each replica needs, e.g. 2G or 512M."),
+    gpus: int = typer.Option(None, min=0, max=16, help="GPUs each replica gets."),
     env: list[str] = typer.Option(
         None, "--env", "-e", help=_ENV_HELP + " Replaces the current variables."
     ),
@@ -283,6 +295,9 @@ def update(
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
         max_rows=max_rows,
+        cpus=cpus,
+        memory_mb=parse_memory(memory),
+        gpus=gpus,
         env={} if clear_env else variables,
         secrets=[] if clear_secrets else (list(secret) if secret else None),
     )
@@ -414,3 +429,13 @@ def add_photon_commands(group: typer.Typer) -> None:
     group.command("push")(photon_push)
     group.command("list")(photon_list)
     group.command("rm")(photon_rm)
+
+
+def _resources(d: Deployment) -> str:
+    """What each replica reserves, as ``deployment show`` prints it."""
+    parts = [f"{d.cpus:g} CPUs" if d.cpus else "no CPU reservation"]
+    if d.memory_mb:
+        parts.append(f"{d.memory_mb:,} MiB")
+    if d.gpus:
+        parts.append(f"{d.gpus} GPUs")
+    return ", ".join(parts) + " per replica"

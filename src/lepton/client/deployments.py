@@ -97,6 +97,9 @@ class Deployments:
         max_wait_ms: float = 0,
         timeout_s: float = 30,
         max_rows: int = DEFAULT_MAX_ROWS,
+        cpus: float = 0,
+        memory_mb: int | None = None,
+        gpus: int = 0,
         public: bool = False,
         env: dict[str, str] | None = None,
         secrets: builtins.list[str] | None = None,
@@ -107,7 +110,9 @@ class Deployments:
         With ``wait`` (the default) returns once every replica is ready, or raises with the
         reason it cannot start. The answer's ``token`` is the inference token: keep it, it is
         not shown again. The replicas get ``env`` and the workspace ``secrets`` named
-        (``"HF_TOKEN"`` or ``"ENV=HF_TOKEN"``) as environment variables."""
+        (``"HF_TOKEN"`` or ``"ENV=HF_TOKEN"``) as environment variables. Each replica
+        reserves ``cpus``, ``memory_mb`` and ``gpus`` where it runs (a Ray node), and its
+        threads and memory are capped to them."""
         body = {
             "name": name,
             "model": model,
@@ -117,6 +122,9 @@ class Deployments:
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
             "max_rows": max_rows,
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "gpus": gpus,
             "public": public,
             "env": env or {},
             "secrets": secrets or [],
@@ -159,6 +167,9 @@ class Deployments:
         max_wait_ms: float | None = None,
         timeout_s: float | None = None,
         max_rows: int | None = None,
+        cpus: float | None = None,
+        memory_mb: int | None = None,
+        gpus: int | None = None,
         env: dict[str, str] | None = None,
         secrets: builtins.list[str] | None = None,
     ) -> Deployment:
@@ -173,6 +184,9 @@ class Deployments:
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
             "max_rows": max_rows,
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "gpus": gpus,
             "env": env,
             "secrets": secrets,
         }

@@ -60,7 +60,15 @@ from lepton.store.models import (
 
 __all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica_url"]
 
-ROLLING_FIELDS = ("max_batch_size", "max_wait_ms", "timeout_s", "max_rows")
+ROLLING_FIELDS = (
+    "max_batch_size",
+    "max_wait_ms",
+    "timeout_s",
+    "max_rows",
+    "cpus",
+    "memory_mb",
+    "gpus",
+)
 """Settings a replica reads at start: changing one rolls the deployment to a new generation."""
 
 SPEC_COLUMNS = (
@@ -228,6 +236,9 @@ class DeploymentService:
                 max_wait_ms=body.max_wait_ms,
                 timeout_s=body.timeout_s,
                 max_rows=body.max_rows,
+                cpus=body.cpus,
+                memory_mb=body.memory_mb,
+                gpus=body.gpus,
                 public=body.public,
                 env_json=json.dumps(body.env) if body.env else None,
                 secrets_json=json.dumps(body.secrets) if body.secrets else None,
@@ -333,7 +344,7 @@ class DeploymentService:
             raise InvalidRequest(
                 "the update changes nothing",
                 fix="give replicas, model, photon, max_batch_size, max_wait_ms, timeout_s, "
-                "max_rows, env or secrets",
+                "max_rows, cpus, memory_mb, gpus, env or secrets",
             )
         changed: builtins.list[str] = []
         if body.model is not None or body.photon is not None:

@@ -268,6 +268,9 @@ class Supervisor(Reconciler):
             log_path=replica_log(self.home, deployment.id, replica.id),
             marker=self._marker(deployment),
             readable=(generation_dir(self.home, deployment.id, deployment.generation),),
+            cpus=deployment.cpus,
+            memory_mb=deployment.memory_mb,
+            gpus=deployment.gpus,
         )
         replica.pid = self.executor.start_replica(launch)
         if not first:

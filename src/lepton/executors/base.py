@@ -88,6 +88,12 @@ class ReplicaLaunch:
     working folder), so a pid is recognised as its replica after a control-plane restart."""
     readable: tuple[Path, ...] = ()
     """Folders the contained replica reads (what it serves); nothing else of LEPTON_HOME."""
+    cpus: float = 0
+    """Cores to reserve (Ray) and, from 1, to cap its threads at; 0: no reservation."""
+    memory_mb: int | None = None
+    """Memory to reserve (Ray) and to cap its data segment at; None: the default cap."""
+    gpus: int = 0
+    """GPUs it gets (CUDA_VISIBLE_DEVICES)."""
 
 
 class ReplicaExecutor(Protocol):

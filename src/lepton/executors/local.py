@@ -252,19 +252,29 @@ class LocalExecutor:
             work=work,
             readable=launch.readable,
         )
+        gpus = self._take_gpus(launch.gpus)
+        env = {**launch.env, "CUDA_VISIBLE_DEVICES": ",".join(map(str, gpus))}
+        if launch.cpus >= 1:
+            env["OMP_NUM_THREADS"] = str(int(launch.cpus))
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         with launch.log_path.open("ab") as log:
+            if len(gpus) < launch.gpus:
+                log.write(
+                    f"--- asked for {launch.gpus} GPUs, {len(gpus)} free on this machine: "
+                    "starting with those ---\n".encode()
+                )
+                log.flush()
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=self.sandbox.environment(launch.env, work=work),
+                env=self.sandbox.environment(env, work=work),
                 cwd=work,
-                preexec_fn=self.sandbox.limits(),
+                preexec_fn=self.sandbox.limits(launch.memory_mb),
                 start_new_session=True,  # keeps serving across a control-plane restart
             )
-        return self._adopt(process, work, [])
+        return self._adopt(process, work, gpus)
 
     def replica_status(self, handle: int, marker: str) -> ProcessState:
         known = self._child_state(handle)

@@ -4,8 +4,9 @@ starts the same contained process the local executor starts (``python -m lepton.
 
 - **Placement**: a job's actor reserves its ``cpus``, ``gpus`` and ``memory_mb``; Ray holds
   nothing back for a job the scheduler has not started, so queueing stays the scheduler's (it
-  starts a job only when the cluster's CPUs and GPUs have room for it). Replicas reserve no CPU
-  (a deployment declares no resources yet) and are spread over the nodes.
+  starts a job only when the cluster's CPUs and GPUs have room for it). Replicas reserve what
+  their deployment asks for (``cpus``, ``memory_mb``, ``gpus``; by default nothing) and are
+  spread over the nodes.
 - **Code and data** travel as on the local executor: runners are API clients of the control
   plane (``LEPTON_ADVERTISE_URL``) and read datasets and scripts through it; what a replica
   serves (its generation folder) goes once through Ray's object store, never through a
@@ -432,13 +433,23 @@ class RayExecutor:
         handle = secrets.randbelow(2**31 - 2) + 1
         folder = launch.readable[0] if launch.readable else None
         files = self._ray.put(_pack(folder)) if folder is not None else None
+        env = dict(launch.env)
+        if launch.cpus >= 1:
+            env["OMP_NUM_THREADS"] = str(int(launch.cpus))
+        options: dict[str, Any] = {
+            "num_cpus": launch.cpus,
+            "num_gpus": launch.gpus,
+            "scheduling_strategy": "SPREAD",
+        }
+        if launch.memory_mb:
+            options["memory"] = launch.memory_mb * _MIB
         self._start(
             _replica_name(handle),
             ["-m", "lepton.serving", *launch.args],
-            dict(launch.env),
+            env,
             log_path=launch.log_path,
-            memory_mb=None,
-            options={"num_cpus": 0, "scheduling_strategy": "SPREAD"},
+            memory_mb=launch.memory_mb,
+            options=options,
             marker=launch.marker,
             files=files,
             rewrite=str(folder) if folder is not None else "",

@@ -77,6 +77,19 @@ class DeploymentCreate(_Model):
         description="Most rows (examples) one /predict or /explain request may carry; more get "
         "413. Bounds a replica's memory per request. Model deployments only.",
     )
+    cpus: Annotated[float, Field(ge=0, le=256)] = Field(
+        default=0,
+        description="CPU cores each replica reserves on a Ray node (0: none) and caps its "
+        "threads at (1 or more).",
+    )
+    memory_mb: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] | None = Field(
+        default=None,
+        description="Memory each replica needs, MiB: reserved on a Ray node, and its data "
+        "segment capped to it. None: no reservation, the machine's default cap.",
+    )
+    gpus: Annotated[int, Field(ge=0, le=16)] = Field(
+        default=0, description="GPUs each replica gets (CUDA_VISIBLE_DEVICES)."
+    )
     public: bool = Field(
         default=False, description="Serve without a token. Off by default: a token is minted."
     )
@@ -118,6 +131,15 @@ class DeploymentUpdate(_Model):
     max_rows: Annotated[int, Field(ge=1, le=MAX_ROWS_CEILING)] | None = Field(
         default=None, description="New row limit per request (rolls)."
     )
+    cpus: Annotated[float, Field(ge=0, le=256)] | None = Field(
+        default=None, description="New CPU reservation per replica (rolls)."
+    )
+    memory_mb: Annotated[int, Field(ge=64, le=16 * 1024 * 1024)] | None = Field(
+        default=None, description="New memory per replica, MiB (rolls)."
+    )
+    gpus: Annotated[int, Field(ge=0, le=16)] | None = Field(
+        default=None, description="New GPUs per replica (rolls)."
+    )
     env: UserEnv | None = Field(
         default=None, description="Replace the replicas' variables (rolls when they change)."
     )
@@ -142,6 +164,9 @@ class DeploymentRevision(_Model):
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")
     max_rows: int = Field(default=DEFAULT_MAX_ROWS, description="Most rows one request may carry.")
+    cpus: float = Field(default=0, description="CPU cores each replica reserves.")
+    memory_mb: int | None = Field(default=None, description="Memory each replica needs, MiB.")
+    gpus: int = Field(default=0, description="GPUs each replica gets.")
     env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas got.")
     secrets: list[str] = Field(
         default_factory=list, description="Secrets the replicas got, by name; never their values."
@@ -187,6 +212,9 @@ class Deployment(_Model):
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")
     max_rows: int = Field(default=DEFAULT_MAX_ROWS, description="Most rows one request may carry.")
+    cpus: float = Field(default=0, description="CPU cores each replica reserves.")
+    memory_mb: int | None = Field(default=None, description="Memory each replica needs, MiB.")
+    gpus: int = Field(default=0, description="GPUs each replica gets.")
     env: dict[str, str] = Field(default_factory=dict, description="Variables the replicas get.")
     secrets: list[str] = Field(
         default_factory=list, description="Secrets the replicas get, by name; never their values."

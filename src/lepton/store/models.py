@@ -411,6 +411,9 @@ class DeploymentRow(Base):
     max_wait_ms: Mapped[float] = mapped_column(Float)
     timeout_s: Mapped[float] = mapped_column(Float)
     max_rows: Mapped[int] = mapped_column(Integer, default=100_000)
+    cpus: Mapped[float] = mapped_column(Float, default=0)
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
     public: Mapped[bool] = mapped_column(default=False)
     token_id: Mapped[str | None] = mapped_column(String(32))
     """The ``deployment:<id>`` inference token; None when public."""
@@ -456,6 +459,9 @@ class DeploymentRevisionRow(Base):
     max_wait_ms: Mapped[float] = mapped_column(Float)
     timeout_s: Mapped[float] = mapped_column(Float)
     max_rows: Mapped[int] = mapped_column(Integer, default=100_000)
+    cpus: Mapped[float] = mapped_column(Float, default=0)
+    memory_mb: Mapped[int | None] = mapped_column(Integer)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
     env_json: Mapped[str | None] = mapped_column(Text)
     secrets_json: Mapped[str | None] = mapped_column(Text)
     """By name, as on the deployment; never values."""
