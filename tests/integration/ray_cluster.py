@@ -18,12 +18,22 @@ End of input shuts the cluster down. A process of its own because Ray reads its 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from ray.cluster_utils import Cluster
 
 
 def main() -> None:
+    # The answers get stdout to themselves: whatever else writes to it (Ray's driver prints
+    # its raylets' last words when a node is removed) goes to stderr instead.
+    answers = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def say(answer: dict[str, object]) -> None:
+        answers.write(json.dumps(answer) + "\n")
+
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False}
     )
@@ -35,18 +45,18 @@ def main() -> None:
         def nodes() -> list[str]:
             return [node.node_id for node in cluster.worker_nodes]
 
-        print(json.dumps({"address": cluster.address, "nodes": nodes()}), flush=True)
+        say({"address": cluster.address, "nodes": nodes()})
         for line in sys.stdin:
             command, _, argument = line.strip().partition(" ")
             if command == "remove":
                 found = [n for n in cluster.worker_nodes if n.node_id.startswith(argument)]
                 for node in found:
                     cluster.remove_node(node, allow_graceful=False)
-                print(json.dumps({"removed": len(found), "nodes": nodes()}), flush=True)
+                say({"removed": len(found), "nodes": nodes()})
             elif command == "add":
                 cluster.add_node(num_cpus=1)
                 cluster.wait_for_nodes()
-                print(json.dumps({"nodes": nodes()}), flush=True)
+                say({"nodes": nodes()})
             elif command in ("actors", "free"):
                 import ray
 
@@ -57,9 +67,9 @@ def main() -> None:
                     answer["actors"] = sorted(str(n) for n in ray.util.list_named_actors())
                 else:
                     answer["free"] = ray.available_resources()
-                print(json.dumps(answer), flush=True)
+                say(answer)
             else:
-                print(json.dumps({"nodes": nodes()}), flush=True)
+                say({"nodes": nodes()})
     finally:
         cluster.shutdown()
 
