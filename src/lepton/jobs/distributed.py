@@ -97,13 +97,15 @@ def join(client: Client, job_id: str, attempt: int, where: Place) -> None:
             wait_for_workers=False,
             master_listen_fd=listener.detach(),
         )
+        leader_at = _address(where.node_ip, port)
         client.request(
             "PUT",
             f"/api/v1/jobs/{job_id}/rendezvous",
-            json={"attempt": attempt, "address": _address(where.node_ip, port)},
+            json={"attempt": attempt, "address": leader_at},
         )
     else:
         host, port = _wait_for_leader(client, job_id, attempt)
+        leader_at = _address(host, port)
         store = TCPStore(host, port, where.size, False, timeout=timeout)
     gpu = torch.cuda.is_available() and bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
     if gpu:
@@ -111,7 +113,7 @@ def join(client: Client, job_id: str, attempt: int, where: Place) -> None:
     parallel.join(store, where.rank, where.size, backend="nccl" if gpu else "gloo")
     print(
         f"worker {where.rank} of {where.size} joined ({'nccl' if gpu else 'gloo'}, "
-        f"rank 0 at {_address(*_split(store))})",
+        f"rank 0 at {leader_at})",
         flush=True,
     )
 
@@ -133,10 +135,6 @@ def _wait_for_leader(client: Client, job_id: str, attempt: int) -> tuple[str, in
                 fix=f"see lepton job logs {job_id}: worker 0's lines say why it did not start",
             )
         time.sleep(_POLL_S)
-
-
-def _split(store: object) -> tuple[str, int]:
-    return str(getattr(store, "host", "?")), int(getattr(store, "port", 0))
 
 
 def _address(host: str, port: int) -> str:
