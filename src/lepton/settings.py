@@ -65,6 +65,9 @@ class Settings:
     traffic_interval_s: float = 5.0
     """Seconds between a replica's traffic reports to the supervisor (a line on its output, only
     when its counters changed); 0: none, and no traffic is shown."""
+    gateway_port: int = 8710
+    """Port of the gateway, where every deployment answers at ``/d/<name>/``: 0 for any free
+    one, -1 for no gateway."""
     executor: str = "local"
     """Where job runners and replicas run: ``local`` (subprocesses of this machine) or ``ray``
     (actors on the Ray cluster at ``ray_address``; needs ``pip install 'lepton[ray]'``)."""

@@ -97,6 +97,7 @@ class ServerProcess:
             LEPTON_HOME=str(self.home),
             LEPTON_HOST="127.0.0.1",
             LEPTON_PORT=str(self.port),
+            LEPTON_GATEWAY_PORT="0",  # several servers in one run: each its own free port
             **{**self.extra_env, **overrides},
         )
 

@@ -444,7 +444,9 @@ def test_a_rolled_deployment_is_updating_until_the_old_generation_has_drained() 
 
     from lepton.control.deployments import _summary
 
-    row = SimpleNamespace(state="active", generation=2, replicas=1, error_message=None)
+    row = SimpleNamespace(
+        state="active", generation=2, replicas=1, error_message=None, canary_generation=None
+    )
     new = SimpleNamespace(generation=2, state="ready")
     old = SimpleNamespace(generation=1, state="draining")
     assert _summary(row, [new, old], ready=1) == "updating", "the old one still answers"

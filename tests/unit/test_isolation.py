@@ -264,7 +264,14 @@ OPERATIONS = [
 ]
 GUARDED = [op for op in OPERATIONS if (op.method, op.path) not in PUBLIC]
 WITH_PARAMS = [op for op in GUARDED if op.params]
-LISTINGS = [op for op in GUARDED if op.method == "GET" and not op.params]
+# The gateway's routes list nothing of a workspace: where the gateway listens, and the routing
+# table, which only the gateway's own secret reads (a workspace token gets 403; tested in
+# test_gateway_routes.py).
+LISTINGS = [
+    op
+    for op in GUARDED
+    if op.method == "GET" and not op.params and not op.path.startswith("/api/v1/gateway")
+]
 MUTATIONS = [op for op in GUARDED if op.method in MUTATING]
 
 

@@ -32,7 +32,7 @@ from lepton.schemas import (
     LogChunk,
     Photon,
 )
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS
+from lepton.schemas.deployments import DEFAULT_MAX_ROWS, DEFAULT_TARGET_INFLIGHT
 
 if TYPE_CHECKING:
     from lepton.client.client import Client
@@ -93,6 +93,12 @@ class Deployments:
         photon: str | None = None,
         name: str | None = None,
         replicas: int = 1,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_inflight: float = DEFAULT_TARGET_INFLIGHT,
+        scale_down_delay_s: float = 60,
+        idle_timeout_s: float = 300,
+        hold_timeout_s: float = 60,
         max_batch_size: int = 64,
         max_wait_ms: float = 0,
         timeout_s: float = 30,
@@ -112,12 +118,21 @@ class Deployments:
         not shown again. The replicas get ``env`` and the workspace ``secrets`` named
         (``"HF_TOKEN"`` or ``"ENV=HF_TOKEN"``) as environment variables. Each replica
         reserves ``cpus``, ``memory_mb`` and ``gpus`` where it runs (a Ray node), and its
-        threads and memory are capped to them."""
+        threads and memory are capped to them. With ``max_replicas`` it autoscales between
+        ``min_replicas`` (0: to zero when idle for ``idle_timeout_s``) and ``max_replicas`` on
+        the requests in flight through the gateway, ``target_inflight`` per replica; a replica
+        goes only after ``scale_down_delay_s`` of lower load."""
         body = {
             "name": name,
             "model": model,
             "photon": photon,
             "replicas": replicas,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_inflight": target_inflight,
+            "scale_down_delay_s": scale_down_delay_s,
+            "idle_timeout_s": idle_timeout_s,
+            "hold_timeout_s": hold_timeout_s,
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
@@ -163,6 +178,12 @@ class Deployments:
         model: str | None = None,
         photon: str | None = None,
         replicas: int | None = None,
+        min_replicas: int | None = None,
+        max_replicas: int | None = None,
+        target_inflight: float | None = None,
+        scale_down_delay_s: float | None = None,
+        idle_timeout_s: float | None = None,
+        hold_timeout_s: float | None = None,
         max_batch_size: int | None = None,
         max_wait_ms: float | None = None,
         timeout_s: float | None = None,
@@ -172,14 +193,31 @@ class Deployments:
         gpus: int | None = None,
         env: dict[str, str] | None = None,
         secrets: builtins.list[str] | None = None,
+        canary: float | None = None,
+        canary_error_margin: float | None = None,
+        canary_latency_margin: float | None = None,
+        canary_window_s: float | None = None,
     ) -> Deployment:
         """Roll to a new model version, photon, batching, or variables and secrets (``env`` and
         ``secrets`` replace the current ones; ``{}`` and ``[]`` remove them): each new replica
-        is ready before an old one drains. Follow it with :meth:`wait`."""
+        is ready before an old one drains. Follow it with :meth:`wait`. With ``canary`` (a
+        percent) the change runs beside the serving version for that share of the gateway's
+        traffic instead: :meth:`promote` or :meth:`rollback` it; it is rolled back by itself
+        when its error rate or p99 is worse than the serving version's by the margins."""
         body = {
             "model": model,
             "photon": photon,
             "replicas": replicas,
+            "min_replicas": min_replicas,
+            "max_replicas": max_replicas,
+            "target_inflight": target_inflight,
+            "scale_down_delay_s": scale_down_delay_s,
+            "idle_timeout_s": idle_timeout_s,
+            "hold_timeout_s": hold_timeout_s,
+            "canary": canary,
+            "canary_error_margin": canary_error_margin,
+            "canary_latency_margin": canary_latency_margin,
+            "canary_window_s": canary_window_s,
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "timeout_s": timeout_s,
@@ -202,10 +240,17 @@ class Deployments:
     def rollback(self, name: str, generation: int | None = None) -> Deployment:
         """Roll back to the revision before the current generation, or to ``generation``'s
         (see :meth:`revisions`): a new generation that rolls out as an update does, keeping the
-        replica count. Follow it with :meth:`wait`."""
+        replica count. With a canary on trial (and no ``generation``), drops the canary
+        instead. Follow it with :meth:`wait`."""
         data = self._client.request(
             "POST", f"/api/v1/deployments/{name}/rollback", json={"generation": generation}
         ).json()
+        return self._remember(Deployment.model_validate(data))
+
+    def promote(self, name: str) -> Deployment:
+        """Make the canary the serving version (its replicas stay; the old ones are replaced
+        one by one). Follow it with :meth:`wait`."""
+        data = self._client.request("POST", f"/api/v1/deployments/{name}/promote").json()
         return self._remember(Deployment.model_validate(data))
 
     def _patch(self, name: str, body: dict[str, Any]) -> Deployment:
@@ -239,7 +284,7 @@ class Deployments:
         deadline = time.monotonic() + timeout_s
         while True:
             deployment = self.get(name)
-            if deployment.state == DeploymentState.ready:
+            if deployment.state in (DeploymentState.ready, DeploymentState.idle):
                 return deployment
             if deployment.state == DeploymentState.failing:
                 raise InvalidRequest(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from lepton.control.context import Context
 from lepton.control.paging import Page, PageRequest, paged
@@ -70,6 +71,23 @@ class AuditService:
                 )
             )
             session.commit()
+
+    def system(self, session: Session, *, workspace_id: str, action: str, resource: str) -> None:
+        """Record what the control plane did by itself (an automatic rollback), in the caller's
+        transaction: actor ``lepton``, method ``AUTO``."""
+        session.add(
+            AuditEventRow(
+                workspace_id=workspace_id,
+                time=self.ctx.clock(),
+                actor_token_id=None,
+                actor_name="lepton",
+                action=action[:64],
+                method="AUTO",
+                resource=resource[:256],
+                outcome=Outcome.success.value,
+                status_code=200,
+            )
+        )
 
     def list(self, principal: Principal, where: AuditFilter, page: PageRequest) -> Page[AuditEvent]:
         """Events of the caller's workspace, newest first. Admins of `default` also see requests

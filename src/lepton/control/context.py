@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from lepton.control.load import GatewayLoad
 from lepton.control.spool import clean as clean_spool
 from lepton.control.spool import spool_folder
 from lepton.control.traffic import TrafficStore
@@ -41,6 +42,10 @@ class Context:
     traffic: TrafficStore = field(default_factory=TrafficStore)
     """Each deployment's traffic: the supervisor records its replicas' reports, the
     deployment service reads them."""
+    gateway_load: GatewayLoad = field(default_factory=GatewayLoad)
+    """Each deployment's load as the gateway reports it: the autoscaler and canary judge read it."""
+    gateway_url: str | None = None
+    """Where the gateway this control plane started listens, once it said so."""
     _wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def wake(self, name: str) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lepton.control.context import Context
@@ -31,10 +31,13 @@ from lepton.control.photons import PhotonService
 from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
 from lepton.control.traffic import KEEP_MINUTES
+from lepton.control.workspaces import DEFAULT_WORKSPACE
 from lepton.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from lepton.names import fits
 from lepton.schemas import (
     DEPLOYMENT_NAME_PATTERN,
+    Autoscaling,
+    Canary,
     Deployment,
     DeploymentCreate,
     DeploymentCreated,
@@ -56,6 +59,8 @@ from lepton.store.models import (
     ModelVersionRow,
     PhotonRow,
     ReplicaRow,
+    TokenRow,
+    WorkspaceRow,
 )
 
 __all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica_url"]
@@ -151,6 +156,18 @@ class DeploymentService:
         mac = hmac.new(self._key, b"lepton-console-call:" + deployment_id.encode(), "sha256")
         return "lepc_" + mac.hexdigest()
 
+    def token_hashes(self, session: Session, row: DeploymentRow) -> builtins.list[str]:
+        """The sha256 digests a deployment's replicas (and the gateway) accept: its inference
+        token's and the console's; none when it is public or its token was revoked."""
+        if row.public or row.token_id is None:
+            return []
+        token = session.get(TokenRow, row.token_id)
+        if token is None or token.revoked_at is not None:
+            return []
+        from lepton.serving.auth import token_hash
+
+        return [token.secret_hash, token_hash(self.console_bearer(row.id))]
+
     def call(
         self,
         principal: Principal,
@@ -231,7 +248,17 @@ class DeploymentService:
                 model_version_id=source.model_version.id if source.model_version else None,
                 photon_id=source.photon.id if source.photon else None,
                 source_ref=source.requested,
-                replicas=body.replicas,
+                replicas=_clamp(body.replicas, body.min_replicas, body.max_replicas),
+                min_replicas=(
+                    (body.min_replicas if body.min_replicas is not None else 1)
+                    if body.max_replicas is not None
+                    else None
+                ),
+                max_replicas=body.max_replicas,
+                target_inflight=body.target_inflight,
+                scale_down_delay_s=body.scale_down_delay_s,
+                idle_timeout_s=body.idle_timeout_s,
+                hold_timeout_s=body.hold_timeout_s,
                 max_batch_size=body.max_batch_size,
                 max_wait_ms=body.max_wait_ms,
                 timeout_s=body.timeout_s,
@@ -270,7 +297,15 @@ class DeploymentService:
 
     def update(self, principal: Principal, name: str, body: DeploymentUpdate) -> Deployment:
         """Scale (``replicas``: no restart), or roll to a new model version, photon, batching,
-        variables or secrets: a new replica is ready before an old one drains."""
+        variables or secrets: a new replica is ready before an old one drains. With ``canary``
+        the change runs beside the serving version instead, for that share of the gateway's
+        traffic, until it is promoted or rolled back."""
+        if body.canary is not None:
+            return self._change(
+                principal,
+                name,
+                lambda session, row: self._start_canary(session, principal, row, body),
+            )
         return self._change(
             principal, name, lambda session, row: self._apply_update(session, principal, row, body)
         )
@@ -282,11 +317,79 @@ class DeploymentService:
         new generation with that revision's model version or photon, batching, variables and
         secrets, rolled out as an update is (the replica count stays). The rollback is itself
         a revision, so rolling back again undoes it."""
-        return self._change(
-            principal,
-            name,
-            lambda session, row: self._apply_revision(session, principal, row, generation),
+
+        def apply(session: Session, row: DeploymentRow) -> str | None:
+            if row.canary_generation is not None and generation is None:
+                self.end_canary(session, row)  # the canary goes; what serves stays
+                return None
+            return self._apply_revision(session, principal, row, generation)
+
+        return self._change(principal, name, apply)
+
+    def promote(self, principal: Principal, name: str) -> Deployment:
+        """Make the canary the serving version: its replicas stay, and the old generation's
+        are replaced one by one as in an update."""
+
+        def apply(session: Session, row: DeploymentRow) -> None:
+            if row.canary_generation is None:
+                raise Conflict(
+                    f"deployment '{row.name}' has no canary to promote",
+                    fix=f"start one: lepton deployment update {row.name} --model REF --canary 10",
+                )
+            revision = session.get(DeploymentRevisionRow, (row.id, row.canary_generation))
+            if revision is None:
+                self.end_canary(session, row)
+                raise Conflict(
+                    f"the canary of deployment '{row.name}' has no revision left",
+                    fix="start another canary",
+                )
+            self._check_available(session, row, revision)
+            for column in SPEC_COLUMNS:
+                setattr(row, column, getattr(revision, column))
+            row.generation = revision.generation
+            row.canary_generation = row.canary_share = None
+            row.error_message = None
+
+        return self._change(principal, name, apply)
+
+    def end_canary(self, session: Session, row: DeploymentRow) -> None:
+        """Drop the canary: its replicas are drained by the supervisor (their generation is
+        neither the serving one nor the canary's any more)."""
+        row.canary_generation = row.canary_share = None
+
+    def _start_canary(
+        self, session: Session, principal: Principal, row: DeploymentRow, body: DeploymentUpdate
+    ) -> None:
+        if row.canary_generation is not None:
+            raise Conflict(
+                f"deployment '{row.name}' has a canary on trial already (generation "
+                f"{row.canary_generation})",
+                fix=f"lepton deployment promote {row.name}, or lepton deployment rollback "
+                f"{row.name}, first",
+            )
+        serving = {column: getattr(row, column) for column in SPEC_COLUMNS}
+        reason = self._apply_update(session, principal, row, body)
+        if reason is None:
+            raise InvalidRequest(
+                f"a canary needs a change from what deployment '{row.name}' serves",
+                fix="give the model (or photon, or a setting the replicas start with) to try: "
+                f"lepton deployment update {row.name} --model REF --canary 10",
+            )
+        generation = _next_generation(session, row)
+        share = body.canary or 0.0
+        session.add(
+            _revision(
+                row,
+                f"canary: {reason} ({share:g}%)",
+                principal.token_id,
+                self.ctx.clock(),
+                generation=generation,
+            )
         )
+        for column, value in serving.items():  # what serves stays; the change is the canary's
+            setattr(row, column, value)
+        row.canary_generation = generation
+        row.canary_share = share
 
     def revisions(
         self, principal: Principal, name: str, page: PageRequest
@@ -326,7 +429,14 @@ class DeploymentService:
             reason = apply(session, row)
             now = self.ctx.clock()
             if reason is not None:
-                row.generation += 1
+                if row.canary_generation is not None:
+                    raise Conflict(
+                        f"deployment '{row.name}' has a canary on trial (generation "
+                        f"{row.canary_generation}); a change that rolls waits for it",
+                        fix=f"lepton deployment promote {row.name}, or lepton deployment "
+                        f"rollback {row.name}, first",
+                    )
+                row.generation = _next_generation(session, row)
                 row.error_message = None
                 session.add(_revision(row, reason, principal.token_id, now))
             row.updated_at = now
@@ -366,6 +476,8 @@ class DeploymentService:
             changed += self._set_environment(session, principal, row, env, secrets)
         if body.replicas is not None:
             row.replicas = body.replicas
+            row.min_replicas = row.max_replicas = None  # a fixed count: autoscaling is off
+        _set_autoscaling(row, body)
         return f"updated {', '.join(changed)}" if changed else None
 
     def _apply_revision(
@@ -594,6 +706,9 @@ class DeploymentService:
             replicas=row.replicas,
             ready_replicas=ready,
             generation=row.generation,
+            gateway_url=_gateway_url(self.ctx.gateway_url, session, row),
+            autoscaling=_autoscaling(row),
+            canary=self._canary_view(session, row, replicas),
             token_id=row.token_id,
             error=row.error_message or _crash_message(replicas, ready),
             replica_states=[
@@ -613,6 +728,26 @@ class DeploymentService:
             created_at=row.created_at,
             updated_at=row.updated_at,
             **_settings(row),
+        )
+
+    def _canary_view(
+        self, session: Session, row: DeploymentRow, replicas: builtins.list[ReplicaRow]
+    ) -> Canary | None:
+        if row.canary_generation is None:
+            return None
+        revision = session.get(DeploymentRevisionRow, (row.id, row.canary_generation))
+        return Canary(
+            generation=row.canary_generation,
+            share=row.canary_share or 0.0,
+            model=self.models.ref(session, revision.model_version_id) if revision else None,
+            photon=_photon_ref(session, revision.photon_id) if revision else None,
+            ready_replicas=sum(
+                r.state == ReplicaState.ready and r.generation == row.canary_generation
+                for r in replicas
+            ),
+            error_margin=row.canary_error_margin,
+            latency_margin=row.canary_latency_margin,
+            window_s=row.canary_window_s,
         )
 
     def _revision_view(
@@ -645,12 +780,17 @@ def deployment_secrets(row: DeploymentRow | DeploymentRevisionRow) -> builtins.l
 
 
 def _revision(
-    row: DeploymentRow, reason: str, created_by: str | None, now: datetime
+    row: DeploymentRow,
+    reason: str,
+    created_by: str | None,
+    now: datetime,
+    generation: int | None = None,
 ) -> DeploymentRevisionRow:
-    """The revision of the generation ``row`` now describes."""
+    """The revision of the generation ``row`` now describes (or of ``generation``, a canary's,
+    with what ``row`` describes)."""
     return DeploymentRevisionRow(
         deployment_id=row.id,
-        generation=row.generation,
+        generation=generation or row.generation,
         reason=reason,
         created_at=now,
         created_by=created_by,
@@ -721,6 +861,85 @@ def _default_name(name: str) -> str:
     return cleaned
 
 
+AUTOSCALING_FIELDS = (
+    "target_inflight",
+    "scale_down_delay_s",
+    "idle_timeout_s",
+    "hold_timeout_s",
+    "canary_error_margin",
+    "canary_latency_margin",
+    "canary_window_s",
+)
+"""Settings an update changes in place: no replica restarts for them."""
+
+
+def _set_autoscaling(row: DeploymentRow, body: DeploymentUpdate) -> None:
+    for field in AUTOSCALING_FIELDS:
+        value = getattr(body, field)
+        if value is not None:
+            setattr(row, field, value)
+    if body.min_replicas is None and body.max_replicas is None:
+        return
+    low = body.min_replicas if body.min_replicas is not None else row.min_replicas
+    high = body.max_replicas if body.max_replicas is not None else row.max_replicas
+    if high is None:
+        raise InvalidRequest(
+            f"deployment '{row.name}' does not autoscale yet: min_replicas alone has no ceiling",
+            fix="give max_replicas too (lepton deployment update NAME --min-replicas N "
+            "--max-replicas M)",
+        )
+    low = 1 if low is None else low
+    if low > high:
+        raise InvalidRequest(
+            f"min_replicas ({low}) is above max_replicas ({high})",
+            fix="give a min_replicas at most max_replicas",
+        )
+    row.min_replicas, row.max_replicas = low, high
+    row.replicas = max(low, min(high, row.replicas))
+
+
+def _gateway_url(base: str | None, session: Session, row: DeploymentRow) -> str | None:
+    if base is None:
+        return None
+    workspace = session.get(WorkspaceRow, row.workspace_id)
+    if workspace is None or workspace.name == DEFAULT_WORKSPACE:
+        return f"{base}/d/{row.name}"
+    return f"{base}/w/{workspace.name}/d/{row.name}"
+
+
+def _autoscaling(row: DeploymentRow) -> Autoscaling | None:
+    if row.max_replicas is None:
+        return None
+    return Autoscaling(
+        min_replicas=row.min_replicas or 0,
+        max_replicas=row.max_replicas,
+        target_inflight=row.target_inflight,
+        scale_down_delay_s=row.scale_down_delay_s,
+        idle_timeout_s=row.idle_timeout_s,
+        hold_timeout_s=row.hold_timeout_s,
+        last_decision=row.scale_reason,
+        decided_at=row.scaled_at,
+    )
+
+
+def _next_generation(session: Session, row: DeploymentRow) -> int:
+    """A generation number no revision has (a canary that was rolled back kept its own)."""
+    highest = session.scalar(
+        select(func.max(DeploymentRevisionRow.generation)).where(
+            DeploymentRevisionRow.deployment_id == row.id
+        )
+    )
+    return max(row.generation, highest or 0) + 1
+
+
+def _clamp(replicas: int, low: int | None, high: int | None) -> int:
+    """The replicas to start with: ``replicas``, within the autoscaling bounds (at least one,
+    so a new deployment answers at once even when it may scale to zero)."""
+    if high is None:
+        return replicas
+    return max(1, low or 0, min(high, replicas))
+
+
 def _allocate_port(session: Session, host: str) -> int:
     """A port the kernel says is free on ``host`` and no deployment holds."""
     taken = set(session.scalars(select(DeploymentRow.port)))
@@ -740,10 +959,14 @@ def _summary(
         return DeploymentState.deleting
     # An older generation still running, draining or not, still answers some requests with
     # what it serves: the update is not done until it is gone.
-    if any(r.generation != row.generation for r in replicas):
+    trial = row.canary_generation
+    if any(r.generation not in (row.generation, trial) for r in replicas):
         return DeploymentState.updating
+    replicas = [r for r in replicas if r.generation == row.generation]  # a canary is apart
     active = [r for r in replicas if r.state != ReplicaState.draining]
     crashed = any(r.state == ReplicaState.crashed for r in active)
+    if row.replicas == 0 and not replicas:  # the last one drained too
+        return DeploymentState.idle
     if ready >= row.replicas and not crashed:
         return DeploymentState.ready
     if ready == 0:

@@ -14,6 +14,7 @@ from lepton.control.content import Content
 from lepton.control.context import Context
 from lepton.control.datasets import DatasetService
 from lepton.control.deployments import DeploymentService
+from lepton.control.gateway import GatewayService
 from lepton.control.jobs import JobService
 from lepton.control.lineage import LineageService
 from lepton.control.models import ModelService
@@ -47,3 +48,4 @@ class Control:
             ctx, self.tokens, self.models, self.photons, self.secrets
         )
         self.lineage = LineageService(ctx, self.datasets, self.models)
+        self.gateway = GatewayService(ctx, self.deployments)

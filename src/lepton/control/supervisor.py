@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from lepton.control.autoscale import UP_WINDOW_S, Policy, decide, judge_canary
 from lepton.control.context import Clock
 from lepton.control.deployments import deployment_env, deployment_secrets
 from lepton.control.plane import Control
@@ -43,7 +45,7 @@ from lepton.control.workdir import (
 from lepton.errors import LeptonError
 from lepton.executors.base import ReplicaExecutor, ReplicaLaunch
 from lepton.schemas import ReplicaState
-from lepton.store.models import DeploymentRow, ReplicaRow, TokenRow
+from lepton.store.models import DeploymentRevisionRow, DeploymentRow, ReplicaRow
 
 __all__ = ["Backoff", "Supervisor"]
 
@@ -82,6 +84,8 @@ class Supervisor(Reconciler):
         self.secrets = control.secrets
         self.deployments = control.deployments
         self.traffic = control.ctx.traffic
+        self.gateway_load = control.ctx.gateway_load
+        self.audit = control.audit
         self.executor = executor
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
@@ -119,8 +123,14 @@ class Supervisor(Reconciler):
             self._tear_down(session, deployment, live)
             return
         active = [r for r in live if r.state != ReplicaState.draining]
+        canary_gen = deployment.canary_generation
+        canary = [r for r in active if canary_gen is not None and r.generation == canary_gen]
         current = [r for r in active if r.generation == deployment.generation]
-        old = [r for r in active if r.generation != deployment.generation]
+        old = [r for r in active if r not in current and r not in canary]
+        if deployment.max_replicas is not None:
+            self._autoscale(deployment, ready=sum(r.state == ReplicaState.ready for r in current))
+        if canary_gen is not None:
+            self._run_canary(session, deployment, canary)
         for replica in current:
             if replica.state == ReplicaState.crashed and _due(replica.restart_at, self.now()):
                 self._launch(session, deployment, replica)
@@ -144,6 +154,65 @@ class Supervisor(Reconciler):
         session.commit()
         self._clean_generations(session, deployment)
 
+    # --- autoscaling and canaries ------------------------------------------------------------
+
+    def _autoscale(self, deployment: DeploymentRow, *, ready: int) -> None:
+        """Set the desired count from the gateway's load (``control/autoscale.py``)."""
+        assert deployment.max_replicas is not None
+        policy = Policy(
+            min_replicas=deployment.min_replicas or 0,
+            max_replicas=deployment.max_replicas,
+            target_inflight=deployment.target_inflight,
+            scale_down_delay_s=deployment.scale_down_delay_s,
+            idle_timeout_s=deployment.idle_timeout_s,
+        )
+        longest = max(policy.scale_down_delay_s, policy.idle_timeout_s, UP_WINDOW_S) + 5
+        samples = self.gateway_load.window(deployment.id, longest)
+        answered = self.traffic.answered_at(deployment.id)
+        direct = (self.now() - answered).total_seconds() if answered is not None else None
+        decision = decide(
+            policy, deployment.replicas, samples, time.monotonic(), last_direct_answer_s=direct
+        )
+        if decision is None:
+            return
+        deployment.replicas = decision.replicas
+        deployment.scaled_at = self.now()
+        deployment.scale_reason = decision.reason
+        self._event(deployment, decision.reason)
+
+    def _run_canary(
+        self, session: Session, deployment: DeploymentRow, canary: list[ReplicaRow]
+    ) -> None:
+        """Keep the canary's replica running; roll it back when it does worse than stable."""
+        assert deployment.canary_generation is not None
+        revision = session.get(DeploymentRevisionRow, (deployment.id, deployment.canary_generation))
+        if revision is None:  # its revision is gone: nothing to run
+            deployment.canary_generation = deployment.canary_share = None
+            return
+        samples = self.gateway_load.window(deployment.id, deployment.canary_window_s)
+        verdict = judge_canary(
+            samples,
+            error_margin=deployment.canary_error_margin,
+            latency_margin=deployment.canary_latency_margin,
+        )
+        if verdict is not None and verdict.failed:
+            generation = deployment.canary_generation
+            self.deployments.end_canary(session, deployment)
+            why = f"canary generation {generation} rolled back automatically: {verdict.reason}"
+            self._event(deployment, why)
+            self.audit.system(
+                session,
+                workspace_id=deployment.workspace_id,
+                action="deployment.canary_rollback",
+                resource=f"deployment/{deployment.name}",
+            )
+            return
+        for replica in canary:
+            if replica.state == ReplicaState.crashed and _due(replica.restart_at, self.now()):
+                self._launch(session, deployment, replica)
+        if not canary:
+            self._add(session, deployment, generation=deployment.canary_generation)
+
     def _observe(self, session: Session, deployment: DeploymentRow, replica: ReplicaRow) -> bool:
         """Update ``replica`` from its process and output; False once its row is gone."""
         if replica.pid is None:
@@ -151,9 +220,10 @@ class Supervisor(Reconciler):
         status = self.executor.replica_status(replica.pid, self._marker(deployment))
         saw_ready = self._copy_output(deployment, replica)
         if status.alive:
-            if replica.state == ReplicaState.starting and saw_ready:
+            if replica.state == ReplicaState.starting and saw_ready is not None:
                 replica.state = ReplicaState.ready
                 replica.ready_at = self.now()
+                replica.url = _own_url(saw_ready)
                 self._event(
                     deployment,
                     f"replica {replica.id} (generation {replica.generation}) "
@@ -188,11 +258,13 @@ class Supervisor(Reconciler):
             self.backoff.stable_s
         )
 
-    def _add(self, session: Session, deployment: DeploymentRow) -> None:
+    def _add(
+        self, session: Session, deployment: DeploymentRow, *, generation: int | None = None
+    ) -> None:
         replica = ReplicaRow(
             id=uuid.uuid4().hex[:8],
             deployment_id=deployment.id,
-            generation=deployment.generation,
+            generation=generation or deployment.generation,
             state=ReplicaState.starting,
             restarts=0,
             failures=0,
@@ -210,10 +282,15 @@ class Supervisor(Reconciler):
         *,
         first: bool = False,
     ) -> None:
+        # What this replica's generation runs: the deployment's own settings, or a canary's
+        # revision beside them.
+        spec: DeploymentRow | DeploymentRevisionRow = deployment
+        if replica.generation != deployment.generation:
+            spec = session.get(DeploymentRevisionRow, (deployment.id, replica.generation)) or spec
         try:
-            source = prepare_generation(self.ctx, session, deployment)
+            source = prepare_generation(self.ctx, session, deployment, spec)
             secrets = self.secrets.resolve(
-                session, deployment.workspace_id, deployment_secrets(deployment)
+                session, deployment.workspace_id, deployment_secrets(spec)
             )
         except LeptonError as exc:
             # Nothing to serve (the artifact is gone or damaged) or a secret is gone: say so,
@@ -232,7 +309,7 @@ class Supervisor(Reconciler):
         self._copy_output(deployment, replica)
         replica_log(self.home, deployment.id, replica.id).unlink(missing_ok=True)
         replica.log_offset = 0
-        hashes = self._token_hashes(session, deployment)
+        hashes = self.deployments.token_hashes(session, deployment)
         deployment.secret_mask = self.secrets.add_mask(
             "deployment", deployment.id, deployment.secret_mask, secrets.values()
         )
@@ -242,17 +319,18 @@ class Supervisor(Reconciler):
             "--port",
             str(deployment.port),
             "--reuse-port",
+            "--own-port",
             *source,
             "--name",
             deployment.name,
             "--max-batch-size",
-            str(deployment.max_batch_size),
+            str(spec.max_batch_size),
             "--max-wait-ms",
-            f"{deployment.max_wait_ms:g}",
+            f"{spec.max_wait_ms:g}",
             "--timeout-s",
-            f"{deployment.timeout_s:g}",
+            f"{spec.timeout_s:g}",
             "--max-rows",
-            str(deployment.max_rows),
+            str(spec.max_rows),
             "--traffic-interval-s",
             f"{self.ctx.settings.traffic_interval_s:g}",
         ]
@@ -261,16 +339,16 @@ class Supervisor(Reconciler):
         launch = ReplicaLaunch(
             args=tuple(args),
             env={
-                **deployment_env(deployment),  # first: the platform's own variable wins
+                **deployment_env(spec),  # first: the platform's own variable wins
                 **secrets,
                 **({"LEPTON_REPLICA_TOKEN_HASHES": ",".join(hashes)} if hashes else {}),
             },
             log_path=replica_log(self.home, deployment.id, replica.id),
             marker=self._marker(deployment),
-            readable=(generation_dir(self.home, deployment.id, deployment.generation),),
-            cpus=deployment.cpus,
-            memory_mb=deployment.memory_mb,
-            gpus=deployment.gpus,
+            readable=(generation_dir(self.home, deployment.id, spec.generation),),
+            cpus=spec.cpus,
+            memory_mb=spec.memory_mb,
+            gpus=spec.gpus,
         )
         replica.pid = self.executor.start_replica(launch)
         if not first:
@@ -279,20 +357,11 @@ class Supervisor(Reconciler):
         replica.started_at = self.now()
         replica.ready_at = None  # the backoff forgives only readiness of this life
         replica.restart_at = None
+        replica.url = None
         self._event(
             deployment,
-            f"replica {replica.id} (generation {deployment.generation}) started, pid {replica.pid}",
+            f"replica {replica.id} (generation {replica.generation}) started, pid {replica.pid}",
         )
-
-    def _token_hashes(self, session: Session, deployment: DeploymentRow) -> list[str]:
-        if deployment.public or deployment.token_id is None:
-            return []
-        token = session.get(TokenRow, deployment.token_id)
-        if token is None or token.revoked_at is not None:
-            return []
-        from lepton.serving.auth import token_hash
-
-        return [token.secret_hash, token_hash(self.deployments.console_bearer(deployment.id))]
 
     def _drain(self, session: Session, deployment: DeploymentRow, replica: ReplicaRow) -> None:
         if replica.pid is None:  # crashed, waiting for its restart: nothing runs
@@ -351,6 +420,8 @@ class Supervisor(Reconciler):
             )
         )
         used.add(deployment.generation)
+        if deployment.canary_generation is not None:
+            used.add(deployment.canary_generation)
         for folder in root.glob("gen-*"):
             number = folder.name.removeprefix("gen-")
             if number.isdigit() and int(number) not in used:
@@ -361,20 +432,20 @@ class Supervisor(Reconciler):
     def _marker(self, deployment: DeploymentRow) -> str:
         return str(deployment_dir(self.home, deployment.id)) + "/"
 
-    def _copy_output(self, deployment: DeploymentRow, replica: ReplicaRow) -> bool:
+    def _copy_output(self, deployment: DeploymentRow, replica: ReplicaRow) -> bytes | None:
         """Append the replica's new complete lines to the deployment log, tagged with its id,
-        but for its traffic reports, which go to the traffic store; True when they include the
-        runtime's ``ready`` line."""
+        but for its traffic reports, which go to the traffic store; the runtime's ``ready``
+        line when they include it."""
         path = replica_log(self.home, deployment.id, replica.id)
         try:
             with path.open("rb") as f:
                 f.seek(replica.log_offset)
                 data = f.read(_LOG_CHUNK)
         except OSError:
-            return False
+            return None
         end = data.rfind(b"\n") + 1
         if end == 0:
-            return False
+            return None
         replica.log_offset += end
         now = self.now()
         taken = (
@@ -386,7 +457,7 @@ class Supervisor(Reconciler):
             tag = f"[{replica.id}] ".encode()
             with deployment_log(self.home, deployment.id).open("ab") as out:
                 out.write(b"".join(tag + line + b"\n" for line in lines))
-        return any(line.startswith(_READY) for line in lines)
+        return next((line for line in lines if line.startswith(_READY)), None)
 
     def _event(self, deployment: DeploymentRow, text: str) -> None:
         path = deployment_log(self.home, deployment.id)
@@ -394,6 +465,14 @@ class Supervisor(Reconciler):
         stamp = self.now().strftime("%Y-%m-%d %H:%M:%S")
         with path.open("a") as f:
             f.write(f"--- {stamp} {text} ---\n")
+
+
+def _own_url(ready: bytes) -> str | None:
+    """The replica's own address from ``ready http://H:P replica http://H:Q``."""
+    words = ready.decode(errors="replace").split()
+    if len(words) >= 4 and words[2] == "replica" and words[3].startswith("http"):
+        return words[3][:200]
+    return None
 
 
 def _due(moment: datetime | None, now: datetime) -> bool:

@@ -238,6 +238,8 @@ class _Replica:
 class _Deployment:
     replicas: dict[str, _Replica] = field(default_factory=dict)
     windows: dict[int, _Window] = field(default_factory=dict)
+    answered_at: datetime | None = None
+    """When a report last counted an answer."""
 
 
 class TrafficStore:
@@ -288,7 +290,16 @@ class TrafficStore:
             else:
                 delta = counts.minus(last.counts) if seq > last.seq else None
             deployment.replicas[replica_id] = _Replica(seq, counts, at)
-            self._window(deployment, at).add(counts if delta is None else delta)
+            added = counts if delta is None else delta
+            self._window(deployment, at).add(added)
+            if any(added.statuses.values()):
+                deployment.answered_at = at
+
+    def answered_at(self, deployment_id: str) -> datetime | None:
+        """When a replica of the deployment last reported an answer (through any address)."""
+        with self._lock:
+            deployment = self._deployments.get(deployment_id)
+            return deployment.answered_at if deployment is not None else None
 
     def forget_replica(self, deployment_id: str, replica_id: str) -> None:
         """A replica is gone for good: its traffic stays in the windows."""

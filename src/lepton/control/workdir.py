@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from lepton.control.context import Context
 from lepton.control.spool import abandoned, owner_tag
 from lepton.errors import NotFound
-from lepton.store.models import DeploymentRow, ModelVersionRow, PhotonRow
+from lepton.store.models import DeploymentRevisionRow, DeploymentRow, ModelVersionRow, PhotonRow
 
 __all__ = [
     "deployment_dir",
@@ -52,11 +52,18 @@ def generation_dir(home: Path, deployment_id: str, generation: int) -> Path:
     return deployment_dir(home, deployment_id) / f"gen-{generation}"
 
 
-def prepare_generation(ctx: Context, session: Session, deployment: DeploymentRow) -> list[str]:
-    """The replica arguments that name what to serve, once its folder is in place."""
-    target = generation_dir(ctx.settings.home, deployment.id, deployment.generation)
-    if deployment.photon_id is not None:
-        photon = session.get(PhotonRow, deployment.photon_id)
+def prepare_generation(
+    ctx: Context,
+    session: Session,
+    deployment: DeploymentRow,
+    spec: DeploymentRow | DeploymentRevisionRow | None = None,
+) -> list[str]:
+    """The replica arguments that name what to serve, once its folder is in place: what the
+    deployment serves now, or ``spec``'s generation (a canary's revision)."""
+    spec = spec or deployment
+    target = generation_dir(ctx.settings.home, deployment.id, spec.generation)
+    if spec.photon_id is not None:
+        photon = session.get(PhotonRow, spec.photon_id)
         if photon is None:
             raise NotFound(
                 f"the photon deployment '{deployment.name}' serves no longer exists",
@@ -66,7 +73,7 @@ def prepare_generation(ctx: Context, session: Session, deployment: DeploymentRow
         if not target.exists():
             _build(ctx, target, photon.digest, photon=True, signature=None)
         return args
-    version = session.get(ModelVersionRow, deployment.model_version_id)
+    version = session.get(ModelVersionRow, spec.model_version_id)
     if version is None or version.artifact_digest is None:
         raise NotFound(
             f"the model version deployment '{deployment.name}' serves was deleted",

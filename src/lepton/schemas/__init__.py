@@ -62,6 +62,8 @@ from lepton.schemas.datasets import (
 )
 from lepton.schemas.deployments import (
     DEPLOYMENT_NAME_PATTERN,
+    Autoscaling,
+    Canary,
     Deployment,
     DeploymentCreate,
     DeploymentCreated,
@@ -131,7 +133,9 @@ __all__ = [
     "WORKSPACE_NAME_PATTERN",
     "AnonymizeStep",
     "AuditEvent",
+    "Autoscaling",
     "Blob",
+    "Canary",
     "CastStep",
     "CastType",
     "Column",

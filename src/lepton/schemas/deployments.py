@@ -16,6 +16,9 @@ DEFAULT_MAX_ROWS = 100_000
 """Rows one request may carry unless the deployment says otherwise: ~16 MB of JSON for 20
 numeric columns, and a bounded share of a replica's memory while it is decoded and scored."""
 MAX_ROWS_CEILING = 10_000_000
+DEFAULT_TARGET_INFLIGHT = 8.0
+"""Requests in flight per replica that autoscaling aims at: enough to fill the batcher of a
+small model (batches of a few requests) without queueing behind many."""
 """Lower-case letters, digits and dashes: fits a host name and a URL path."""
 
 
@@ -33,6 +36,8 @@ class DeploymentState(StrEnum):
     degraded = "degraded"
     failing = "failing"
     deleting = "deleting"
+    idle = "idle"
+    """Scaled to zero: the gateway's next request starts a replica."""
 
 
 class DeploymentCreate(_Model):
@@ -61,7 +66,35 @@ class DeploymentCreate(_Model):
         description="Photon reference: `name`, `name@2`, or its sha256.",
     )
     replicas: Annotated[int, Field(ge=1, le=32)] = Field(
-        default=1, description="Replica processes."
+        default=1,
+        description="Replica processes (with autoscaling: how many start, within its bounds).",
+    )
+    min_replicas: Annotated[int, Field(ge=0, le=32)] | None = Field(
+        default=None,
+        description="Autoscale from this many replicas (0: scale to zero when idle; the "
+        "gateway holds the first request while a replica starts). Needs max_replicas.",
+    )
+    max_replicas: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        default=None,
+        description="Autoscale up to this many replicas on the load through the gateway; None: "
+        "a fixed count.",
+    )
+    target_inflight: Annotated[float, Field(gt=0, le=10_000)] = Field(
+        default=DEFAULT_TARGET_INFLIGHT,
+        description="Requests in flight per replica that autoscaling aims at.",
+    )
+    scale_down_delay_s: Annotated[float, Field(ge=0, le=86_400)] = Field(
+        default=60,
+        description="Quiet period: the load must have asked for fewer replicas this long "
+        "before one goes.",
+    )
+    idle_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)] = Field(
+        default=300,
+        description="With min_replicas 0: seconds without a request before the last replica goes.",
+    )
+    hold_timeout_s: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=60,
+        description="How long the gateway holds a request while no replica is ready (then 503).",
     )
     max_batch_size: Annotated[int, Field(ge=1, le=4096)] = Field(
         default=64, description="Most requests one model call takes at once."
@@ -106,12 +139,57 @@ class DeploymentCreate(_Model):
     @model_validator(mode="after")
     def _one_source(self) -> DeploymentCreate:
         _one_source_per_variable(self.env, self.secrets)
+        _bounds(self.min_replicas, self.max_replicas)
         return self
+
+
+def _bounds(low: int | None, high: int | None) -> None:
+    if low is not None and high is None:
+        raise ValueError("min_replicas needs max_replicas: give both to autoscale")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"min_replicas ({low}) is above max_replicas ({high})")
 
 
 class DeploymentUpdate(_Model):
     replicas: Annotated[int, Field(ge=1, le=32)] | None = Field(
-        default=None, description="Scale to this many replicas (no restart)."
+        default=None,
+        description="Scale to this many replicas (no restart); turns autoscaling off.",
+    )
+    min_replicas: Annotated[int, Field(ge=0, le=32)] | None = Field(
+        default=None, description="Autoscale from this many replicas (0: scale to zero)."
+    )
+    max_replicas: Annotated[int, Field(ge=1, le=32)] | None = Field(
+        default=None, description="Autoscale up to this many replicas."
+    )
+    target_inflight: Annotated[float, Field(gt=0, le=10_000)] | None = Field(
+        default=None, description="Requests in flight per replica autoscaling aims at."
+    )
+    scale_down_delay_s: Annotated[float, Field(ge=0, le=86_400)] | None = Field(
+        default=None, description="Autoscaling's quiet period before a replica goes."
+    )
+    idle_timeout_s: Annotated[float, Field(ge=1, le=7 * 86_400)] | None = Field(
+        default=None, description="Seconds without a request before scaling to zero."
+    )
+    hold_timeout_s: Annotated[float, Field(gt=0, le=600)] | None = Field(
+        default=None, description="How long the gateway holds a request for a replica."
+    )
+    canary: Annotated[float, Field(gt=0, lt=100)] | None = Field(
+        default=None,
+        description="Percent of the gateway's traffic for the change, as a canary beside the "
+        "serving version, instead of rolling it out: promote or roll it back later (it is "
+        "rolled back by itself when it answers worse). Needs a change that rolls.",
+    )
+    canary_error_margin: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None,
+        description="Roll the canary back when its error rate passes the stable version's by "
+        "more than this (0.05: 5 points).",
+    )
+    canary_latency_margin: Annotated[float, Field(ge=1, le=100)] | None = Field(
+        default=None,
+        description="... or its p99 latency passes the stable version's times this.",
+    )
+    canary_window_s: Annotated[float, Field(ge=5, le=3600)] | None = Field(
+        default=None, description="The window the canary is judged over."
     )
     model: str | None = Field(
         default=None, max_length=140, description="Serve this model version instead (rolls)."
@@ -146,6 +224,18 @@ class DeploymentUpdate(_Model):
     secrets: UserSecrets | None = Field(
         default=None, description="Replace the replicas' secrets, by name (rolls when they change)."
     )
+
+    @model_validator(mode="after")
+    def _autoscale(self) -> DeploymentUpdate:
+        if self.replicas is not None and (
+            self.min_replicas is not None or self.max_replicas is not None
+        ):
+            raise ValueError(
+                "replicas sets a fixed count and min/max_replicas autoscale: give one of them"
+            )
+        if self.min_replicas is not None and self.max_replicas is not None:
+            _bounds(self.min_replicas, self.max_replicas)
+        return self
 
 
 class DeploymentRevision(_Model):
@@ -195,6 +285,28 @@ class Replica(_Model):
     ready_at: datetime | None = Field(description="Last became ready (UTC).")
 
 
+class Autoscaling(_Model):
+    min_replicas: int = Field(description="Fewest replicas (0: scales to zero when idle).")
+    max_replicas: int = Field(description="Most replicas.")
+    target_inflight: float = Field(description="Requests in flight per replica aimed at.")
+    scale_down_delay_s: float = Field(description="Quiet period before a replica goes.")
+    idle_timeout_s: float = Field(description="Seconds idle before scaling to zero.")
+    hold_timeout_s: float = Field(description="Longest the gateway holds a request.")
+    last_decision: str | None = Field(description="The last scaling decision and its reason.")
+    decided_at: datetime | None = Field(description="When it was made (UTC).")
+
+
+class Canary(_Model):
+    generation: int = Field(description="The generation on trial.")
+    share: float = Field(description="Percent of the gateway's requests it gets.")
+    model: str | None = Field(description="Model version it serves, `name@N`.")
+    photon: str | None = Field(description="Photon it serves, `name@N`.")
+    ready_replicas: int = Field(description="Its replicas that are ready.")
+    error_margin: float = Field(description="Error-rate margin over stable before rollback.")
+    latency_margin: float = Field(description="p99 ratio over stable before rollback.")
+    window_s: float = Field(description="Window it is judged over.")
+
+
 class Deployment(_Model):
     name: str = Field(description="Deployment name.")
     id: str = Field(description="Deployment id; its inference token is scoped to it.")
@@ -208,6 +320,15 @@ class Deployment(_Model):
     replicas: int = Field(description="Desired replicas.")
     ready_replicas: int = Field(description="Replicas of the current generation that are ready.")
     generation: int = Field(description="Bumped by each update that restarts replicas.")
+    gateway_url: str | None = Field(
+        default=None,
+        description="Its stable address through the gateway (POST {gateway_url}/predict); "
+        "None while no gateway runs.",
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="The autoscaler's bounds and last decision; None: fixed."
+    )
+    canary: Canary | None = Field(default=None, description="The version on trial, if any.")
     max_batch_size: int = Field(description="Most requests per model call.")
     max_wait_ms: float = Field(description="Batch wait.")
     timeout_s: float = Field(description="Request timeout.")

@@ -80,6 +80,9 @@ def create_app(
                 Sweeper(control),
             ]
             tasks = [asyncio.create_task(r.run()) for r in reconcilers]
+            from lepton.control.gateway import keep_gateway
+
+            tasks.append(asyncio.create_task(keep_gateway(control.ctx, control.gateway)))
         if on_start is not None:
             on_start(control, first)
         try:

@@ -18,8 +18,9 @@ __all__ = ["ROUTINE", "AuditMiddleware", "outcome_for"]
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # A running job's telemetry: a metrics batch every 2 s and a checkpoint every few minutes are
 # progress of a change already recorded (job.submit, job.started, job.finish), not changes of
-# their own, and would bury the rest. Refused ones (401/403/4xx) are still recorded.
-ROUTINE = frozenset({"job.log_metrics", "job.checkpoint_put"})
+# their own, and would bury the rest; so would the gateway's load report every second. Refused
+# ones (401/403/4xx) are still recorded.
+ROUTINE = frozenset({"job.log_metrics", "job.checkpoint_put", "gateway.load"})
 _API_PREFIX = "/api/v1/"
 
 

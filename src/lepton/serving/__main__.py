@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, required=True, help="port to listen on (0: any free one)")
     p.add_argument("--reuse-port", action="store_true", help="share the port (SO_REUSEPORT)")
+    p.add_argument(
+        "--own-port",
+        action="store_true",
+        help="also listen on a free port of this replica's own, named on the ready line "
+        "(the gateway's way to this replica alone)",
+    )
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--model-dir", type=Path, help="an unpacked model artifact")
     what.add_argument("--photon", help="a photon as FILE.py:Class")
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 cls, _ = load_package(args.photon_dir, args.entry)
             app = photon_app(cls(), config)
         sock = bind(config.host, config.port, reuse_port=config.reuse_port)
+        own = bind(config.host, 0) if args.own_port else None
     except LeptonError as exc:
         return fail(exc.message, exc.fix)
     except Exception as exc:  # the author's init() or a broken model: say what, not a traceback
@@ -118,7 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(
             f"cannot load: {type(exc).__name__}: {exc}", "fix the model or photon and retry"
         )
-    serve(app, sock, drain_s=config.drain_s, traffic_interval_s=config.traffic_interval_s)
+    serve(
+        app,
+        sock,
+        own=own,
+        drain_s=config.drain_s,
+        traffic_interval_s=config.traffic_interval_s,
+    )
     return 0
 
 

@@ -175,13 +175,21 @@ DRAIN_NOTICE_S = 1.0
 
 
 def serve(
-    app: ReplicaApp, sock: socket.socket, *, drain_s: float = 30.0, traffic_interval_s: float = 0.0
+    app: ReplicaApp,
+    sock: socket.socket,
+    *,
+    own: socket.socket | None = None,
+    drain_s: float = 30.0,
+    traffic_interval_s: float = 0.0,
 ) -> None:
-    """Serve ``app`` on ``sock`` until SIGTERM/SIGINT, then drain and return; with a
-    ``traffic_interval_s``, report the counters on stdout that often and once more at the end."""
+    """Serve ``app`` on ``sock`` (and ``own``, this replica's own port, named on the ready line
+    as ``ready http://HOST:PORT replica http://HOST:OWN``) until SIGTERM/SIGINT, then drain and
+    return; with a ``traffic_interval_s``, report the counters on stdout that often and once
+    more at the end."""
     import uvicorn
 
     host, port = sock.getsockname()[:2]
+    own_port = own.getsockname()[1] if own is not None else None
     reporter = TrafficReporter(app.metrics, skip=app.probes) if traffic_interval_s > 0 else None
     # The model, its libraries and their caches live as long as the replica: move them out of
     # the collector's reach, so a full collection no longer walks them. Without this, p99 at
@@ -225,7 +233,8 @@ def serve(
             await super().startup(sockets=sockets)
             if self.started:
                 shown = f"[{host}]" if ":" in host else host
-                print(f"ready http://{shown}:{port}", flush=True)
+                alone = f" replica http://{shown}:{own_port}" if own_port is not None else ""
+                print(f"ready http://{shown}:{port}{alone}", flush=True)
                 if reporter is not None:  # held here: a task nobody refers to may be collected
                     self.reporting = asyncio.create_task(reporter.run(traffic_interval_s))
 
@@ -244,7 +253,7 @@ def serve(
         timeout_graceful_shutdown=int(drain_s),
         backlog=2048,
     )
-    Server(config).run(sockets=[sock])
+    Server(config).run(sockets=[sock] if own is None else [sock, own])
     if reporter is not None:  # the loop has ended: what the drain answered is counted
         reporter.report()
 

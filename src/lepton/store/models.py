@@ -430,6 +430,31 @@ class DeploymentRow(Base):
     secret_mask: Mapped[bytes | None] = mapped_column(LargeBinary)
     """The secret values given to its replicas, sealed, masked when its log is served."""
     error_message: Mapped[str | None] = mapped_column(Text)
+    min_replicas: Mapped[int | None] = mapped_column(Integer)
+    """Autoscaling's floor (0: scale to zero); None with ``max_replicas``: a fixed count."""
+    max_replicas: Mapped[int | None] = mapped_column(Integer)
+    """Autoscaling's ceiling; None: ``replicas`` is fixed (set by the user)."""
+    target_inflight: Mapped[float] = mapped_column(Float, default=8)
+    """Requests in flight per replica the autoscaler aims at."""
+    scale_down_delay_s: Mapped[float] = mapped_column(Float, default=60)
+    """How long the load must have asked for fewer replicas before any goes."""
+    idle_timeout_s: Mapped[float] = mapped_column(Float, default=300)
+    """With ``min_replicas`` 0: how long without a request before the last replica goes."""
+    hold_timeout_s: Mapped[float] = mapped_column(Float, default=60)
+    """How long the gateway holds a request while no replica is ready."""
+    scaled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    scale_reason: Mapped[str | None] = mapped_column(Text)
+    """The autoscaler's last decision and why."""
+    canary_generation: Mapped[int | None] = mapped_column(Integer)
+    """The generation on trial beside ``generation``; None: no canary."""
+    canary_share: Mapped[float | None] = mapped_column(Float)
+    """Percent of the gateway's requests the canary gets."""
+    canary_error_margin: Mapped[float] = mapped_column(Float, default=0.05)
+    """The canary is rolled back when its error rate passes the stable one's by this much."""
+    canary_latency_margin: Mapped[float] = mapped_column(Float, default=2)
+    """... or its p99 passes the stable one's times this."""
+    canary_window_s: Mapped[float] = mapped_column(Float, default=30)
+    """The window both are judged over."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(32))
@@ -489,6 +514,8 @@ class ReplicaRow(Base):
     restart_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     log_offset: Mapped[int] = mapped_column(BigInteger, default=0)
     """Bytes of the replica's own output already copied into the deployment's log."""
+    url: Mapped[str | None] = mapped_column(String(200))
+    """The replica's own address (from its ready line): where the gateway sends requests."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -10,6 +10,7 @@ from lepton.server.routes import (
     blobs,
     datasets,
     deployments,
+    gateway,
     jobs,
     lineage,
     models,
@@ -33,4 +34,5 @@ ROUTERS = [
     lineage.router,
     deployments.router,
     photons.router,
+    gateway.router,
 ]

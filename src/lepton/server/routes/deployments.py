@@ -104,9 +104,23 @@ def rollback_deployment(
     control: Control = Depends(get_control),
 ) -> Deployment:
     """Roll back to the revision before the current generation (or ``generation``'s) as a new
-    generation, rolled out as an update is; the replica count stays."""
+    generation, rolled out as an update is; the replica count stays. With a canary on trial
+    (and no ``generation``), drop the canary instead."""
     request.state.audit_resource = f"deployment/{deployment_name}"
     return control.deployments.rollback(principal, deployment_name, body.generation)
+
+
+@router.post("/{deployment_name}/promote", name="deployment.promote")
+def promote_deployment(
+    deployment_name: DeploymentName,
+    request: Request,
+    principal: Principal = Depends(require("write")),
+    control: Control = Depends(get_control),
+) -> Deployment:
+    """Make the canary the serving version: its replicas stay, the old ones are replaced one
+    by one."""
+    request.state.audit_resource = f"deployment/{deployment_name}"
+    return control.deployments.promote(principal, deployment_name)
 
 
 @router.delete("/{deployment_name}", name="deployment.delete")
