@@ -22,6 +22,13 @@ p50, p99, errors, server CPU-ms per 1k requests, and ratios to each peer and eac
     .venv/bin/python benchmarks/serving.py --kill-replica    # SIGKILL one of two replicas of a
                                                              # deployment under load (--standalone:
                                                              # bare replicas, the script restarts)
+    .venv/bin/python benchmarks/serving.py --gateway         # the gateway section alone (~3 min)
+
+The full run ends with the gateway section (benchmarks/_serving_peers/gateway.py): the LR model
+through Lepton's gateway, through HAProxy (when installed: the engine comparison) and straight to
+the same two replicas at concurrency 1, 32, 256, and the cold start of a deployment with no
+replica through the gateway. The gateway's routing table comes from a fake control plane in the
+script: those figures are the data path only.
 
 Peers that are not installed (in this interpreter or .venv-bench) are reported as such. Writes
 benchmarks/results/serving.json (or ``--json PATH``). These machines are noisy and shared: read the
@@ -502,13 +509,58 @@ def benchmark(args: argparse.Namespace, client: str, workdir: Path) -> dict[str,
         "ratios": {m: ratios(rows, ceilings, m) for m in ("lr", "rf")},
         "targets": targets(rows, ceilings),
     }
+    if not args.quick:
+        result["gateway"] = gateway_section(args, client, workdir, data)
+        result["targets"] |= result["gateway"].get("targets", {})
+    print_targets(result["targets"])
+    return result
+
+
+def gateway_section(
+    args: argparse.Namespace, client: str, workdir: Path, data: dict[str, Any]
+) -> dict[str, Any]:
+    """The LR model through the gateway, HAProxy and straight to two replicas, and the cold
+    start (benchmarks/_serving_peers/gateway.py)."""
+    from gateway import gateway_path
+
+    model = data["models"]["lr"]
+    try:
+        return gateway_path(
+            args,
+            client,
+            workdir,
+            payload(data["x"][0]),
+            lambda server: check_predictions(server, model, data["x"]),
+        )
+    except RuntimeError as exc:
+        print(f"  gateway: failed: {exc}", flush=True)
+        return {"status": f"failed: {exc}"}
+
+
+def gateway_only(args: argparse.Namespace, client: str, workdir: Path) -> dict[str, Any]:
+    """``--gateway``: the gateway section and nothing else."""
+    host = machine()
+    gateway = gateway_section(args, client, workdir, train_models(workdir))
+    result = {
+        "mode": "gateway",
+        "client": load.client_name(client),
+        "seconds_per_level": args.seconds,
+        "warmup_s": args.warmup,
+        "machine": host,
+        "gateway": gateway,
+        "targets": gateway.get("targets", {}),
+    }
+    print_targets(result["targets"])
+    return result
+
+
+def print_targets(found: dict[str, Any]) -> None:
     print("\nTargets:")
-    for name, t in result["targets"].items():
+    for name, t in found.items():
         shown = {k: v for k, v in t.items() if k != "met"}
         print(
             f"  {'met    ' if t['met'] else 'MISSED '} {name}: {json.dumps(shown, default=str)[:300]}"
         )
-    return result
 
 
 def main() -> int:
@@ -525,6 +577,11 @@ def main() -> int:
         "--standalone",
         action="store_true",
         help="with --kill-replica: two bare replicas, this script restarts the killed one",
+    )
+    parser.add_argument(
+        "--gateway",
+        action="store_true",
+        help="only the gateway section: gateway vs HAProxy vs direct, and the cold start",
     )
     parser.add_argument("--client", choices=("auto", "wrk", "asyncio"), default="auto")
     parser.add_argument("--seconds", type=float, help="measured seconds per level")
@@ -545,6 +602,8 @@ def main() -> int:
             from replicas import kill_replica
 
             result = kill_replica(args, client, Path(tmp), train_models)
+        elif args.gateway:
+            result = gateway_only(args, client, Path(tmp))
         else:
             result = benchmark(args, client, Path(tmp))
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -105,8 +105,10 @@ def test_deploy_prints_a_curl_example_that_works_and_rm_revokes_it(
     ok(lepton("deployment", "rm", "clf", timeout=TIMEOUT))
 
     assert client.deployments.list() == []
-    with pytest.raises(httpx.TransportError):  # its replicas are gone
-        call(curl_of(deployed.out))
+    # The example goes through the gateway, which no longer knows the deployment.
+    assert "/d/clf/predict" in " ".join(curl)
+    gone = call(curl_of(deployed.out))
+    assert gone.status_code == 404 and "no deployment answers at /d/clf/predict" in gone.text
     missing = lepton("deployment", "show", "clf")
     assert missing.code == 4 and "lepton deployment list" in missing.err
 
@@ -189,3 +191,47 @@ def test_a_pushed_photon_deploys_and_answers(lepton: Cli, tmp_path: Path) -> Non
     finally:
         ok(lepton("deployment", "rm", "echo", timeout=TIMEOUT))
     ok(lepton("photon", "rm", "echo"))
+
+
+def test_autoscaling_and_a_canary_from_the_cli(lepton: Cli, client: Client) -> None:
+    deployed = ok(
+        lepton(
+            "deploy",
+            "clf@1",
+            "--name",
+            "tide",
+            "--public",
+            "--min-replicas",
+            "0",
+            "--max-replicas",
+            "3",
+            "--target-inflight",
+            "4",
+            "--idle-timeout",
+            "600",
+            timeout=TIMEOUT,
+        )
+    )
+    try:
+        assert "/d/tide" in deployed.out and "its own port" in deployed.out
+        shown = flat(ok(lepton("deployment", "show", "tide")).out)
+        assert "autoscaling" in shown and "0 to 3 replicas" in shown  # a table cell wraps
+        settings = json.loads(ok(lepton("deployment", "show", "tide", "--json")).out)
+        assert settings["autoscaling"]["idle_timeout_s"] == 600
+        assert settings["gateway_url"].endswith("/d/tide")
+        refused = lepton("deployment", "update", "tide", "--min-replicas", "4")
+        assert refused.code == 2 and "min_replicas (4) is above max_replicas (3)" in flat(
+            refused.err
+        )
+        trial = flat(
+            ok(lepton("deployment", "update", "tide", "--model", "clf@2", "--canary", "10")).out
+        )
+        assert "canary generation 2 serving clf@2 for 10% of the gateway's requests" in trial
+        assert "lepton deployment promote tide" in trial
+        shown = flat(ok(lepton("deployment", "show", "tide")).out)
+        assert "canary" in shown and "generation 2 serving" in shown
+        dropped = flat(ok(lepton("deployment", "rollback", "tide", timeout=TIMEOUT)).out)
+        assert "canary generation 2 dropped; generation 1 serves clf@1" in dropped
+        assert client.deployments.get("tide").canary is None
+    finally:
+        ok(lepton("deployment", "rm", "tide", timeout=TIMEOUT))

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import textwrap
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -270,3 +272,67 @@ def test_a_ten_percent_canary_gets_ten_percent_of_the_gateway_s_requests_and_is_
         assert predicted(r.json()) == 0
     finally:
         client.deployments.delete("trial")
+
+
+SCORER = """
+from lepton.photon import Photon
+
+
+class Scorer(Photon):
+    @Photon.handler
+    def score(self, x: float = 0.0) -> dict:
+        if BROKEN:
+            raise RuntimeError("this version is broken")
+        return {"score": x * 2}
+"""
+
+
+def test_a_canary_that_fails_its_requests_is_rolled_back_by_itself(
+    client: Client, tmp_path: Path
+) -> None:
+    for broken in (False, True):  # scorer@1 answers; scorer@2 raises on every request
+        folder = tmp_path / f"scorer-{broken}"
+        folder.mkdir()
+        (folder / "scorer.py").write_text(f"BROKEN = {broken}\n" + textwrap.dedent(SCORER))
+        client.photons.push(folder, entry="scorer.py:Scorer", name="scorer")
+    created = client.deployments.create(photon="scorer@1", name="scorer", public=True)
+    try:
+        url = f"{gateway_url(client, 'scorer')}/score"
+        client.deployments.update("scorer", photon="scorer@2", canary=20, canary_window_s=10)
+        wait_for(
+            lambda: (
+                (c := client.deployments.get("scorer").canary) is not None and c.ready_replicas == 1
+            ),
+            "the canary's replica",
+        )
+        answers: list[tuple[float, int]] = []
+        rolled_back_at = None
+        with httpx.Client(timeout=30) as http:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                for _ in range(20):
+                    r = http.post(url, json={"x": 1.5})
+                    answers.append((time.monotonic(), r.status_code))
+                if client.deployments.get("scorer").canary is None:
+                    rolled_back_at = time.monotonic()
+                    break
+            assert rolled_back_at is not None, "the failing canary was not rolled back"
+            time.sleep(0.5)  # the gateway's table follows within one long-poll pass (0.1 s)
+            after = [http.post(url, json={"x": 1.5}).status_code for _ in range(200)]
+        failed = [status for _, status in answers if status != 200]
+        print(f"the canary failed {len(failed)} of {len(answers)} requests before its rollback")
+        # Only the canary failed requests (a fifth of them, at most, and it needs 20 answers
+        # to be judged), and none fail once it is rolled back.
+        assert failed and set(failed) == {500}
+        assert len(failed) <= len(answers) * 0.4
+        assert after == [200] * 200
+        log = whole_log(client, "scorer")
+        assert "rolled back automatically: the canary's error rate 100.0%" in log
+        events = client.request(
+            "GET", "/api/v1/audit", params={"action": "deployment.canary_rollback"}
+        ).json()
+        assert [e["resource"] for e in events] == ["deployment/scorer"]
+        assert events[0]["actor_name"] == "lepton"
+        assert created.public
+    finally:
+        client.deployments.delete("scorer")

@@ -156,6 +156,10 @@ def test_a_canary_runs_beside_the_serving_version_until_promoted_or_dropped(
         client.deployments.update("heart", max_batch_size=8)
     dropped = client.deployments.rollback("heart")
     assert dropped.canary is None and dropped.model == "heart@1" and dropped.generation == 1
+    # Still ready until it drains, but no longer sent anything.
+    [entry] = table(platform, state)["deployments"]
+    assert [r["url"][-5:] for r in entry["replicas"]] == ["40010"]
+    assert entry["canary_share"] == 0
     supervisor.reconcile_once()
     assert f"drain {canary.pid}" in fake.history and f"drain {stable.pid}" not in fake.history
     # Again, and promoted this time: the canary's generation becomes the serving one.

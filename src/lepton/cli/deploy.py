@@ -14,7 +14,11 @@ import typer
 from lepton.cli.job import SECRET_HELP, parse_env, parse_memory
 from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS, MAX_ROWS_CEILING
+from lepton.schemas.deployments import (
+    DEFAULT_MAX_ROWS,
+    DEFAULT_TARGET_INFLIGHT,
+    MAX_ROWS_CEILING,
+)
 
 if TYPE_CHECKING:
     from lepton.client import Client
@@ -32,7 +36,30 @@ def deploy(
     model: str = typer.Argument(None, help="Model to serve: NAME, NAME@3 or NAME@production."),
     photon: str = typer.Option(None, help="Serve a pushed photon instead: NAME or NAME@N."),
     name: str = typer.Option(None, help="Deployment name.", show_default="the model's or photon's"),
-    replicas: int = typer.Option(1, min=1, max=32, help="Replica processes (share one port)."),
+    replicas: int = typer.Option(
+        1, min=1, max=32, help="Replica processes (with autoscaling: how many start)."
+    ),
+    min_replicas: int = typer.Option(
+        None, min=0, max=32, help="Autoscale from this many (0: to zero when idle)."
+    ),
+    max_replicas: int = typer.Option(
+        None, min=1, max=32, help="Autoscale up to this many on the load through the gateway."
+    ),
+    target_inflight: float = typer.Option(
+        DEFAULT_TARGET_INFLIGHT,
+        min=0.01,
+        max=10_000,
+        help="Requests in flight per replica aimed at.",
+    ),
+    scale_down_delay: float = typer.Option(
+        60, min=0, max=86_400, help="Seconds of lower load before a replica goes."
+    ),
+    idle_timeout: float = typer.Option(
+        300, min=1, max=7 * 86_400, help="Seconds without a request before scaling to zero."
+    ),
+    hold_timeout: float = typer.Option(
+        60, min=0.1, max=600, help="Seconds the gateway holds a request while a replica starts."
+    ),
     max_batch_size: int = typer.Option(64, min=1, max=4096, help="Most requests per model call."),
     max_wait_ms: float = typer.Option(0, min=0, max=1000, help="Wait this long to fill a batch."),
     timeout: float = typer.Option(30, min=0.001, max=3600, help="Request timeout, seconds."),
@@ -64,6 +91,12 @@ def deploy(
         photon=photon,
         name=name,
         replicas=replicas,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_inflight=target_inflight,
+        scale_down_delay_s=scale_down_delay,
+        idle_timeout_s=idle_timeout,
+        hold_timeout_s=hold_timeout,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
@@ -77,7 +110,7 @@ def deploy(
         wait=False,
     )
     serves = created.model or created.photon
-    console.print(f"Deployment [bold]{created.name}[/] of {serves}: {created.url}")
+    console.print(f"Deployment [bold]{created.name}[/] of {serves}: {_address(created)}")
     if created.token:
         console.print("Inference token (shown only now; keep it):")
         console.print(f"\n    {created.token}\n", soft_wrap=True)
@@ -93,12 +126,46 @@ def deploy(
     console.print(_curl(client, ready, created.token), soft_wrap=True, markup=False)
 
 
+def _address(d: Deployment) -> str:
+    """Where to call it: the gateway's stable address, and the deployment's own port."""
+    if d.gateway_url:
+        return f"{d.gateway_url} (its own port: {d.url})"
+    return d.url
+
+
+def _autoscaling(d: Deployment) -> str | None:
+    a = d.autoscaling
+    if a is None:
+        return None
+    text = (
+        f"{a.min_replicas} to {a.max_replicas} replicas, {a.target_inflight:g} in flight each; "
+        f"down after {a.scale_down_delay_s:g} s"
+    )
+    if a.min_replicas == 0:
+        text += (
+            f", to zero after {a.idle_timeout_s:g} s idle (requests held {a.hold_timeout_s:g} s)"
+        )
+    return text
+
+
+def _canary(d: Deployment) -> str | None:
+    c = d.canary
+    if c is None:
+        return None
+    return (
+        f"generation {c.generation} serving {c.model or c.photon} for {c.share:g}% of the "
+        f"gateway's requests ({c.ready_replicas} ready); rolled back if its error rate passes "
+        f"stable's by {c.error_margin:.0%} or its p99 stable's x{c.latency_margin:g} over "
+        f"{c.window_s:g} s. lepton deployment promote {d.name} | rollback {d.name}"
+    )
+
+
 def _curl(client: Client, deployment: Deployment, token: str | None) -> str:
     path, body = "/predict", _example_body(client, deployment)
     if deployment.photon:
         handlers = client.photons.get(deployment.photon).manifest.get("handlers") or [{}]
         path, body = str(handlers[0].get("path") or "/run"), {}
-    parts = ["curl", "-X", "POST", deployment.url + path]
+    parts = ["curl", "-X", "POST", (deployment.gateway_url or deployment.url) + path]
     if token:
         parts += ["-H", f"Authorization: Bearer {token}"]
     if body is None:  # an image model: upload a picture
@@ -171,12 +238,19 @@ def show(
     if json:
         print_json(d)
         return
+    decision = d.autoscaling.last_decision if d.autoscaling else None
+    if decision and d.autoscaling and d.autoscaling.decided_at:
+        decision = f"{decision} ({when(d.autoscaling.decided_at)})"
     rows: list[tuple[str, object]] = [
-        ("url", d.url),
+        ("url", d.gateway_url or d.url),
+        ("own port", d.url if d.gateway_url else None),
         ("access", _PUBLIC if d.public else f"token {d.token_id} (deployment:{d.id})"),
         ("state", d.state.value),
         ("serves", f"{d.model or d.photon} (asked for {d.requested})"),
         ("replicas", f"{d.ready_replicas} of {d.replicas} ready, generation {d.generation}"),
+        ("autoscaling", _autoscaling(d)),
+        ("last scaling", decision),
+        ("canary", _canary(d)),
         ("traffic", _last_minute(client.deployments.traffic(name, minutes=1))),
         ("batching", f"up to {d.max_batch_size}, wait {d.max_wait_ms:g} ms"),
         ("timeout", f"{d.timeout_s:g} s"),
@@ -254,6 +328,36 @@ def update(
     name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
     model: str = typer.Option(None, help="Serve this model version: NAME@3, NAME@production."),
     photon: str = typer.Option(None, help="Serve this photon: NAME or NAME@N."),
+    canary: float = typer.Option(
+        None,
+        min=0.01,
+        max=99.99,
+        help="Try the change on this percent of the gateway's requests beside what serves, "
+        "instead of rolling it out (then: lepton deployment promote | rollback).",
+    ),
+    canary_error_margin: float = typer.Option(
+        None, min=0, max=1, help="Roll the canary back past stable's error rate + this (0.05)."
+    ),
+    canary_latency_margin: float = typer.Option(
+        None, min=1, max=100, help="... or past stable's p99 times this (2)."
+    ),
+    canary_window: float = typer.Option(
+        None, min=5, max=3600, help="Seconds the canary is judged over (30)."
+    ),
+    min_replicas: int = typer.Option(None, min=0, max=32, help="Autoscale from this many."),
+    max_replicas: int = typer.Option(None, min=1, max=32, help="Autoscale up to this many."),
+    target_inflight: float = typer.Option(
+        None, min=0.01, max=10_000, help="Requests in flight per replica aimed at."
+    ),
+    scale_down_delay: float = typer.Option(
+        None, min=0, max=86_400, help="Seconds of lower load before a replica goes."
+    ),
+    idle_timeout: float = typer.Option(
+        None, min=1, max=7 * 86_400, help="Seconds idle before scaling to zero."
+    ),
+    hold_timeout: float = typer.Option(
+        None, min=0.1, max=600, help="Seconds the gateway holds a request for a replica."
+    ),
     max_batch_size: int = typer.Option(None, min=1, max=4096, help="Most requests per call."),
     max_wait_ms: float = typer.Option(None, min=0, max=1000, help="Batch wait, ms."),
     timeout: float = typer.Option(None, min=0.001, max=3600, help="Request timeout, seconds."),
@@ -277,7 +381,8 @@ def update(
     detach: bool = typer.Option(False, "--detach", help="Return at once."),
 ) -> None:
     """Roll to a new model version, photon, batching, variables or secrets: each new replica
-    is ready before an old one drains, so callers see no failed request."""
+    is ready before an old one drains, so callers see no failed request. With --canary, try
+    it on a share of the traffic first. Also changes autoscaling (no restart)."""
     from lepton.client import Client
 
     if (clear_env and (env or env_file)) or (clear_secrets and secret):
@@ -291,6 +396,16 @@ def update(
         name,
         model=model,
         photon=photon,
+        canary=canary,
+        canary_error_margin=canary_error_margin,
+        canary_latency_margin=canary_latency_margin,
+        canary_window_s=canary_window,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        target_inflight=target_inflight,
+        scale_down_delay_s=scale_down_delay,
+        idle_timeout_s=idle_timeout,
+        hold_timeout_s=hold_timeout,
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
         timeout_s=timeout,
@@ -301,6 +416,9 @@ def update(
         env={} if clear_env else variables,
         secrets=[] if clear_secrets else (list(secret) if secret else None),
     )
+    if d.canary is not None and canary is not None:
+        console.print(f"Deployment {d.name}: canary {_canary(d)}")
+        return
     console.print(f"Deployment {d.name}: generation {d.generation} serving {d.model or d.photon}.")
     if detach:
         return
@@ -354,11 +472,18 @@ def rollback(
     detach: bool = typer.Option(False, "--detach", help="Return at once."),
 ) -> None:
     """Serve what an earlier generation served again, as a new generation rolled out like an
-    update (the replica count stays)."""
+    update (the replica count stays). With a canary on trial, drop the canary instead."""
     from lepton.client import Client
 
     client = Client()
+    trial = client.deployments.get(name).canary
     d = client.deployments.rollback(name, to)
+    if trial is not None and to is None:
+        console.print(
+            f"Deployment {d.name}: canary generation {trial.generation} dropped; generation "
+            f"{d.generation} serves {d.model or d.photon}."
+        )
+        return
     [latest] = client.deployments.revisions(name, limit=1)  # says which generation it took
     console.print(
         f"Deployment {d.name}: {latest.reason}; generation {d.generation} serving "
@@ -371,6 +496,25 @@ def rollback(
         d = client.deployments.wait(name)
     console.print(f"Rolled back: {d.ready_replicas} of {d.replicas} replica(s) ready.")
     console.print(f"History: lepton deployment history {name}")
+
+
+@app.command()
+def promote(
+    name: str = typer.Argument(..., callback=nonblank, help="Deployment name."),
+    detach: bool = typer.Option(False, "--detach", help="Return at once."),
+) -> None:
+    """Make the canary the serving version: its replica stays, the old ones are replaced one
+    by one."""
+    from lepton.client import Client
+
+    client = Client()
+    d = client.deployments.promote(name)
+    console.print(f"Deployment {d.name}: generation {d.generation} serving {d.model or d.photon}.")
+    if detach:
+        return
+    with console.status("rolling..."):
+        d = client.deployments.wait(name)
+    console.print(f"Promoted: {d.ready_replicas} of {d.replicas} replica(s) ready.")
 
 
 @app.command("rm")

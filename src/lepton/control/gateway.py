@@ -85,7 +85,7 @@ class GatewayService:
                 keys = [f"{workspace}/{row.name}"]
                 if workspace == DEFAULT_WORKSPACE:
                     keys.insert(0, row.name)
-                ready = [r for r in replicas.get(row.id, []) if r.url]
+                ready = [r for r in replicas.get(row.id, []) if r.url and _serves(row, r)]
                 listed = [
                     {"url": r.url, "track": _track(row, r)}
                     for r in sorted(ready, key=lambda r: r.id)
@@ -125,6 +125,12 @@ class GatewayService:
             return
         if self.ctx.gateway_load.record(float(body.get("interval_s", 1.0)), entries):
             self.ctx.wake("deployments")  # a request is held: start a replica now
+
+
+def _serves(row: DeploymentRow, replica: ReplicaRow) -> bool:
+    """Whether a ready replica gets requests: the serving generation's, older ones until a roll
+    has drained them, and the canary's; not a dropped canary's (newer than what serves)."""
+    return replica.generation <= row.generation or replica.generation == row.canary_generation
 
 
 def _track(row: DeploymentRow, replica: ReplicaRow) -> str:
