@@ -43,6 +43,11 @@ class Reconciler(ABC):
     def reconcile_once(self) -> None:
         """One pass; an exception is logged and the next pass tries again."""
 
+    def next_interval(self) -> float:
+        """Seconds until the next pass unless woken: ``interval_s``, or less while something
+        is about to change (a subclass says)."""
+        return self.interval_s
+
     def wake(self) -> None:
         """Run a pass now (something changed); safe from any thread."""
         if self._loop is not None and self._wake is not None:
@@ -59,5 +64,5 @@ class Reconciler(ABC):
             except Exception:  # one bad pass (DB locked, fork refused) must not end the loop
                 self.log.exception("%s pass failed; trying again", type(self).__name__)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=self.next_interval())
             self._wake.clear()

@@ -52,6 +52,7 @@ __all__ = ["Backoff", "Supervisor"]
 log = logging.getLogger("lepton.deploy")
 
 _READY = b"ready http"
+STARTING_INTERVAL_S = 0.1
 _LOG_CHUNK = 256 * 1024  # bytes of one replica's output copied per pass
 
 
@@ -90,12 +91,19 @@ class Supervisor(Reconciler):
         self.backoff = backoff or Backoff()
         self.drain_grace_s = drain_grace_s
         self._signalled: set[tuple[str, int]] = set()  # drains already sent, by replica and pid
+        self._starting = False  # a replica was starting at the end of the last pass
 
     @property
     def home(self) -> Path:
         return self.ctx.settings.home
 
+    def next_interval(self) -> float:
+        # A starting replica's ready line is what a held request (a cold start) waits for:
+        # look for it every 0.1 s rather than every pass.
+        return min(self.interval_s, STARTING_INTERVAL_S) if self._starting else self.interval_s
+
     def reconcile_once(self) -> None:
+        self._starting = False
         with self.ctx.sessions() as session:
             ids = list(session.scalars(select(DeploymentRow.id)))
             for deployment_id in ids:
@@ -152,6 +160,8 @@ class Supervisor(Reconciler):
             for replica in _drain_order(current)[: len(current) - deployment.replicas]:
                 self._drain(session, deployment, replica)
         session.commit()
+        self._starting |= any(r.state == ReplicaState.starting for r in live)
+        self._starting |= len(current) < deployment.replicas
         self._clean_generations(session, deployment)
 
     # --- autoscaling and canaries ------------------------------------------------------------
