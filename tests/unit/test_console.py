@@ -586,3 +586,24 @@ def test_a_deployment_page_charts_the_traffic_its_replicas_reported(
     assert "1 errors, 1 rejected" in totals and "1 replicas reporting" in totals
     assert page.text.count('<svg class="chart lines"') == 3
     assert "requests/s" in page.text and "p95 ms" in page.text
+
+
+def test_a_deployment_page_shows_its_gateway_address_autoscaling_and_canary(
+    api: TestClient, platform: Platform, control: Any
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    frame = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "label": ["a", "a", "b", "b"]})
+    client = platform.client(platform.admin)
+    for c in (1.0, 0.5):
+        client.models.register("tiny", LogisticRegression(C=c).fit(frame[["x"]], frame["label"]))
+    client.deployments.create("tiny@1", name="tide", min_replicas=0, max_replicas=2, wait=False)
+    client.deployments.update("tide", model="tiny@2", canary=10)
+    control.ctx.gateway_url = "http://127.0.0.1:8710"
+    sign_in(api, platform.admin)
+    page = api.get("/deployments/tide", headers=HTML).text
+    assert "<code>http://127.0.0.1:8710/d/tide</code>" in page
+    assert 'id="deployment-autoscaling">Autoscaling 0 to 2 replicas, 8 in flight each' in page
+    assert "Canary: generation 2 serving tiny@2 for 10% of the gateway's requests" in page
+    listed = api.get("/deployments", headers=HTML).text
+    assert "http://127.0.0.1:8710/d/tide" in listed
