@@ -412,6 +412,7 @@ class Supervisor(Reconciler):
             session.delete(deployment)
             session.commit()
             self.traffic.forget(deployment.id)
+            self.gateway_load.forget(deployment.id)
             shutil.rmtree(deployment_dir(self.home, deployment.id), ignore_errors=True)
             log.info("deployment %s (%s) deleted", deployment.name, deployment.id)
             return
