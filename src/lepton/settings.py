@@ -65,6 +65,9 @@ class Settings:
     traffic_interval_s: float = 5.0
     """Seconds between a replica's traffic reports to the supervisor (a line on its output, only
     when its counters changed); 0: none, and no traffic is shown."""
+    node_ip: str = ""
+    """Address of the machine a replica or job runner runs on, set by the Ray executor: a
+    replica's own port (the gateway's way to it) listens there, reachable from other nodes."""
     gateway_port: int = 8710
     """Port of the gateway, where every deployment answers at ``/d/<name>/``: 0 for any free
     one, -1 for no gateway."""

@@ -48,10 +48,12 @@ START_TIMEOUT_S = 90.0  # a cold start imports pandas and scikit-learn: ~3 s, mo
 class Replica:
     """``python -m lepton.serving ARGS``; ``url`` comes from its ``ready`` line."""
 
-    def __init__(self, tmp: Path, *args: str, hashes: str = SECRET_HASH) -> None:
+    def __init__(
+        self, tmp: Path, *args: str, hashes: str = SECRET_HASH, env: dict[str, str] | None = None
+    ) -> None:
         self.out = tmp / f"replica-{id(self)}.out"
         self.err = tmp / f"replica-{id(self)}.err"
-        env = clean_env(LEPTON_REPLICA_TOKEN_HASHES=hashes)
+        env = clean_env(LEPTON_REPLICA_TOKEN_HASHES=hashes, **(env or {}))
         with self.out.open("wb") as out, self.err.open("wb") as err:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "lepton.serving", "--host", "127.0.0.1", *args],
@@ -200,6 +202,36 @@ def test_replicas_share_a_port_with_reuse_port(model_dir: Path, tmp_path: Path) 
         with httpx.Client(base_url=one.url, timeout=30) as http:
             answer = http.post("/predict", json={"inputs": [[0.0, 0.0, 0.0, 0.0]]})
         assert answer.status_code == 200
+
+
+def test_replicas_sharing_a_port_each_have_their_own_for_the_gateway(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    port = str(free_port())
+    args = ("--port", port, "--reuse-port", "--own-port", "--model-dir", str(model_dir))
+    node = {"LEPTON_NODE_IP": "127.0.0.2"}  # as the Ray executor says where the replica runs
+    with replica(tmp_path, *args) as one, replica(tmp_path, *args, env=node) as two:
+        shared, word, own = one.url.split()
+        assert word == "replica" and shared == f"http://127.0.0.1:{port}"
+        assert own.startswith("http://127.0.0.1:") and own != shared
+        shared_two, _, own_two = two.url.split()
+        assert shared_two == shared and own_two.startswith("http://127.0.0.2:")
+        for url in (own, own_two):
+            answer = httpx.post(f"{url}/predict", json={"inputs": [[0.0] * 4]}, headers=AUTH)
+            assert answer.status_code == 200, answer.text
+        # Each own port reaches that replica alone: 5 more requests show in its count only.
+        for _ in range(5):
+            httpx.post(f"{own}/predict", json={"inputs": [[0.0] * 4]}, headers=AUTH)
+        line = 'lepton_requests_total{route="predict",status="200"}'
+        counts = [
+            next(
+                float(row.split()[-1])
+                for row in httpx.get(f"{url}/metrics", headers=AUTH).text.splitlines()
+                if row.startswith(line)
+            )
+            for url in (own, own_two)
+        ]
+        assert counts == [6.0, 1.0]
 
 
 def test_load_failures_exit_nonzero_with_a_clear_message(tmp_path: Path) -> None:

@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     # other users can read from /proc).
     from lepton.settings import Settings
 
-    raw = Settings.from_env().replica_token_hashes
+    settings = Settings.from_env()
+    raw = settings.replica_token_hashes
     try:
         hashes = None if args.public else parse_hashes(raw)
     except LeptonError as exc:
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 cls, _ = load_package(args.photon_dir, args.entry)
             app = photon_app(cls(), config)
         sock = bind(config.host, config.port, reuse_port=config.reuse_port)
-        own = bind(config.host, 0) if args.own_port else None
+        # On a Ray node its own port listens on the node's address, for a gateway elsewhere.
+        own = bind(settings.node_ip or config.host, 0) if args.own_port else None
     except LeptonError as exc:
         return fail(exc.message, exc.fix)
     except Exception as exc:  # the author's init() or a broken model: say what, not a traceback

@@ -189,7 +189,7 @@ def serve(
     import uvicorn
 
     host, port = sock.getsockname()[:2]
-    own_port = own.getsockname()[1] if own is not None else None
+    own_host, own_port = own.getsockname()[:2] if own is not None else (host, None)
     reporter = TrafficReporter(app.metrics, skip=app.probes) if traffic_interval_s > 0 else None
     # The model, its libraries and their caches live as long as the replica: move them out of
     # the collector's reach, so a full collection no longer walks them. Without this, p99 at
@@ -233,7 +233,8 @@ def serve(
             await super().startup(sockets=sockets)
             if self.started:
                 shown = f"[{host}]" if ":" in host else host
-                alone = f" replica http://{shown}:{own_port}" if own_port is not None else ""
+                mine = f"[{own_host}]" if ":" in own_host else own_host
+                alone = f" replica http://{mine}:{own_port}" if own_port is not None else ""
                 print(f"ready http://{shown}:{port}{alone}", flush=True)
                 if reporter is not None:  # held here: a task nobody refers to may be collected
                     self.reporting = asyncio.create_task(reporter.run(traffic_interval_s))
