@@ -17,7 +17,7 @@ Closed-loop load at concurrency 1, 16, 32, 64, 256 with ``wrk`` (Debian's; ``apt
 or, when it is missing, a small asyncio client; the output says which. Reports throughput (2xx/s),
 p50, p99, errors, server CPU-ms per 1k requests, and ratios to each peer and each ceiling.
 
-    .venv-bench/bin/python benchmarks/serving.py             # everything (~15 minutes)
+    .venv-bench/bin/python benchmarks/serving.py             # everything (~17 minutes)
     .venv/bin/python benchmarks/serving.py --quick           # lepton, noop, fastapi; 2 levels, 2 s
     .venv/bin/python benchmarks/serving.py --kill-replica    # SIGKILL one of two replicas of a
                                                              # deployment under load (--standalone:
