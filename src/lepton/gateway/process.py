@@ -209,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lepton.gateway: {SECRET_ENV} is not set", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    # httpx logs every request at INFO: a long poll and a load report a second, forever.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     import uvloop
 
     try:

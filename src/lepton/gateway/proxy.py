@@ -120,6 +120,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport.write(data)
         return self.done
 
+    def expire(self) -> None:
+        """The answer took far past the deployment's timeout: give up on this connection."""
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(TimeoutError("the replica did not answer in time"))
+        self.close()
+
     def release(self) -> None:
         self.sink = None
         self.done = None
@@ -441,8 +447,11 @@ class ClientConnection(asyncio.Protocol):
                 continue
             upstream.inflight += 1
             self.upstream_conn = conn
+            # A timer rather than asyncio.wait_for: no wrapper per request on the hot path.
+            done = conn.send(data, self.write)
+            timer = asyncio.get_running_loop().call_later(route.timeout_s + 30, conn.expire)
             try:
-                await asyncio.wait_for(conn.send(data, self.write), route.timeout_s + 30)
+                await done
             except Reset:
                 conn.close()
                 attempts += 1
@@ -454,6 +463,7 @@ class ClientConnection(asyncio.Protocol):
                 conn.close()
                 return 0, upstream.track  # the client has part of an answer: it must close
             finally:
+                timer.cancel()
                 upstream.inflight -= 1
                 self.upstream_conn = None
                 if not self.writable.is_set():

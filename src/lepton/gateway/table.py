@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,12 +67,7 @@ class Counters:
     def add(self, status: int, seconds: float) -> None:
         self.status[status] = self.status.get(status, 0) + 1
         self.latency_sum += seconds
-        i = 0
-        for bound in LATENCY_BUCKETS:
-            if seconds <= bound:
-                break
-            i += 1
-        self.buckets[i] += 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1  # first bound >= seconds
 
     def refuse(self, status: int) -> None:
         """An answer the gateway gave without a replica (401): counted, not timed."""
@@ -150,6 +146,12 @@ class Route:
         upstreams = self.upstreams
         if not upstreams:
             return None
+        if len(upstreams) == 2 and not self.canary_share:  # the common case, without lists
+            a, b = upstreams
+            if a.down_until <= now and b.down_until <= now:
+                if a.inflight != b.inflight:
+                    return a if a.inflight < b.inflight else b
+                return a if random.random() < 0.5 else b
         if self.canary_share > 0:
             canary = random.random() * 100 < self.canary_share
             track = [u for u in upstreams if (u.track == "canary") == canary]
