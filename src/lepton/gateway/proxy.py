@@ -112,8 +112,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send(self, data: bytes, sink: Callable[[bytes], None]) -> asyncio.Future[None]:
         assert self.transport is not None
-        self.parser = httptools.HttpResponseParser(self)
-        self.sink = sink
+        self.sink = sink  # the parser goes on to the connection's next answer by itself
         self.got_bytes = False
         self.status = 0
         self.done = asyncio.get_running_loop().create_future()
