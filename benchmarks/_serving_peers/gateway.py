@@ -50,6 +50,8 @@ from startup import free_port
 
 LEVELS = (1, 32, 256)
 COLD_RUNS = 10
+QUICK_LEVELS = (1, 32)
+QUICK_COLD_RUNS = 2  # --quick: the e2e test's check that the section works, not a figure
 CONTROL_PLANE_S = 0.2  # the supervisor looks for a starting replica every 0.1 s, the table poll too
 HOLD_TIMEOUT_S = 60.0
 SECRET = "bench-gateway-secret"
@@ -351,7 +353,7 @@ def compare(
             if problem:
                 raise RuntimeError(f"{name} answers wrong predictions: {problem}")
         levels: dict[str, dict[str, Any]] = {}
-        for i, c in enumerate(LEVELS):
+        for i, c in enumerate(QUICK_LEVELS if args.quick else LEVELS):
             order = list(paths) if i % 2 == 0 else list(reversed(paths))
             levels[str(c)] = {}
             for name in order:
@@ -512,10 +514,12 @@ def gateway_path(
     args: Any, client: str, workdir: Path, body: bytes, check: Callable[[Server], str | None]
 ) -> dict[str, Any]:
     """The whole section: the three paths at each level, then the cold start; printed."""
-    print(f"\ngateway: direct, gateway, haproxy at c={', '.join(map(str, LEVELS))}", flush=True)
+    levels = QUICK_LEVELS if args.quick else LEVELS
+    runs = QUICK_COLD_RUNS if args.quick else COLD_RUNS
+    print(f"\ngateway: direct, gateway, haproxy at c={', '.join(map(str, levels))}", flush=True)
     result = compare(args, client, workdir, body, check)
-    print(f"cold start: {COLD_RUNS} runs", flush=True)
-    result["cold_start"] = cold_start(workdir, body, COLD_RUNS)
+    print(f"cold start: {runs} runs", flush=True)
+    result["cold_start"] = cold_start(workdir, body, runs)
     result["control_plane"] = (
         "fake, in benchmarks/_serving_peers/gateway.py: it serves the routes table and takes the "
         "load reports; the figures are the gateway's data path only"

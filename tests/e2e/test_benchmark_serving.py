@@ -107,3 +107,26 @@ def test_kill_replica_counts_failed_requests(
     assert report["restart_to_ready_s"] > 0
     assert report["restarted_by"].startswith(restarter)
     assert "replica ready again" in done.stdout
+
+
+@pytest.mark.timeout(300)
+def test_the_gateway_section_times_each_path_and_the_cold_start(tmp_path: Path) -> None:
+    done, report = run_quick(tmp_path, "--gateway", "--client", "asyncio")
+
+    gateway = report["gateway"]
+    assert report["mode"] == "gateway" and "fake" in gateway["control_plane"]
+    assert {"direct", "gateway"} <= set(gateway["paths"])  # haproxy too where it is installed
+    if "haproxy" not in gateway["paths"]:
+        assert "haproxy: not installed (apt-get install haproxy); skipped" in done.stdout
+    assert set(gateway["levels"]) == {"1", "32"}
+    for level in gateway["levels"].values():
+        assert set(level) == set(gateway["paths"])
+        assert all(row["errors"] == 0 and row["rps"] > 0 for row in level.values()), level
+    # The gateway answered everything it was sent (checks and warm-ups included) and the held
+    # requests of the cold starts were answered, not refused.
+    assert set(gateway["gateway_counters"]["status"]) == {"200"}
+    cold = gateway["cold_start"]
+    assert cold["runs"] == 2 and len(cold["samples"]) == 2
+    for sample in cold["samples"]:
+        assert 0 < sample["spawn_to_ready_s"] < sample["first_answer_s"]
+    assert "gateway >= 0.7 of direct at c=32" in done.stdout
