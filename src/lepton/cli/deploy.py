@@ -262,7 +262,8 @@ def show(
     ]
     if d.error:
         rows.append(("error", d.error))
-    table(["", ""], rows)
+    optional = {"own port", "last scaling", "canary"}  # shown only when there is one
+    table(["", ""], [(k, v) for k, v in rows if v is not None or k not in optional])
     table(
         ["replica", "generation", "state", "pid", "restarts", "last error"],
         [
