@@ -14,11 +14,8 @@ import typer
 from lepton.cli.job import SECRET_HELP, parse_env, parse_memory
 from lepton.cli.output import console, nonblank, print_json, table, when
 from lepton.errors import InvalidRequest
-from lepton.schemas.deployments import (
-    DEFAULT_MAX_ROWS,
-    DEFAULT_TARGET_INFLIGHT,
-    MAX_ROWS_CEILING,
-)
+from lepton.limits import DEFAULT_MAX_ROWS, MAX_ROWS_CEILING
+from lepton.schemas.deployments import DEFAULT_TARGET_INFLIGHT
 
 if TYPE_CHECKING:
     from lepton.client import Client

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from lepton.errors import ConfigError, ConnectionFailed, InvalidRequest, NotFound, Overloaded
+from lepton.limits import DEFAULT_MAX_ROWS
 from lepton.schemas import (
     Deployment,
     DeploymentCreated,
@@ -32,7 +33,7 @@ from lepton.schemas import (
     LogChunk,
     Photon,
 )
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS, DEFAULT_TARGET_INFLIGHT
+from lepton.schemas.deployments import DEFAULT_TARGET_INFLIGHT
 
 if TYPE_CHECKING:
     from lepton.client.client import Client

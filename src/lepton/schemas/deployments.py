@@ -8,18 +8,15 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
+from lepton.limits import DEFAULT_MAX_ROWS, MAX_ROWS_CEILING
 from lepton.schemas.common import _Model
 from lepton.schemas.env import UserEnv, UserSecrets, _one_source_per_variable
 
 DEPLOYMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
-DEFAULT_MAX_ROWS = 100_000
-"""Rows one request may carry unless the deployment says otherwise: ~16 MB of JSON for 20
-numeric columns, and a bounded share of a replica's memory while it is decoded and scored."""
-MAX_ROWS_CEILING = 10_000_000
+"""Lower-case letters, digits and dashes: fits a host name and a URL path."""
 DEFAULT_TARGET_INFLIGHT = 8.0
 """Requests in flight per replica that autoscaling aims at: enough to fill the batcher of a
 small model (batches of a few requests) without queueing behind many."""
-"""Lower-case letters, digits and dashes: fits a host name and a URL path."""
 
 
 class ReplicaState(StrEnum):

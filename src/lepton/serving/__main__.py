@@ -18,7 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS
+from lepton.limits import DEFAULT_MAX_ROWS
 
 __all__ = ["main"]
 

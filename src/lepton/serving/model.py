@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from lepton.errors import InvalidRequest, LeptonError, NotFound, PayloadTooLarge
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS
+from lepton.limits import DEFAULT_MAX_ROWS
 from lepton.serving.app import JSON, Reply, Request, Route
 from lepton.serving.batcher import Batcher
 from lepton.serving.inputs import Chunk, InputSpec, count_rows, decode_image, decode_json

@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from lepton.schemas.deployments import DEFAULT_MAX_ROWS
+from lepton.limits import DEFAULT_MAX_ROWS
 from lepton.serving.app import ReplicaApp
 from lepton.serving.auth import TokenCheck, token_hash
 from lepton.serving.metrics import Metrics
