@@ -336,3 +336,22 @@ def test_a_canary_that_fails_its_requests_is_rolled_back_by_itself(
         assert created.public
     finally:
         client.deployments.delete("scorer")
+
+
+def test_a_rolling_update_behind_the_gateway_fails_no_request(client: Client) -> None:
+    created = client.deployments.create("clf@1", name="rolled", replicas=2)
+    try:
+        url = gateway_url(client, "rolled")
+        with Load(url, created.token, threads=8) as load:
+            wait_for(lambda: len(load.answers) > 200, "load to get going", 60)
+            client.deployments.update("rolled", model="clf@2")
+            client.deployments.wait("rolled")
+            time.sleep(0.5)  # the gateway's table follows within one poll
+            seen = len(load.answers)
+            wait_for(lambda: len(load.answers) > seen + 200, "answers from the new version", 60)
+        assert not load.failed(), load.failed()[:5]
+        classes = [value for _, _, value in load.answers]
+        assert classes[0] == 1 and classes[-1] == 0  # clf@1, then clf@2 only at the end
+        assert set(classes[seen:]) == {0}
+    finally:
+        client.deployments.delete("rolled")
