@@ -249,7 +249,10 @@ def start_gateway(workdir: Path, control: FakeControl, stack: contextlib.ExitSta
     port = free_port()
     argv = [sys.executable, "-m", "lepton.gateway", "--host", "127.0.0.1", "--port", str(port)]
     argv += ["--control", control.url]
-    env = clean_env(workdir) | {"LEPTON_GATEWAY_SECRET": SECRET}
+    env = clean_env(workdir) | {
+        "LEPTON_GATEWAY_SECRET": SECRET,
+        "LEPTON_GATEWAY_METRICS_TOKEN": SECRET,  # the scraper's token, to read /metrics
+    }
     url = f"http://127.0.0.1:{port}/d/{DEPLOYMENT}/predict"
     gateway = Server(argv, env, workdir, workdir / "gateway.log", url)
     stack.callback(gateway.stop)
@@ -286,7 +289,10 @@ def start_haproxy(
 def gateway_counters(gateway: Server) -> dict[str, Any]:
     """Answers by status, retries and held requests, from the gateway's ``/metrics``."""
     base = gateway.url.split("/d/", 1)[0]
-    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
+    scrape = urllib.request.Request(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {SECRET}"}
+    )
+    with urllib.request.urlopen(scrape, timeout=10) as answer:
         text = answer.read().decode()
     out: dict[str, Any] = {"status": {}, "retries": 0, "held": 0}
     for line in text.splitlines():

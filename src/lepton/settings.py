@@ -71,6 +71,12 @@ class Settings:
     gateway_port: int = 8710
     """Port of the gateway, where every deployment answers at ``/d/<name>/``: 0 for any free
     one, -1 for no gateway."""
+    gateway_secret: str = ""
+    """What the gateway authenticates to the control plane with: set by the control plane for
+    the gateway process it starts, never by a user."""
+    gateway_metrics_token: str = ""
+    """Bearer a scraper reads the gateway's ``/metrics`` (every deployment) with; empty: only
+    ``/metrics/d/<name>``, with that deployment's token."""
     executor: str = "local"
     """Where job runners and replicas run: ``local`` (subprocesses of this machine) or ``ray``
     (actors on the Ray cluster at ``ray_address``; needs ``pip install 'lepton[ray]'``)."""

@@ -151,10 +151,16 @@ def test_a_deployment_answers_at_the_gateway_and_the_gateway_checks_its_token(
                 ).status_code
                 == 200
             )
-        metrics = httpx.get(url.replace("/d/front", "/metrics")).text
+        # Its own metrics: one deployment's with that deployment's token; every deployment's
+        # only with the operator's scraper token (not set here), so names do not leak.
+        auth = {"Authorization": f"Bearer {token}"}
+        metrics = httpx.get(url.replace("/d/front", "/metrics/d/front"), headers=auth).text
         assert 'lepton_gateway_requests_total{deployment="front",status="200"} 41' in metrics
         assert 'lepton_gateway_requests_total{deployment="front",status="401"} 2' in metrics
         assert 'lepton_gateway_replicas{deployment="front"} 2' in metrics
+        assert httpx.get(url.replace("/d/front", "/metrics/d/front")).status_code == 401
+        every = httpx.get(url.replace("/d/front", "/metrics"), headers=auth)
+        assert every.status_code == 401 and "LEPTON_GATEWAY_METRICS_TOKEN" in every.text
     finally:
         client.deployments.delete("front")
 

@@ -247,3 +247,40 @@ def test_a_canary_gets_its_share_of_requests(share: float) -> None:
         await shut(stable, canary)
 
     run(main())
+
+
+def test_metrics_tell_each_deployment_s_counts_only_to_its_token_or_the_scraper() -> None:
+    from lepton.gateway.process import render_metrics
+
+    async def main() -> None:
+        server, url = await upstream(echo)
+        table = Table()
+        other = {**entry(url), "id": "d2", "name": "secretive", "keys": ["secretive"]}
+        table.update("1", [entry(url, token_hashes=[token_hash("lep_a_secret")]), other])
+        gateway = Gateway(
+            table,
+            demand=lambda route: None,
+            metrics=lambda routes: render_metrics(table, 0, routes),
+            metrics_token="scrape-token",
+        )
+        port = free_port()
+        listener = await asyncio.get_running_loop().create_server(
+            lambda: ClientConnection(gateway), "127.0.0.1", port
+        )
+        base = f"http://127.0.0.1:{port}"
+        own = {"Authorization": "Bearer lep_a_secret"}
+        async with httpx.AsyncClient() as http:
+            await http.get(f"{base}/d/demo/p", headers=own)
+            mine = await http.get(f"{base}/metrics/d/demo", headers=own)
+            assert 'lepton_gateway_requests_total{deployment="demo",status="200"} 1' in mine.text
+            assert "secretive" not in mine.text
+            assert (await http.get(f"{base}/metrics/d/demo")).status_code == 401
+            assert (await http.get(f"{base}/metrics", headers=own)).status_code == 401
+            every = await http.get(
+                f"{base}/metrics", headers={"Authorization": "Bearer scrape-token"}
+            )
+            assert every.status_code == 200 and 'deployment="secretive"' in every.text
+        table.close()
+        await shut(listener, server)
+
+    run(main())

@@ -55,7 +55,7 @@ def test_code_outside_the_control_plane_never_opens_the_database(folder: str) ->
     assert offending == {}
 
 
-@pytest.mark.parametrize("folder", ["jobs", "registry", "serving", "photon", "explain"])
+@pytest.mark.parametrize("folder", ["jobs", "registry", "serving", "photon", "explain", "gateway"])
 def test_code_that_runs_in_jobs_and_replicas_imports_no_control_plane(folder: str) -> None:
     offending = {
         str(p.relative_to(SRC)): bad

@@ -185,6 +185,7 @@ async def keep_gateway(ctx: Context, service: GatewayService) -> None:
                     env={
                         **{k: v for k, v in os.environ.items() if not k.startswith("LEPTON_")},
                         "LEPTON_GATEWAY_SECRET": service.secret,
+                        "LEPTON_GATEWAY_METRICS_TOKEN": settings.gateway_metrics_token,
                     },
                     stdin=subprocess.DEVNULL,
                     stdout=out,

@@ -42,8 +42,8 @@ WAIT_S = 20.0
 DEMAND_EVERY_S = 0.2
 
 
-def render_metrics(table: Table, clients: int) -> bytes:
-    """The gateway's counters as Prometheus text, per deployment."""
+def render_metrics(table: Table, clients: int, routes: list[Route] | None = None) -> bytes:
+    """The gateway's counters as Prometheus text, per deployment (of ``routes``, or all)."""
     lines = [
         "# HELP lepton_gateway_connections Client connections open.",
         "# TYPE lepton_gateway_connections gauge",
@@ -59,7 +59,7 @@ def render_metrics(table: Table, clients: int) -> bytes:
         "lepton_gateway_replicas": ("gauge", "Ready replicas in the table."),
     }
     body: dict[str, list[str]] = {name: [] for name in families}
-    for route in table.by_id.values():
+    for route in table.by_id.values() if routes is None else routes:
         label = f'deployment="{route.name}"'
         for status, n in sorted(route.total.status.items()):
             body["lepton_gateway_requests_total"].append(
@@ -95,7 +95,7 @@ def render_metrics(table: Table, clients: int) -> bytes:
 
 
 class Process:
-    def __init__(self, control: str, secret: str, report_s: float) -> None:
+    def __init__(self, control: str, secret: str, report_s: float, metrics_token: str = "") -> None:
         self.control = control.rstrip("/")
         self.headers = {"Authorization": f"Bearer {secret}"}
         self.report_s = report_s
@@ -103,7 +103,8 @@ class Process:
         self.gateway = Gateway(
             self.table,
             demand=self.demand,
-            metrics=lambda: render_metrics(self.table, self.gateway.clients),
+            metrics=lambda routes: render_metrics(self.table, self.gateway.clients, routes),
+            metrics_token=metrics_token,
         )
         self.http = httpx.AsyncClient(timeout=WAIT_S + 10, headers=self.headers)
         self._wake = asyncio.Event()
@@ -168,9 +169,15 @@ async def orphaned(parent: int, stop: asyncio.Event) -> None:
 
 
 async def run(
-    host: str, port: int, control: str, secret: str, report_s: float, parent: int = 0
+    host: str,
+    port: int,
+    control: str,
+    secret: str,
+    report_s: float,
+    parent: int = 0,
+    metrics_token: str = "",
 ) -> None:
-    process = Process(control, secret, report_s)
+    process = Process(control, secret, report_s, metrics_token)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: ClientConnection(process.gateway),
@@ -204,7 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-s", type=float, default=1.0)
     parser.add_argument("--parent", type=int, default=0, help="exit when this process ends")
     args = parser.parse_args(argv)
-    secret = os.environ.get(SECRET_ENV, "")
+    from lepton.settings import Settings
+
+    settings = Settings.from_env()
+    secret = settings.gateway_secret
     if not secret:
         print(f"lepton.gateway: {SECRET_ENV} is not set", file=sys.stderr)
         return 2
@@ -214,7 +224,17 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop
 
     try:
-        uvloop.run(run(args.host, args.port, args.control, secret, args.report_s, args.parent))
+        uvloop.run(
+            run(
+                args.host,
+                args.port,
+                args.control,
+                secret,
+                args.report_s,
+                args.parent,
+                settings.gateway_metrics_token,
+            )
+        )
     except OSError as exc:
         print(f"lepton.gateway: cannot listen on {args.host}:{args.port} ({exc})", file=sys.stderr)
         return 2

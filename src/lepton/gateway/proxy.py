@@ -25,6 +25,7 @@ sent, and again by the replica.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections import deque
 from collections.abc import Callable
@@ -177,12 +178,14 @@ class Gateway:
         *,
         demand: Callable[[Route], None],
         max_body_bytes: int = 64 * 1024**2,
-        metrics: Callable[[], bytes] | None = None,
+        metrics: Callable[[list[Route] | None], bytes] | None = None,
+        metrics_token: str = "",
     ) -> None:
         self.table = table
         self.demand = demand
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.metrics_token = metrics_token.encode()
         self.clients = 0
 
     def resolve(self, url: bytes) -> tuple[Route | None, bytes, bytes]:
@@ -333,8 +336,10 @@ class ClientConnection(asyncio.Protocol):
     async def answer(self, request: Request) -> bool:
         """Answer one request; False when the connection must close after it."""
         url = bytes(request.url)
-        if url in (b"/healthz", b"/metrics"):
-            return self.own(url)
+        if url == b"/healthz":
+            return self.own(b'{"status":"ok"}', b"application/json")
+        if url == b"/metrics" or url.startswith(b"/metrics/"):
+            return self.scrape(request, url)
         route, path, prefix = self.gateway.resolve(url)
         if route is None:
             self.write(
@@ -368,13 +373,45 @@ class ClientConnection(asyncio.Protocol):
             route.end(now, status, now - started, track)
         return status > 0
 
-    def own(self, url: bytes) -> bool:
-        if url == b"/healthz":
-            body = b'{"status":"ok"}'
-            kind = b"application/json"
+    def scrape(self, request: Request, url: bytes) -> bool:
+        """``/metrics``: every deployment, for the operator's scraper (its token is
+        ``LEPTON_GATEWAY_METRICS_TOKEN``); ``/metrics/d/<name>``: one deployment, for its own
+        token. Deployment names and traffic are not told to whoever can reach the port."""
+        authorization = request.header(b"authorization") or b""
+        if url == b"/metrics":
+            token = self.gateway.metrics_token
+            given = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else b""
+            if not token or not hmac.compare_digest(given, token):
+                self.write(
+                    reply(
+                        401,
+                        "unauthorized",
+                        "the gateway's /metrics (every deployment) needs the operator's token",
+                        "set LEPTON_GATEWAY_METRICS_TOKEN where lepton up runs and send it as "
+                        "a bearer; or read one deployment's at /metrics/d/<name> with its token",
+                    )
+                )
+                return True
+            routes = None
         else:
-            body = self.gateway.metrics() if self.gateway.metrics else b""
-            kind = b"text/plain; version=0.0.4"
+            route, _, _ = self.gateway.resolve(url[len(b"/metrics") :])
+            if route is None or not route.auth.allows(authorization):
+                self.write(
+                    reply(
+                        404 if route is None else 401,
+                        "not_found" if route is None else "unauthorized",
+                        f"no deployment's metrics at {url.decode('latin-1')[:200]}"
+                        if route is None
+                        else f"deployment '{route.name}' needs its inference token",
+                        "/metrics/d/<deployment> with its token",
+                    )
+                )
+                return True
+            routes = [route]
+        body = self.gateway.metrics(routes) if self.gateway.metrics else b""
+        return self.own(body, b"text/plain; version=0.0.4")
+
+    def own(self, body: bytes, kind: bytes) -> bool:
         self.write(
             b"HTTP/1.1 200 OK\r\ncontent-type: "
             + kind
