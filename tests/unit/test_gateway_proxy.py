@@ -284,3 +284,35 @@ def test_metrics_tell_each_deployment_s_counts_only_to_its_token_or_the_scraper(
         await shut(listener, server)
 
     run(main())
+
+
+async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Reads a request and never answers, as a replica stuck in a handler."""
+    await reader.readuntil(b"\r\n\r\n")
+    try:
+        await asyncio.sleep(30)
+    finally:
+        writer.close()
+
+
+def test_a_replica_that_never_answers_gets_the_client_a_504(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("lepton.gateway.proxy.ANSWER_SLACK_S", 0.0)
+
+    async def main() -> None:
+        server, url = await upstream(mute)
+
+        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+            async with httpx.AsyncClient(timeout=10) as http:
+                r = await http.get(f"{base}/d/demo/p")
+            assert r.status_code == 504 and "did not answer within 0.3 s" in r.text
+
+        await with_gateway([entry(url, timeout_s=0.3)], body)
+        stuck = [t for t in asyncio.all_tasks() if t.get_coro().__name__ == "mute"]  # type: ignore[union-attr]
+        for task in stuck:
+            task.cancel()
+        await asyncio.gather(*stuck, return_exceptions=True)
+        await shut(server)
+
+    run(main())

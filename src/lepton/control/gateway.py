@@ -225,7 +225,11 @@ def _ready_url(path: Path, offset: int) -> str | None:
             f.seek(offset)
             for line in f:
                 if line.startswith(b"ready http"):
-                    return line.split()[1].decode()
+                    url = line.split()[1].decode()
+                    # Listening on every address: show the one this machine reaches it at.
+                    for wildcard in ("0.0.0.0", "[::]"):
+                        url = url.replace(f"//{wildcard}:", "//127.0.0.1:")
+                    return url
     except OSError:
         return None
     return None

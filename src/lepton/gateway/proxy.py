@@ -55,6 +55,9 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"PUT", b"DELETE", b"OPTIONS"})
 CONNECT_TIMEOUT_S = 2.0
 MAX_ATTEMPTS = 8
 MAX_PIPELINED = 32
+ANSWER_SLACK_S = 30.0
+"""How long past the deployment's own timeout (the replica answers 504 then) the gateway waits
+for an answer before it gives up on the replica."""
 
 
 class Reset(Exception):
@@ -157,9 +160,15 @@ class Request:
 def reply(status: int, code: str, message: str, fix: str = "", retry_after: int = 0) -> bytes:
     """A complete answer with the replicas' error body."""
     body = orjson.dumps({"error": {"code": code, "message": message, "fix": fix}})
-    reason = {401: "Unauthorized", 404: "Not Found", 413: "Payload Too Large"}.get(
-        status, {400: "Bad Request", 502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "")
-    )
+    reason = {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        413: "Payload Too Large",
+        502: "Bad Gateway",
+        503: "Service Unavailable",
+        504: "Gateway Timeout",
+    }.get(status, "")
     extra = f"retry-after: {retry_after}\r\n" if retry_after else ""
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
@@ -485,7 +494,9 @@ class ClientConnection(asyncio.Protocol):
             self.upstream_conn = conn
             # A timer rather than asyncio.wait_for: no wrapper per request on the hot path.
             done = conn.send(data, self.write)
-            timer = asyncio.get_running_loop().call_later(route.timeout_s + 30, conn.expire)
+            timer = asyncio.get_running_loop().call_later(
+                route.timeout_s + ANSWER_SLACK_S, conn.expire
+            )
             try:
                 await done
             except Reset:
@@ -497,6 +508,18 @@ class ClientConnection(asyncio.Protocol):
                 return self.bad_gateway(route, "closed the connection before answering"), None
             except (Truncated, TimeoutError):
                 conn.close()
+                if not conn.got_bytes:  # nothing reached the client yet: say what happened
+                    self.write(
+                        reply(
+                            504,
+                            "gateway_timeout",
+                            f"a replica of deployment '{route.name}' did not answer within "
+                            f"{route.timeout_s + ANSWER_SLACK_S:g} s",
+                            "the deployment's --timeout bounds a request; see lepton "
+                            f"deployment logs {route.name}",
+                        )
+                    )
+                    return 504, upstream.track
                 return 0, upstream.track  # the client has part of an answer: it must close
             finally:
                 timer.cancel()
