@@ -72,12 +72,24 @@ def entry(*urls: str, **extra: Any) -> Entry:
     }
 
 
+class Demands(list[Route]):
+    """The routes the gateway asked a replica for; ``seen`` is set at the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def append(self, route: Route) -> None:
+        super().append(route)
+        self.seen.set()
+
+
 async def with_gateway(
-    entries: list[Entry], body: Callable[[str, Table, list[Route]], Awaitable[None]]
+    entries: list[Entry], body: Callable[[str, Table, Demands], Awaitable[None]]
 ) -> None:
     table = Table()
     table.update("1", entries)
-    demanded: list[Route] = []
+    demanded = Demands()
     gateway = Gateway(table, demand=demanded.append, max_body_bytes=1000)
     port = free_port()
     server = await asyncio.get_running_loop().create_server(
@@ -88,7 +100,8 @@ async def with_gateway(
     finally:
         table.close()
         await shut(server)
-        await asyncio.sleep(0.05)  # the closed connections' callbacks run
+        for _ in range(2):  # one loop turn each for the closed connections' callbacks
+            await asyncio.sleep(0)
 
 
 async def upstream(handler: Any) -> tuple[asyncio.Server, str]:
@@ -110,7 +123,7 @@ def test_requests_reach_a_replica_without_their_prefix_and_streams_pass_through(
     async def main() -> None:
         server, url = await upstream(echo)
 
-        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+        async def body(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient() as http:
                 r = await http.post(f"{base}/d/demo/predict?x=1", content=b"a" * 300)
                 assert r.text == "POST /predict?x=1 300 /d/demo"
@@ -139,7 +152,7 @@ def test_a_refused_connection_is_retried_on_another_replica_and_the_refuser_ejec
         server, url = await upstream(echo)
         dead = f"http://127.0.0.1:{free_port()}"
 
-        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+        async def body(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient() as http:
                 answers = [await http.get(f"{base}/d/demo/p") for _ in range(20)]
             assert {r.status_code for r in answers} == {200}
@@ -159,7 +172,7 @@ def test_a_connection_dropped_before_the_answer_is_retried_for_a_model_not_a_pho
         good, good_url = await upstream(echo)
         bad, bad_url = await upstream(drop)
 
-        async def model(base: str, table: Table, demanded: list[Route]) -> None:
+        async def model(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient() as http:
                 answers = [
                     await http.post(f"{base}/d/demo/predict", content=b"{}") for _ in range(20)
@@ -168,7 +181,7 @@ def test_a_connection_dropped_before_the_answer_is_retried_for_a_model_not_a_pho
 
         await with_gateway([entry(bad_url, good_url)], model)
 
-        async def photon(base: str, table: Table, demanded: list[Route]) -> None:
+        async def photon(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient() as http:
                 answers = [await http.post(f"{base}/d/demo/run", content=b"{}") for _ in range(20)]
                 gets = [await http.get(f"{base}/d/demo/run") for _ in range(10)]
@@ -187,11 +200,11 @@ def test_a_request_with_no_replica_is_held_until_one_is_listed_or_its_timeout() 
     async def main() -> None:
         server, url = await upstream(echo)
 
-        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+        async def body(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient(timeout=10) as http:
                 held = asyncio.ensure_future(http.get(f"{base}/d/demo/p"))
-                await asyncio.sleep(0.3)
-                assert not held.done() and demanded and demanded[0].waiting == 1
+                await asyncio.wait_for(demanded.seen.wait(), 5)
+                assert not held.done() and demanded[0].waiting == 1
                 table.update("2", [entry(url, hold_timeout_s=0.5)])
                 answer = await held
                 assert answer.status_code == 200
@@ -213,7 +226,7 @@ def test_the_gateway_refuses_a_request_without_the_deployment_s_token() -> None:
     async def main() -> None:
         server, url = await upstream(echo)
 
-        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+        async def body(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient() as http:
                 none = await http.get(f"{base}/d/demo/p")
                 wrong = await http.get(f"{base}/d/demo/p", headers={"Authorization": "Bearer no"})
@@ -290,7 +303,7 @@ async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     """Reads a request and never answers, as a replica stuck in a handler."""
     await reader.readuntil(b"\r\n\r\n")
     try:
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # until the test cancels it
     finally:
         writer.close()
 
@@ -303,7 +316,7 @@ def test_a_replica_that_never_answers_gets_the_client_a_504(
     async def main() -> None:
         server, url = await upstream(mute)
 
-        async def body(base: str, table: Table, demanded: list[Route]) -> None:
+        async def body(base: str, table: Table, demanded: Demands) -> None:
             async with httpx.AsyncClient(timeout=10) as http:
                 r = await http.get(f"{base}/d/demo/p")
             assert r.status_code == 504 and "did not answer within 0.3 s" in r.text

@@ -102,7 +102,9 @@ class GatewayService:
                         "retry_posts": row.photon_id is None,
                         "hold_timeout_s": row.hold_timeout_s,
                         "timeout_s": row.timeout_s,
-                        "error": None if listed else _why_not(row, replicas.get(row.id, [])),
+                        # With no replica and a reason none will start (its model was
+                        # deleted), the gateway answers 503 at once instead of holding.
+                        "error": None if listed else row.error_message,
                         "canary_share": (row.canary_share or 0.0) if canary else 0.0,
                         "replicas": listed,
                     }
@@ -137,14 +139,6 @@ def _track(row: DeploymentRow, replica: ReplicaRow) -> str:
     if row.canary_generation is not None and replica.generation == row.canary_generation:
         return "canary"
     return "stable"
-
-
-def _why_not(row: DeploymentRow, replicas: list[ReplicaRow]) -> str | None:
-    """Why a deployment with no ready replica cannot be expected to get one soon (the gateway
-    then answers 503 at once instead of holding); None while one may start."""
-    if row.error_message:
-        return str(row.error_message)
-    return None
 
 
 # --- the process -----------------------------------------------------------------------------
