@@ -442,7 +442,7 @@ def test_after_a_restart_live_replicas_are_reattached_and_lost_ones_restarted(
 def test_a_rolled_deployment_is_updating_until_the_old_generation_has_drained() -> None:
     from types import SimpleNamespace
 
-    from lepton.control.deployments import _summary
+    from lepton.control.deployment_rows import summary as _summary
 
     row = SimpleNamespace(
         state="active", generation=2, replicas=1, error_message=None, canary_generation=None

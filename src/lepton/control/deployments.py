@@ -13,36 +13,49 @@ from __future__ import annotations
 import builtins
 import hmac
 import json
-import re
-import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lepton.control.context import Context
+from lepton.control.deployment_rows import (
+    ROLLING_FIELDS,
+    SPEC_COLUMNS,
+    allocate_port,
+    autoscaling_of,
+    crash_message,
+    default_name,
+    deployment_env,
+    deployment_secrets,
+    gateway_url_of,
+    initial_replicas,
+    load_sources,
+    next_generation,
+    photon_ref,
+    revision_of,
+    set_autoscaling,
+    settings_of,
+    spec_of,
+    still_available,
+    summary,
+)
 from lepton.control.models import ModelService
 from lepton.control.paging import Page, PageRequest, paged
 from lepton.control.photons import PhotonService
 from lepton.control.secrets import SecretService
 from lepton.control.tokens import Principal, TokenService
 from lepton.control.traffic import KEEP_MINUTES
-from lepton.control.workspaces import DEFAULT_WORKSPACE
 from lepton.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
-from lepton.names import fits
 from lepton.schemas import (
-    DEPLOYMENT_NAME_PATTERN,
-    Autoscaling,
     Canary,
     Deployment,
     DeploymentCreate,
     DeploymentCreated,
     DeploymentRevision,
-    DeploymentState,
     DeploymentTraffic,
     DeploymentUpdate,
     LogChunk,
@@ -55,36 +68,13 @@ from lepton.settings import Settings
 from lepton.store.models import (
     DeploymentRevisionRow,
     DeploymentRow,
-    ModelRow,
     ModelVersionRow,
     PhotonRow,
     ReplicaRow,
     TokenRow,
-    WorkspaceRow,
 )
 
 __all__ = ["DeploymentService", "deployment_env", "deployment_secrets", "replica_url"]
-
-ROLLING_FIELDS = (
-    "max_batch_size",
-    "max_wait_ms",
-    "timeout_s",
-    "max_rows",
-    "cpus",
-    "memory_mb",
-    "gpus",
-)
-"""Settings a replica reads at start: changing one rolls the deployment to a new generation."""
-
-SPEC_COLUMNS = (
-    "model_version_id",
-    "photon_id",
-    "source_ref",
-    *ROLLING_FIELDS,
-    "env_json",
-    "secrets_json",
-)
-"""What a revision keeps of its generation: everything that generation's replicas start from."""
 
 
 @dataclass(frozen=True)
@@ -222,7 +212,7 @@ class DeploymentService:
         with self.ctx.sessions() as session:
             source = self._resolve(session, principal, body.model, body.photon)
             self.secrets.require(session, principal, body.secrets)
-            name = body.name or _default_name(source.name)
+            name = body.name or default_name(source.name)
             existing = session.scalars(
                 select(DeploymentRow).where(
                     DeploymentRow.workspace_id == principal.workspace_id,
@@ -248,7 +238,7 @@ class DeploymentService:
                 model_version_id=source.model_version.id if source.model_version else None,
                 photon_id=source.photon.id if source.photon else None,
                 source_ref=source.requested,
-                replicas=_clamp(body.replicas, body.min_replicas, body.max_replicas),
+                replicas=initial_replicas(body.replicas, body.min_replicas, body.max_replicas),
                 min_replicas=(
                     (body.min_replicas if body.min_replicas is not None else 1)
                     if body.max_replicas is not None
@@ -269,7 +259,7 @@ class DeploymentService:
                 public=body.public,
                 env_json=json.dumps(body.env) if body.env else None,
                 secrets_json=json.dumps(body.secrets) if body.secrets else None,
-                port=_allocate_port(session, self.ctx.settings.host),
+                port=allocate_port(session, self.ctx.settings.host),
                 state="active",
                 generation=1,
                 created_at=now,
@@ -289,7 +279,7 @@ class DeploymentService:
                 row.token_id = token.id
             session.add(row)
             session.flush()  # its revision refers to it; no relationship orders the inserts
-            session.add(_revision(row, "created", principal.token_id, now))
+            session.add(revision_of(row, "created", principal.token_id, now))
             session.commit()
             view = self.view(session, row)
         self.ctx.wake("deployments")
@@ -375,10 +365,10 @@ class DeploymentService:
                 fix="give the model (or photon, or a setting the replicas start with) to try: "
                 f"lepton deployment update {row.name} --model REF --canary 10",
             )
-        generation = _next_generation(session, row)
+        generation = next_generation(session, row)
         share = body.canary or 0.0
         session.add(
-            _revision(
+            revision_of(
                 row,
                 f"canary: {reason} ({share:g}%)",
                 principal.token_id,
@@ -408,7 +398,7 @@ class DeploymentService:
                 page,
                 lambda r: self._revision_view(session, r, row.generation),
                 descending=True,
-                prefetch=lambda rows: held.extend(_load_sources(session, rows)),
+                prefetch=lambda rows: held.extend(load_sources(session, rows)),
             )
 
     def _change(
@@ -436,9 +426,9 @@ class DeploymentService:
                         fix=f"lepton deployment promote {row.name}, or lepton deployment "
                         f"rollback {row.name}, first",
                     )
-                row.generation = _next_generation(session, row)
+                row.generation = next_generation(session, row)
                 row.error_message = None
-                session.add(_revision(row, reason, principal.token_id, now))
+                session.add(revision_of(row, reason, principal.token_id, now))
             row.updated_at = now
             session.commit()
             view = self.view(session, row)
@@ -477,7 +467,7 @@ class DeploymentService:
         if body.replicas is not None:
             row.replicas = body.replicas
             row.min_replicas = row.max_replicas = None  # a fixed count: autoscaling is off
-        _set_autoscaling(row, body)
+        set_autoscaling(row, body)
         return f"updated {', '.join(changed)}" if changed else None
 
     def _apply_revision(
@@ -486,7 +476,7 @@ class DeploymentService:
         """Set what an earlier revision served; refused when that is gone or changes nothing."""
         revision = self._revision_row(session, row, generation)
         self._check_available(session, row, revision)
-        if _spec(revision) == _spec(row):
+        if spec_of(revision) == spec_of(row):
             raise Conflict(
                 f"generation {revision.generation} of deployment '{row.name}' serves what "
                 f"generation {row.generation} serves now; there is nothing to roll back",
@@ -542,7 +532,7 @@ class DeploymentService:
         self, session: Session, row: DeploymentRow, revision: DeploymentRevisionRow
     ) -> None:
         """Refuse a revision whose model version or photon has been deleted since."""
-        if _available(session, revision):
+        if still_available(session, revision):
             return
         model = self.models.ref(session, revision.model_version_id)
         other = (
@@ -690,7 +680,7 @@ class DeploymentService:
                 .order_by(ReplicaRow.created_at, ReplicaRow.id)
             )
         )
-        photon = _photon_ref(session, row.photon_id)
+        photon = photon_ref(session, row.photon_id)
         ready = sum(
             r.state == ReplicaState.ready and r.generation == row.generation for r in replicas
         )
@@ -699,18 +689,18 @@ class DeploymentService:
             id=row.id,
             url=replica_url(self.ctx.settings, row.port),
             public=row.public,
-            state=_summary(row, replicas, ready),
+            state=summary(row, replicas, ready),
             source="photon" if row.photon_id else "model",
             model=self.models.ref(session, row.model_version_id),
             photon=photon,
             replicas=row.replicas,
             ready_replicas=ready,
             generation=row.generation,
-            gateway_url=_gateway_url(self.ctx.gateway_url, session, row),
-            autoscaling=_autoscaling(row),
+            gateway_url=gateway_url_of(self.ctx.gateway_url, session, row),
+            autoscaling=autoscaling_of(row),
             canary=self._canary_view(session, row, replicas),
             token_id=row.token_id,
-            error=row.error_message or _crash_message(replicas, ready),
+            error=row.error_message or crash_message(replicas, ready),
             replica_states=[
                 Replica(
                     id=r.id,
@@ -727,7 +717,7 @@ class DeploymentService:
             ],
             created_at=row.created_at,
             updated_at=row.updated_at,
-            **_settings(row),
+            **settings_of(row),
         )
 
     def _canary_view(
@@ -740,7 +730,7 @@ class DeploymentService:
             generation=row.canary_generation,
             share=row.canary_share or 0.0,
             model=self.models.ref(session, revision.model_version_id) if revision else None,
-            photon=_photon_ref(session, revision.photon_id) if revision else None,
+            photon=photon_ref(session, revision.photon_id) if revision else None,
             ready_replicas=sum(
                 r.state == ReplicaState.ready and r.generation == row.canary_generation
                 for r in replicas
@@ -758,225 +748,9 @@ class DeploymentService:
             current=revision.generation == current,
             reason=revision.reason,
             model=self.models.ref(session, revision.model_version_id),
-            photon=_photon_ref(session, revision.photon_id),
-            available=_available(session, revision),
+            photon=photon_ref(session, revision.photon_id),
+            available=still_available(session, revision),
             created_at=revision.created_at,
             created_by=revision.created_by,
-            **_settings(revision),
+            **settings_of(revision),
         )
-
-
-def deployment_env(row: DeploymentRow | DeploymentRevisionRow) -> dict[str, str]:
-    """The variables the deployment's replicas get (or a revision's got)."""
-    env: dict[str, str] = json.loads(row.env_json) if row.env_json else {}
-    return env
-
-
-def deployment_secrets(row: DeploymentRow | DeploymentRevisionRow) -> builtins.list[str]:
-    """The secrets the deployment's replicas get (or a revision's got), by name (``NAME`` or
-    ``ENV=NAME``)."""
-    refs: builtins.list[str] = json.loads(row.secrets_json) if row.secrets_json else []
-    return refs
-
-
-def _revision(
-    row: DeploymentRow,
-    reason: str,
-    created_by: str | None,
-    now: datetime,
-    generation: int | None = None,
-) -> DeploymentRevisionRow:
-    """The revision of the generation ``row`` now describes (or of ``generation``, a canary's,
-    with what ``row`` describes)."""
-    return DeploymentRevisionRow(
-        deployment_id=row.id,
-        generation=generation or row.generation,
-        reason=reason,
-        created_at=now,
-        created_by=created_by,
-        **{column: getattr(row, column) for column in SPEC_COLUMNS},
-    )
-
-
-def _settings(row: DeploymentRow | DeploymentRevisionRow) -> dict[str, Any]:
-    """The fields a deployment's view and a revision's share: the reference as asked for, and
-    what the replicas are started with."""
-    return {
-        "requested": row.source_ref,
-        **{field: getattr(row, field) for field in ROLLING_FIELDS},
-        "env": deployment_env(row),
-        "secrets": deployment_secrets(row),
-    }
-
-
-def _spec(row: DeploymentRow | DeploymentRevisionRow) -> tuple[Any, ...]:
-    """What the replicas of a generation run: equal specs serve the same."""
-    fields = tuple(getattr(row, field) for field in ROLLING_FIELDS)
-    return (
-        row.model_version_id,
-        row.photon_id,
-        *fields,
-        deployment_env(row),
-        deployment_secrets(row),
-    )
-
-
-def _available(session: Session, revision: DeploymentRevisionRow) -> bool:
-    """Whether what a revision served is still there to serve again."""
-    if revision.photon_id is not None:
-        return True  # deleting a photon clears the revision's photon_id
-    version = session.get(ModelVersionRow, revision.model_version_id or "")
-    return version is not None and version.artifact_digest is not None
-
-
-def _photon_ref(session: Session, photon_id: str | None) -> str | None:
-    found = session.get(PhotonRow, photon_id) if photon_id else None
-    return f"{found.name}@{found.version}" if found else None
-
-
-def _load_sources(
-    session: Session, revisions: builtins.list[DeploymentRevisionRow]
-) -> builtins.list[Any]:
-    """The model versions, models and photons a page of revisions names, in three queries, so
-    the views find them in the session."""
-    version_ids = {r.model_version_id for r in revisions if r.model_version_id}
-    photon_ids = {r.photon_id for r in revisions if r.photon_id}
-    versions = list(
-        session.scalars(select(ModelVersionRow).where(ModelVersionRow.id.in_(version_ids)))
-    )
-    models = list(
-        session.scalars(select(ModelRow).where(ModelRow.id.in_({v.model_id for v in versions})))
-    )
-    photons = list(session.scalars(select(PhotonRow).where(PhotonRow.id.in_(photon_ids))))
-    return [*versions, *models, *photons]
-
-
-def _default_name(name: str) -> str:
-    """A model or photon name made fit for a deployment (dashes for ``_`` and ``.``)."""
-    cleaned = re.sub(r"[^a-z0-9-]", "-", name.lower()).strip("-")[:63]
-    if not fits(DEPLOYMENT_NAME_PATTERN, cleaned):
-        raise InvalidRequest(
-            f"'{name}' does not make a deployment name", fix="pass --name with letters and digits"
-        )
-    return cleaned
-
-
-AUTOSCALING_FIELDS = (
-    "target_inflight",
-    "scale_down_delay_s",
-    "idle_timeout_s",
-    "hold_timeout_s",
-    "canary_error_margin",
-    "canary_latency_margin",
-    "canary_window_s",
-)
-"""Settings an update changes in place: no replica restarts for them."""
-
-
-def _set_autoscaling(row: DeploymentRow, body: DeploymentUpdate) -> None:
-    for field in AUTOSCALING_FIELDS:
-        value = getattr(body, field)
-        if value is not None:
-            setattr(row, field, value)
-    if body.min_replicas is None and body.max_replicas is None:
-        return
-    low = body.min_replicas if body.min_replicas is not None else row.min_replicas
-    high = body.max_replicas if body.max_replicas is not None else row.max_replicas
-    if high is None:
-        raise InvalidRequest(
-            f"deployment '{row.name}' does not autoscale yet: min_replicas alone has no ceiling",
-            fix="give max_replicas too (lepton deployment update NAME --min-replicas N "
-            "--max-replicas M)",
-        )
-    low = 1 if low is None else low
-    if low > high:
-        raise InvalidRequest(
-            f"min_replicas ({low}) is above max_replicas ({high})",
-            fix="give a min_replicas at most max_replicas",
-        )
-    row.min_replicas, row.max_replicas = low, high
-    row.replicas = max(low, min(high, row.replicas))
-
-
-def _gateway_url(base: str | None, session: Session, row: DeploymentRow) -> str | None:
-    if base is None:
-        return None
-    workspace = session.get(WorkspaceRow, row.workspace_id)
-    if workspace is None or workspace.name == DEFAULT_WORKSPACE:
-        return f"{base}/d/{row.name}"
-    return f"{base}/w/{workspace.name}/d/{row.name}"
-
-
-def _autoscaling(row: DeploymentRow) -> Autoscaling | None:
-    if row.max_replicas is None:
-        return None
-    return Autoscaling(
-        min_replicas=row.min_replicas or 0,
-        max_replicas=row.max_replicas,
-        target_inflight=row.target_inflight,
-        scale_down_delay_s=row.scale_down_delay_s,
-        idle_timeout_s=row.idle_timeout_s,
-        hold_timeout_s=row.hold_timeout_s,
-        last_decision=row.scale_reason,
-        decided_at=row.scaled_at,
-    )
-
-
-def _next_generation(session: Session, row: DeploymentRow) -> int:
-    """A generation number no revision has (a canary that was rolled back kept its own)."""
-    highest = session.scalar(
-        select(func.max(DeploymentRevisionRow.generation)).where(
-            DeploymentRevisionRow.deployment_id == row.id
-        )
-    )
-    return max(row.generation, highest or 0) + 1
-
-
-def _clamp(replicas: int, low: int | None, high: int | None) -> int:
-    """The replicas to start with: ``replicas``, within the autoscaling bounds (at least one,
-    so a new deployment answers at once even when it may scale to zero)."""
-    if high is None:
-        return replicas
-    return max(1, low or 0, min(high, replicas))
-
-
-def _allocate_port(session: Session, host: str) -> int:
-    """A port the kernel says is free on ``host`` and no deployment holds."""
-    taken = set(session.scalars(select(DeploymentRow.port)))
-    for _ in range(50):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
-            probe.bind((host, 0))
-            port: int = probe.getsockname()[1]
-        if port not in taken:
-            return port
-    raise Conflict("no free port for the deployment's replicas", fix="free some ports and retry")
-
-
-def _summary(
-    row: DeploymentRow, replicas: builtins.list[ReplicaRow], ready: int
-) -> DeploymentState:
-    if row.state == "deleting":
-        return DeploymentState.deleting
-    # An older generation still running, draining or not, still answers some requests with
-    # what it serves: the update is not done until it is gone.
-    trial = row.canary_generation
-    if any(r.generation not in (row.generation, trial) for r in replicas):
-        return DeploymentState.updating
-    replicas = [r for r in replicas if r.generation == row.generation]  # a canary is apart
-    active = [r for r in replicas if r.state != ReplicaState.draining]
-    crashed = any(r.state == ReplicaState.crashed for r in active)
-    if row.replicas == 0 and not replicas:  # the last one drained too
-        return DeploymentState.idle
-    if ready >= row.replicas and not crashed:
-        return DeploymentState.ready
-    if ready == 0:
-        return DeploymentState.failing if crashed or row.error_message else DeploymentState.starting
-    return DeploymentState.degraded if crashed else DeploymentState.starting
-
-
-def _crash_message(replicas: builtins.list[ReplicaRow], ready: int) -> str | None:
-    """With no replica ready, the latest crash says why."""
-    if ready:
-        return None
-    crashed = [r for r in replicas if r.state == ReplicaState.crashed and r.last_error]
-    return f"replica {crashed[-1].id} {crashed[-1].last_error}" if crashed else None

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from lepton.control.autoscale import UP_WINDOW_S, Policy, decide, judge_canary
 from lepton.control.context import Clock
-from lepton.control.deployments import deployment_env, deployment_secrets
+from lepton.control.deployment_rows import deployment_env, deployment_secrets
 from lepton.control.plane import Control
 from lepton.control.reconciler import Reconciler
 from lepton.control.workdir import (
